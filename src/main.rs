@@ -1,0 +1,175 @@
+//! The `graph2aufs` command line.
+
+use clap::{Parser, Subcommand};
+use graph2aufs::error::{Error, Result};
+use graph2aufs::plan::State;
+use graph2aufs::record::Record;
+use graph2aufs::report::Document;
+use graph2aufs::root::Root;
+use graph2aufs::{legacy, migrate, plan, rollback, verify};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "graph2aufs",
+    version,
+    about = "Migrate a legacy (pre-0.7) Docker root to the aufs driver layout"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what migration will do and every anomaly found; writes nothing.
+    Plan {
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// List every item, not only those with problems.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Migrate offline (the daemon stopped); resumable and idempotent.
+    Migrate {
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        all: bool,
+        /// Items per batch (one record write and one sync per batch).
+        #[arg(long, default_value_t = migrate::BATCH)]
+        batch: usize,
+    },
+    /// Per item: pending, registered, fallback, quarantined, failed; totals.
+    Status {
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Check that ROOT is a complete, consistent aufs layout.
+    Verify {
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put migrated items back in the legacy layout.
+    Rollback {
+        root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("graph2aufs: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn scan_plan(root: &Root) -> Result<plan::Plan> {
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).map_err(|e| Error::io(format!("reading {}", root.path().display()), e))?;
+    Ok(plan::plan(&scan, &|k, n| record.has(k, n)))
+}
+
+fn emit(doc: &Document, json: bool, title: &str, all: bool) {
+    if json {
+        doc.print_json();
+    } else {
+        doc.print_text(title, all);
+    }
+}
+
+fn run(command: Command) -> Result<u8> {
+    match command {
+        Command::Plan { root, json, all } => {
+            let root = Root::open(&root)?;
+            let plan = scan_plan(&root)?;
+            let doc = Document::new(root.path(), &plan, None);
+            emit(&doc, json, "plan for", all);
+            Ok(u8::from(doc.has_problems()))
+        }
+        Command::Migrate { root, json, all, batch } => {
+            let root = Root::open(&root)?;
+            root.refuse_if_viewed("migrate")?;
+            let _lock = root.lock()?;
+            let start = Instant::now();
+            let out = migrate::run(&root, &migrate::Options { progress: !json, batch })?;
+            let mut doc = Document::new(root.path(), &out.plan, Some(&out.results));
+            doc.elapsed_s = Some(start.elapsed().as_secs_f64());
+            emit(&doc, json, "migrated", all);
+            Ok(u8::from(doc.has_problems()))
+        }
+        Command::Status { root, json, all } => {
+            let root = Root::open(&root)?;
+            let plan = scan_plan(&root)?;
+            let doc = Document::new(root.path(), &plan, None);
+            emit(&doc, json, "status of", all);
+            Ok(u8::from(
+                doc.has_problems() || doc.items.iter().any(|i| i.state != State::Registered),
+            ))
+        }
+        Command::Verify { root, json } => {
+            let root = Root::open(&root)?;
+            root.refuse_if_viewed("verify")?;
+            let v = verify::verify(&root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).expect("verdicts serialize"));
+            } else {
+                for p in &v.problems {
+                    println!("{}: {}", p.path, p.reason);
+                }
+                println!(
+                    "{} {}: {} images, {} containers, {} layers, {} problems",
+                    if v.ok { "OK" } else { "NOT OK" },
+                    v.root,
+                    v.images,
+                    v.containers,
+                    v.layers,
+                    v.problems.len()
+                );
+            }
+            Ok(u8::from(!v.ok))
+        }
+        Command::Rollback { root, json } => {
+            let root = Root::open(&root)?;
+            root.refuse_if_viewed("rollback")?;
+            if !Record::exists(&root) {
+                println!(
+                    "graph2aufs has migrated nothing in {}: nothing to roll back",
+                    root.path().display()
+                );
+                return Ok(0);
+            }
+            let lock = root.lock()?;
+            let rep = rollback::rollback(&root)?;
+            drop(lock);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep).expect("reports serialize"));
+            } else {
+                for r in &rep.refused {
+                    println!("refused {}: {}", r.path, r.reason);
+                }
+                println!(
+                    "rolled back {} items of {}, refused {}",
+                    rep.restored.len(),
+                    rep.root,
+                    rep.refused.len()
+                );
+            }
+            Ok(u8::from(!rep.refused.is_empty()))
+        }
+    }
+}

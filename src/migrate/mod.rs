@@ -1,0 +1,554 @@
+//! Moving and registering items (FORMATS.md 4, without the bugs of 5).
+//!
+//! Every step is relative to descriptors opened from ROOT's, and every step
+//! can be interrupted: the next run derives from the disk where each item
+//! is and finishes it. Files are written to a temporary name and renamed
+//! into place; the file system is synced once per batch, and the record of
+//! what graph2aufs changed is written durably before each batch.
+
+mod fault;
+
+use crate::error::{Error, Result, Step};
+use crate::id::LayerId;
+use crate::initlayer::InitLayer;
+use crate::legacy::{self, Dirs, LAYERS_CAP};
+use crate::names::escape_os;
+use crate::plan::{self, ItemKind, Plan, Repositories, Source, State};
+use crate::record::{self, Prior, Record, RecordItem};
+use crate::root::Root;
+use crate::sys::{self, Context, Kind};
+pub use fault::Faults;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// Items per batch: one record write and one sync per batch.
+pub const BATCH: usize = 1024;
+
+/// The result of a run for one item.
+#[derive(Debug, Clone)]
+pub struct ItemResult {
+    pub index: usize,
+    pub state: State,
+    pub reason: Option<String>,
+}
+
+/// The migration engine over one ROOT: opens the aufs directories and
+/// migrates items of a plan one at a time.
+pub struct Engine<'r> {
+    root: &'r Root,
+    dirs: Dirs,
+    pub record: Record,
+    faults: Faults,
+}
+
+fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
+    (t.tv_sec, t.tv_nsec as i64)
+}
+
+impl<'r> Engine<'r> {
+    /// Prepares ROOT for migration: the aufs directories exist afterwards
+    /// and leftovers of an interrupted run are cleaned.
+    pub fn open(root: &'r Root, mut record: Record, faults: Faults) -> Result<Engine<'r>> {
+        let r = root.path().display().to_string();
+        // Remember directory mtimes the migration changes, for rollback.
+        if record.mtimes.is_empty() {
+            for rel in [
+                "",
+                "graph",
+                "containers",
+                "aufs",
+                "aufs/diff",
+                "aufs/layers",
+                "aufs/mnt",
+            ] {
+                let st = if rel.is_empty() {
+                    sys::lstat(root.fd(), ".")
+                } else {
+                    sys::lstat(root.fd(), rel)
+                };
+                if let Ok(Some(st)) = st {
+                    record.mtimes.insert(rel.to_string(), ts(sys::mtime(&st)));
+                }
+            }
+        }
+        let mut to_create = Vec::new();
+        for rel in ["aufs", "aufs/diff", "aufs/layers", "aufs/mnt"] {
+            if sys::kind(root.fd(), rel).step(|| format!("{r}/{rel}"))? == Kind::Missing
+                && !record.created_dirs.iter().any(|d| d == rel)
+            {
+                to_create.push(rel.to_string());
+            }
+        }
+        if !to_create.is_empty() {
+            record.created_dirs.extend(to_create);
+            record.save(root)?;
+        }
+        let aufs = {
+            sys::ensure_dir(root.fd(), "aufs", 0o755).step(|| format!("creating {r}/aufs"))?;
+            sys::open_dir(root.fd(), "aufs")
+                .step(|| format!("opening {r}/aufs"))?
+                .ok_or_else(|| Error::Env(format!("{r}/aufs vanished")))?
+        };
+        for sub in ["diff", "layers", "mnt"] {
+            sys::ensure_dir(&aufs, sub, 0o755).step(|| format!("creating {r}/aufs/{sub}"))?;
+        }
+        let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
+        let engine = Engine {
+            root,
+            dirs,
+            record,
+            faults,
+        };
+        engine.clean_temporaries()?;
+        Ok(engine)
+    }
+
+    fn diff(&self) -> &OwnedFd {
+        self.dirs.diff.as_ref().expect("created by Engine::open")
+    }
+    fn layers(&self) -> &OwnedFd {
+        self.dirs.layers.as_ref().expect("created by Engine::open")
+    }
+    fn mnt(&self) -> &OwnedFd {
+        self.dirs.mnt.as_ref().expect("created by Engine::open")
+    }
+
+    /// Removes what an interrupted run left under temporary names: init
+    /// layers being built and `layers/` files being written. Both are
+    /// derived data, rebuilt from the legacy root.
+    fn clean_temporaries(&self) -> Result<()> {
+        for (dir, rel) in [(self.diff(), "aufs/diff"), (self.layers(), "aufs/layers")] {
+            for (name, _) in sys::list_dir(dir).step(|| format!("listing {rel}"))? {
+                if name.as_encoded_bytes().starts_with(b".graph2aufs-tmp-") {
+                    log::info!("removing the leftover {rel}/{}", escape_os(&name));
+                    sys::remove_tree(dir, &name).step(|| format!("removing {rel}/{}", escape_os(&name)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the intent to change these items, durably, before changing
+    /// any of them.
+    pub fn claim(&mut self, plan: &Plan, items: &[usize]) -> Result<()> {
+        let mut changed = false;
+        for &i in items {
+            let it = &plan.items[i];
+            let key = record::key(it.kind, &it.name);
+            if self.record.items.contains_key(&key) {
+                continue;
+            }
+            let entry = self.prior_of(it).step(|| format!("reading the aufs places of {key}"))?;
+            self.record.items.insert(key, entry);
+            changed = true;
+        }
+        if changed {
+            self.record.save(self.root)?;
+        }
+        Ok(())
+    }
+
+    fn prior_of(&self, it: &plan::Item) -> io::Result<RecordItem> {
+        let name = &it.name;
+        let layers = |n: &OsStr| -> io::Result<Option<String>> {
+            Ok(match sys::lstat(self.layers(), n)? {
+                Some(_) => Some(crate::names::escape(&sys::read_file(
+                    self.layers(),
+                    n,
+                    LAYERS_CAP,
+                    false,
+                )?)),
+                None => None,
+            })
+        };
+        let symlink = match sys::kind(self.diff(), name)? {
+            Kind::Symlink(t) => Some(crate::names::escape(&t)),
+            _ => None,
+        };
+        let mut prior = Prior {
+            symlink,
+            layers: layers(name).unwrap_or(None),
+            mnt: sys::kind(self.mnt(), name)? == Kind::Dir,
+            ..Default::default()
+        };
+        if it.kind == ItemKind::Container {
+            if let Some(id) = &it.id {
+                let init = id.init_layer();
+                prior.init_layers = layers(init.as_os_str()).unwrap_or(None);
+                prior.init_mnt = sys::kind(self.mnt(), init.as_os_str())? == Kind::Dir;
+            }
+        }
+        let parent = match it.kind {
+            ItemKind::Image => &self.dirs.graph,
+            ItemKind::Container => &self.dirs.containers,
+        };
+        let dir_mtime = match parent {
+            Some(p) => sys::lstat(p, name)?.map(|st| ts(sys::mtime(&st))),
+            None => None,
+        };
+        Ok(RecordItem {
+            quarantined: it.blocked(),
+            empty_rw: it.source == Source::Empty && sys::kind(self.diff(), name)? == Kind::Missing,
+            prior,
+            dir_mtime,
+        })
+    }
+
+    fn legacy_dir(&self, kind: ItemKind) -> io::Result<&OwnedFd> {
+        let d = match kind {
+            ItemKind::Image => &self.dirs.graph,
+            ItemKind::Container => &self.dirs.containers,
+        };
+        d.as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the legacy directory vanished"))
+    }
+
+    /// Moves a blocked item's legacy data, untouched, to the quarantine.
+    pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
+        let it = &plan.items[i];
+        if !it.legacy_present {
+            return Ok(());
+        }
+        let rel = format!("{}/{}", crate::root::QUARANTINE, it.legacy_parent_dir());
+        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
+        for c in ["quarantine", it.legacy_parent_dir()] {
+            sys::ensure_dir(&dir, c, 0o700)?;
+            dir = sys::open_dir_required(&dir, c)?;
+        }
+        sys::ensure_dir(&dir, &it.name, 0o700)?;
+        let qdir = sys::open_dir_required(&dir, &it.name)?;
+        let src = sys::open_dir_required(self.legacy_dir(it.kind)?, &it.name)?;
+        self.faults.step()?;
+        sys::rename_noreplace(&src, it.legacy_leaf(), &qdir, it.legacy_leaf())
+            .context(|| format!("moving {} to {rel}/{}", it.legacy_path(), escape_os(&it.name)))?;
+        log::info!(
+            "quarantined {}: {}",
+            it.legacy_path(),
+            it.reason.as_deref().unwrap_or("")
+        );
+        Ok(())
+    }
+
+    /// Puts an item's data at `aufs/diff/<name>`, from wherever it is.
+    fn place_data(&mut self, it: &plan::Item) -> io::Result<()> {
+        let name = &it.name;
+        let diff = self.diff().try_clone()?;
+        let native = sys::kind(&diff, name)?;
+        let src_parent = match it.source {
+            Source::Quarantine => {
+                let q = match it.kind {
+                    ItemKind::Image => &self.dirs.quarantine_graph,
+                    ItemKind::Container => &self.dirs.quarantine_containers,
+                };
+                let q = q
+                    .as_ref()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the quarantine vanished"))?;
+                sys::open_dir(q, name)?
+            }
+            _ => sys::open_dir(self.legacy_dir(it.kind)?, name)?,
+        };
+        let leaf = it.legacy_leaf();
+        let legacy = match &src_parent {
+            Some(p) => sys::kind(p, leaf)?,
+            None => Kind::Missing,
+        };
+        let what = || format!("moving {} to aufs/diff/{}", it.legacy_path(), escape_os(name));
+        match (legacy, native) {
+            // Already in place (a previous run, or never legacy).
+            (Kind::Missing, Kind::Dir) => Ok(()),
+            (Kind::Missing, Kind::Missing) if it.source == Source::Empty => {
+                self.faults.step()?;
+                sys::ensure_dir(&diff, name, 0o755).map(|_| ())
+            }
+            (Kind::Dir, Kind::Missing) => {
+                self.faults.step()?;
+                let p = src_parent.expect("the legacy directory exists");
+                sys::rename_noreplace(&p, leaf, &diff, name).context(what)
+            }
+            (Kind::Dir, Kind::Dir) => {
+                // Only an empty directory (e.g. made by Docker's Create) is
+                // replaced; the kernel does it atomically.
+                let d = sys::open_dir_required(&diff, name)?;
+                if !sys::dir_is_empty(&d)? {
+                    return Err(io::Error::other(format!(
+                        "both {} and aufs/diff/{} hold data",
+                        it.legacy_path(),
+                        escape_os(name)
+                    )));
+                }
+                self.faults.step()?;
+                let p = src_parent.expect("the legacy directory exists");
+                sys::rename_over(&p, leaf, &diff, name).context(what)
+            }
+            (Kind::Dir, Kind::Symlink(_)) => {
+                // A Docker 1.8 symlink: swap atomically, then drop the
+                // symlink, which now stands where the data was.
+                let p = src_parent.expect("the legacy directory exists");
+                self.faults.step()?;
+                sys::rename_exchange(&p, leaf, &diff, name).context(what)?;
+                self.drop_swapped_symlink(&p, leaf)
+            }
+            (Kind::Symlink(_), Kind::Dir) => {
+                // Interrupted between the exchange and the unlink.
+                let p = src_parent.expect("the legacy directory exists");
+                self.drop_swapped_symlink(&p, leaf)
+            }
+            (l, n) => Err(io::Error::other(format!(
+                "{} is {} and aufs/diff/{} is {}",
+                it.legacy_path(),
+                l.describe(),
+                escape_os(name),
+                n.describe()
+            ))),
+        }
+    }
+
+    fn drop_swapped_symlink(&mut self, dir: &OwnedFd, leaf: &str) -> io::Result<()> {
+        if let Kind::Symlink(_) = sys::kind(dir, leaf)? {
+            self.faults.step()?;
+            sys::unlink(dir, leaf)?;
+        }
+        Ok(())
+    }
+
+    /// `mnt/<id>` and `layers/<id>` (written last: it is what Docker's
+    /// `Exists` checks).
+    fn register(&mut self, name: &OsStr, expected: &[u8]) -> io::Result<()> {
+        if sys::kind(self.mnt(), name)? != Kind::Dir {
+            self.faults.step()?;
+            sys::ensure_dir(self.mnt(), name, 0o755).context(|| format!("creating aufs/mnt/{}", escape_os(name)))?;
+        }
+        let current = match sys::lstat(self.layers(), name)? {
+            Some(_) => sys::read_file(self.layers(), name, LAYERS_CAP, false).ok(),
+            None => None,
+        };
+        if current.as_deref() != Some(expected) {
+            self.faults.step()?;
+            sys::write_atomic(self.layers(), name, expected, 0o644, false)
+                .context(|| format!("writing aufs/layers/{}", escape_os(name)))?;
+        }
+        Ok(())
+    }
+
+    fn build_init(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
+        let it = &plan.items[i];
+        let id = it.id.as_ref().expect("unblocked items have ids");
+        let init = id.init_layer();
+        if sys::kind(self.diff(), init.as_os_str())? == Kind::Dir {
+            return Ok(()); // renamed into place only when complete
+        }
+        let layer = init_layer(&self.dirs, plan, i)?;
+        let diff = self.diff().try_clone()?;
+        let tmp = sys::temp_name(init.as_os_str());
+        sys::remove_tree(&diff, &tmp)?;
+        self.faults.step()?;
+        sys::ensure_dir(&diff, &tmp, 0o755)?;
+        let dir = sys::open_dir_required(&diff, &tmp)?;
+        layer
+            .materialize(&dir)
+            .context(|| format!("building aufs/diff/{init}"))?;
+        self.faults.step()?;
+        sys::rename_noreplace(&diff, &tmp, &diff, init.as_os_str())
+            .context(|| format!("renaming aufs/diff/{init} into place"))
+    }
+
+    /// Migrates one unblocked item (its parents are done).
+    pub fn migrate_item(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
+        let it = plan.items[i].clone();
+        self.place_data(&it)?;
+        if it.kind == ItemKind::Container {
+            self.build_init(plan, i)?;
+            let init = it.id.as_ref().expect("unblocked items have ids").init_layer();
+            self.register(init.as_os_str(), &plan.init_layers_bytes(i))?;
+        }
+        self.register(&it.name, &plan.layers_bytes(i))
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        sys::syncfs(self.root.fd()).step(|| format!("syncing {}", self.root.path().display()))
+    }
+
+    /// `repositories` becomes `repositories-aufs`, never over an existing one.
+    pub fn rename_repositories(&mut self, plan: &Plan) -> Result<()> {
+        if plan.repositories != Repositories::Rename {
+            return Ok(());
+        }
+        if !self.record.repositories_renamed {
+            self.record.repositories_renamed = true;
+            self.record.save(self.root)?;
+        }
+        self.faults.step().step(|| "fault injection".into())?;
+        sys::rename_noreplace(self.root.fd(), "repositories", self.root.fd(), "repositories-aufs")
+            .step(|| "renaming repositories to repositories-aufs".into())
+    }
+}
+
+/// The data directory of a registered or to-be-moved layer.
+fn layer_dir(dirs: &Dirs, plan: &Plan, id: &LayerId) -> io::Result<Arc<OwnedFd>> {
+    if let Some(diff) = &dirs.diff {
+        if let Some(d) = sys::open_dir(diff, id.as_os_str())? {
+            return Ok(Arc::new(d));
+        }
+    }
+    if let Some(it) = plan.find(id).map(|i| &plan.items[i]) {
+        let parent = match it.kind {
+            ItemKind::Image => &dirs.graph,
+            ItemKind::Container => &dirs.containers,
+        };
+        if let Some(d) = parent
+            .as_ref()
+            .map(|p| sys::open_dir(p, &it.name))
+            .transpose()?
+            .flatten()
+        {
+            if let Some(l) = sys::open_dir(&d, it.legacy_leaf())? {
+                return Ok(Arc::new(l));
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("the data of layer {id} is nowhere"),
+    ))
+}
+
+/// The init layer of container `i`, as the view shows and migrate writes it.
+pub fn init_layer(dirs: &Dirs, plan: &Plan, i: usize) -> io::Result<InitLayer> {
+    let chain = plan.chain(i);
+    let layers = chain
+        .iter()
+        .map(|id| layer_dir(dirs, plan, id))
+        .collect::<io::Result<Vec<_>>>()?;
+    InitLayer::compute(&layers, plan.items[i].created)
+}
+
+/// Options of an offline run.
+pub struct Options {
+    pub progress: bool,
+    pub batch: usize,
+}
+
+/// The outcome of an offline run.
+pub struct Outcome {
+    pub plan: Plan,
+    pub results: Vec<ItemResult>,
+    pub repositories: Repositories,
+}
+
+/// Offline migration of ROOT (the daemon stopped).
+pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let mut engine = Engine::open(root, record, Faults::from_env())?;
+    let mut results: Vec<ItemResult> = plan
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, it)| ItemResult {
+            index,
+            state: it.state,
+            reason: it.reason.clone(),
+        })
+        .collect();
+    // Blocked items first: out of the daemon's way.
+    let blocked: Vec<usize> = (0..plan.items.len())
+        .filter(|&i| plan.items[i].blocked() && plan.items[i].legacy_present)
+        .collect();
+    if !blocked.is_empty() {
+        engine.claim(&plan, &blocked)?;
+        for &i in &blocked {
+            if let Err(e) = engine.quarantine(&plan, i) {
+                results[i].state = State::Failed;
+                results[i].reason = Some(format!("could not be quarantined: {e}"));
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..plan.items.len())
+        .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback))
+        .collect();
+    let bar = progress_bar(opts.progress, todo.len() as u64);
+    let mut failed = vec![false; plan.items.len()];
+    for batch in todo.chunks(opts.batch.max(1)) {
+        engine.claim(&plan, batch)?;
+        for &i in batch {
+            let it = &plan.items[i];
+            if let Some(p) = it.parent.filter(|&p| failed[p]) {
+                failed[i] = true;
+                results[i].state = State::Failed;
+                results[i].reason = Some(format!("its parent {} failed", escape_os(&plan.items[p].name)));
+                continue;
+            }
+            match engine.migrate_item(&plan, i) {
+                Ok(()) => {
+                    results[i].state = State::Registered;
+                    results[i].reason = None;
+                }
+                Err(e) => {
+                    log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
+                    failed[i] = true;
+                    results[i].state = State::Failed;
+                    results[i].reason = Some(e.to_string());
+                }
+            }
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        }
+        engine.sync()?;
+        if bar.is_none() {
+            log::info!(
+                "migrated {} of {} items",
+                results.iter().filter(|r| r.state == State::Registered).count(),
+                plan.items.len()
+            );
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    engine.rename_repositories(&plan)?;
+    engine.sync()?;
+    let repositories = plan.repositories.clone();
+    Ok(Outcome {
+        plan,
+        results,
+        repositories,
+    })
+}
+
+pub fn kind_name(k: ItemKind) -> &'static str {
+    match k {
+        ItemKind::Image => "image",
+        ItemKind::Container => "container",
+    }
+}
+
+fn progress_bar(wanted: bool, len: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} migrating [{bar:40}] {pos}/{len} items, {per_sec}, eta {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
+/// Names of all the `aufs/diff` entries graph2aufs would create for an item.
+pub fn aufs_names(it: &plan::Item) -> Vec<OsString> {
+    let mut v = vec![it.name.clone()];
+    if it.kind == ItemKind::Container {
+        if let Some(id) = &it.id {
+            v.push(id.init_layer().to_os_string());
+        }
+    }
+    v
+}

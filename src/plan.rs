@@ -1,0 +1,549 @@
+//! The plan: a pure function from a scan of ROOT to the items to migrate,
+//! in order (parents before children), each with its state and, where it
+//! cannot be migrated, the reason. `migrate`, `status`, `verify` and the
+//! view all derive what they do from this one function.
+
+use crate::id::LayerId;
+use crate::layout;
+use crate::legacy::{ContainerScan, ImageScan, Places, Scan};
+use crate::names::escape_os;
+use crate::sys::Kind;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ffi::OsString;
+
+/// Item states: one vocabulary everywhere (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Moving,
+    Copying,
+    Registered,
+    Fallback,
+    Quarantined,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Moving => "moving",
+            State::Copying => "copying",
+            State::Registered => "registered",
+            State::Fallback => "fallback",
+            State::Quarantined => "quarantined",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    Image,
+    Container,
+}
+
+/// Where an item's data is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `graph/<id>/layer` or `containers/<id>/rw`, to be renamed.
+    Legacy,
+    /// The legacy directory, with a Docker 1.8 symlink at `aufs/diff/<id>`.
+    Fallback,
+    /// Already at `aufs/diff/<id>`.
+    Native,
+    /// Under `.graph2aufs/quarantine/`.
+    Quarantine,
+    /// A container that never ran: it gets an empty rw layer.
+    Empty,
+    /// Nowhere usable (only for blocked items).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub kind: ItemKind,
+    /// The directory name (`graph/<name>` or `containers/<name>`).
+    pub name: OsString,
+    /// The validated id (the name), unless the name is not a safe id.
+    pub id: Option<LayerId>,
+    /// Image: index of its parent image; container: index of its image.
+    pub parent: Option<usize>,
+    pub state: State,
+    pub reason: Option<String>,
+    pub source: Source,
+    /// Whether the legacy place holds something to quarantine.
+    pub legacy_present: bool,
+    /// True when graph2aufs's record says it migrated this item.
+    pub ours: bool,
+    /// A container's creation time (mtime of its config.json): the time of
+    /// the entries its init layer creates.
+    pub created: rustix::fs::Timespec,
+}
+
+impl Item {
+    pub fn blocked(&self) -> bool {
+        self.state == State::Quarantined
+    }
+    /// `graph/<name>/layer` or `containers/<name>/rw`, relative to ROOT.
+    pub fn legacy_path(&self) -> String {
+        match self.kind {
+            ItemKind::Image => format!("graph/{}/layer", escape_os(&self.name)),
+            ItemKind::Container => format!("containers/{}/rw", escape_os(&self.name)),
+        }
+    }
+    pub fn legacy_leaf(&self) -> &'static str {
+        match self.kind {
+            ItemKind::Image => "layer",
+            ItemKind::Container => "rw",
+        }
+    }
+    pub fn legacy_parent_dir(&self) -> &'static str {
+        match self.kind {
+            ItemKind::Image => "graph",
+            ItemKind::Container => "containers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "action", content = "reason")]
+pub enum Repositories {
+    /// Neither file exists.
+    Absent,
+    /// `repositories` is to become `repositories-aufs`.
+    Rename,
+    /// Only `repositories-aufs` exists.
+    Done,
+    /// Both exist (or one is not a file): left alone, reported.
+    Conflict(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Images first, parents before children; then containers.
+    pub items: Vec<Item>,
+    pub repositories: Repositories,
+    /// Anomalies that block nothing (ignored entries, dangling tags).
+    pub notes: Vec<Note>,
+    index: HashMap<LayerId, usize>,
+}
+
+impl Plan {
+    /// The item with this image or container id.
+    pub fn find(&self, id: &LayerId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The ancestors of an image, nearest first (its `layers/` lines); for a
+    /// container, its image followed by the image's ancestors (the lines of
+    /// `layers/<id>-init`). Empty for a blocked item.
+    pub fn chain(&self, item: usize) -> Vec<LayerId> {
+        let mut out = Vec::new();
+        let mut cur = self.items[item].parent;
+        while let Some(p) = cur {
+            if let Some(id) = &self.items[p].id {
+                out.push(id.clone());
+            }
+            cur = self.items[p].parent;
+            if out.len() > self.items.len() {
+                break; // cannot happen: cycles are blocked, and blocked items have no chain
+            }
+        }
+        out
+    }
+
+    /// The exact bytes of `aufs/layers/<id>` for an item (for a container:
+    /// its own file, whose first line is its init layer).
+    pub fn layers_bytes(&self, item: usize) -> Vec<u8> {
+        let chain = self.chain(item);
+        match self.items[item].kind {
+            ItemKind::Image => layout::layers_bytes(&chain),
+            ItemKind::Container => {
+                let id = self.items[item].id.as_ref().map(LayerId::init_layer);
+                layout::layers_bytes(id.iter().chain(chain.iter()))
+            }
+        }
+    }
+
+    pub fn init_layers_bytes(&self, item: usize) -> Vec<u8> {
+        layout::layers_bytes(&self.chain(item))
+    }
+
+    pub fn counts(&self) -> HashMap<State, usize> {
+        let mut m = HashMap::new();
+        for it in &self.items {
+            *m.entry(it.state).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// Why a layer's data cannot be placed, or where it is.
+fn placement(p: &Places, legacy_rel: &str, native_rel: &str) -> Result<Source, String> {
+    match (&p.legacy, &p.native) {
+        (Kind::Symlink(t), _) => Err(format!(
+            "{legacy_rel} is a symlink to {} (not a directory; never followed)",
+            crate::names::escape(t)
+        )),
+        (Kind::Other(w), _) => Err(format!("{legacy_rel} is a {w}, not a directory")),
+        (Kind::Dir, _) if p.quarantine.exists() => Err(format!(
+            "both {legacy_rel} and .graph2aufs/quarantine/{legacy_rel} exist"
+        )),
+        (Kind::Dir, Kind::Missing) => Ok(Source::Legacy),
+        (Kind::Dir, Kind::Symlink(_)) => Ok(Source::Fallback),
+        (Kind::Dir, Kind::Dir) if p.native_empty == Some(true) => Ok(Source::Legacy),
+        (Kind::Dir, Kind::Dir) => Err(format!("both {legacy_rel} and {native_rel} hold data")),
+        (_, Kind::Other(w)) => Err(format!("{native_rel} is a {w}, not a directory")),
+        (Kind::Missing, Kind::Dir) => Ok(Source::Native),
+        (Kind::Missing, Kind::Symlink(t)) => Err(format!(
+            "{native_rel} is a symlink to {} and {legacy_rel} does not exist",
+            crate::names::escape(t)
+        )),
+        (Kind::Missing, Kind::Missing) if p.quarantine == Kind::Dir => Ok(Source::Quarantine),
+        (Kind::Missing, Kind::Missing) if p.quarantine.exists() => Err(format!(
+            ".graph2aufs/quarantine/{legacy_rel} is {}",
+            p.quarantine.describe()
+        )),
+        (Kind::Missing, Kind::Missing) => Ok(Source::None),
+    }
+}
+
+fn registered(p: &Places, expected: &[u8]) -> bool {
+    p.native == Kind::Dir && p.mnt == Kind::Dir && matches!(&p.layers, Some(Ok(b)) if b == expected)
+}
+
+/// An image's own problems, before looking at its ancestors.
+fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
+    let name = escape_os(&img.name);
+    let id = img
+        .id
+        .as_ref()
+        .map_err(|e| format!("the directory name is not a safe id: {e}"))?;
+    if let Kind::Symlink(t) = &img.dir {
+        return Err(format!(
+            "graph/{name} is a symlink to {} (never followed)",
+            crate::names::escape(t)
+        ));
+    }
+    let json = img.json.as_ref().map_err(|e| e.clone())?;
+    match &json.id {
+        None => return Err("json has no id".into()),
+        Some(j) if j.as_bytes() != id.as_bytes() => {
+            return Err(format!("json id {j:?} does not match the directory name"))
+        }
+        Some(_) => {}
+    }
+    let parent = match &json.parent {
+        None => None,
+        Some(p) => Some(LayerId::parse(p.as_bytes()).map_err(|e| format!("parent {:?} is not a safe id: {e}", p))?),
+    };
+    let source = placement(
+        &img.places,
+        &format!("graph/{name}/layer"),
+        &format!("aufs/diff/{name}"),
+    )?;
+    if source == Source::None {
+        return Err(format!(
+            "no layer data: graph/{name}/layer and aufs/diff/{name} are both missing"
+        ));
+    }
+    Ok((parent, source))
+}
+
+fn container_own(c: &ContainerScan, index: &HashMap<LayerId, usize>) -> Result<(LayerId, Source), String> {
+    let name = escape_os(&c.name);
+    let id =
+        c.id.as_ref()
+            .map_err(|e| format!("the directory name is not a safe id: {e}"))?;
+    if let Kind::Symlink(t) = &c.dir {
+        return Err(format!(
+            "containers/{name} is a symlink to {} (never followed)",
+            crate::names::escape(t)
+        ));
+    }
+    let config = c.config.as_ref().map_err(|e| e.clone())?;
+    match &config.id {
+        None => return Err("config.json has no ID".into()),
+        Some(j) if j.as_bytes() != id.as_bytes() => {
+            return Err(format!("config.json ID {j:?} does not match the directory name"))
+        }
+        Some(_) => {}
+    }
+    if index.contains_key(id) {
+        return Err("the container id is also an image id".into());
+    }
+    let image = config.image.as_ref().ok_or("config.json has no Image")?;
+    let image = LayerId::parse(image.as_bytes()).map_err(|e| format!("Image {image:?} is not a safe id: {e}"))?;
+    let source = placement(
+        &c.places,
+        &format!("containers/{name}/rw"),
+        &format!("aufs/diff/{name}"),
+    )?;
+    let source = if source == Source::None { Source::Empty } else { source };
+    match &c.init.native {
+        Kind::Missing | Kind::Dir => {}
+        other => return Err(format!("aufs/diff/{name}-init is {}", other.describe())),
+    }
+    Ok((image, source))
+}
+
+enum Res {
+    Unknown,
+    Ok,
+    Blocked(String),
+}
+
+/// Decides everything about ROOT from its scan and graph2aufs's record.
+pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
+    let mut notes: Vec<Note> = scan
+        .ignored
+        .iter()
+        .map(|(p, r)| Note {
+            path: p.clone(),
+            reason: r.clone(),
+        })
+        .collect();
+    // Images: own checks, then ancestors, iteratively (chains may be deep).
+    let mut index: HashMap<LayerId, usize> = HashMap::new();
+    for (i, img) in scan.images.iter().enumerate() {
+        if let Ok(id) = &img.id {
+            index.insert(id.clone(), i);
+        }
+    }
+    let own: Vec<Result<(Option<LayerId>, Source), String>> = scan.images.iter().map(image_own).collect();
+    let n = scan.images.len();
+    let mut res: Vec<Res> = (0..n).map(|_| Res::Unknown).collect();
+    let mut parent_of: Vec<Option<usize>> = vec![None; n];
+    let mut on_path = vec![false; n];
+    for start in 0..n {
+        let mut stack: Vec<usize> = Vec::new();
+        let mut cur = start;
+        loop {
+            if !matches!(res[cur], Res::Unknown) {
+                break;
+            }
+            if on_path[cur] {
+                let pos = stack.iter().position(|&x| x == cur).unwrap_or(0);
+                let cycle: Vec<String> = stack[pos..]
+                    .iter()
+                    .chain(std::iter::once(&cur))
+                    .map(|&i| escape_os(&scan.images[i].name))
+                    .collect();
+                let why = if cycle.len() == 2 {
+                    "the image is its own parent".to_string()
+                } else {
+                    format!("parent cycle: {}", cycle.join(" -> "))
+                };
+                for &i in &stack[pos..] {
+                    res[i] = Res::Blocked(why.clone());
+                    on_path[i] = false;
+                }
+                stack.truncate(pos);
+                break;
+            }
+            match &own[cur] {
+                Err(e) => {
+                    res[cur] = Res::Blocked(e.clone());
+                    break;
+                }
+                Ok((None, _)) => {
+                    res[cur] = Res::Ok;
+                    break;
+                }
+                Ok((Some(p), _)) => match index.get(p) {
+                    None => {
+                        res[cur] = Res::Blocked(format!("its parent {p} does not exist"));
+                        break;
+                    }
+                    Some(&pi) => {
+                        parent_of[cur] = Some(pi);
+                        on_path[cur] = true;
+                        stack.push(cur);
+                        cur = pi;
+                    }
+                },
+            }
+        }
+        while let Some(node) = stack.pop() {
+            on_path[node] = false;
+            let p = parent_of[node].expect("nodes on the stack have a parent");
+            res[node] = match &res[p] {
+                Res::Ok => Res::Ok,
+                Res::Blocked(_) => Res::Blocked(format!("its parent {} is blocked", escape_os(&scan.images[p].name))),
+                Res::Unknown => unreachable!("parents are resolved before their children"),
+            };
+        }
+    }
+    // Order images parents first: depth via parent pointers (memoized).
+    let mut depth = vec![usize::MAX; n];
+    for i in 0..n {
+        let mut path = Vec::new();
+        let mut cur = Some(i);
+        while let Some(c) = cur {
+            if depth[c] != usize::MAX || !matches!(res[c], Res::Ok) {
+                break;
+            }
+            path.push(c);
+            cur = parent_of[c];
+        }
+        let mut d = match cur {
+            Some(c) if depth[c] != usize::MAX => depth[c] + 1,
+            _ => 0,
+        };
+        for &c in path.iter().rev() {
+            depth[c] = d;
+            d += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (if depth[i] == usize::MAX { 0 } else { depth[i] }, i));
+    let mut new_pos = vec![0; n];
+    for (pos, &i) in order.iter().enumerate() {
+        new_pos[i] = pos;
+    }
+    let mut items: Vec<Item> = Vec::with_capacity(n + scan.containers.len());
+    let mut plan_index: HashMap<LayerId, usize> = HashMap::new();
+    for &i in &order {
+        let img = &scan.images[i];
+        let (state, reason, source, parent) = match (&res[i], &own[i]) {
+            (Res::Ok, Ok((_, source))) => (State::Pending, None, *source, parent_of[i].map(|p| new_pos[p])),
+            (Res::Blocked(r), own) => (
+                State::Quarantined,
+                Some(r.clone()),
+                own.as_ref().map(|o| o.1).unwrap_or(Source::None),
+                None,
+            ),
+            _ => unreachable!("every image is resolved"),
+        };
+        let id = img.id.clone().ok();
+        if let Some(id) = &id {
+            plan_index.insert(id.clone(), items.len());
+        }
+        items.push(Item {
+            kind: ItemKind::Image,
+            name: img.name.clone(),
+            id,
+            parent,
+            state,
+            reason,
+            source,
+            legacy_present: img.places.legacy.exists(),
+            ours: ours(ItemKind::Image, &img.name),
+            created: rustix::fs::Timespec { tv_sec: 0, tv_nsec: 0 },
+        });
+    }
+    for c in &scan.containers {
+        let (state, reason, source, parent) = match container_own(c, &index) {
+            Err(r) => (State::Quarantined, Some(r), Source::None, None),
+            Ok((image, source)) => match plan_index.get(&image) {
+                None => (
+                    State::Quarantined,
+                    Some(format!("its image {image} does not exist")),
+                    source,
+                    None,
+                ),
+                Some(&pi) if items[pi].blocked() => (
+                    State::Quarantined,
+                    Some(format!("its image {image} is blocked")),
+                    source,
+                    None,
+                ),
+                Some(&pi) => (State::Pending, None, source, Some(pi)),
+            },
+        };
+        let id = c.id.clone().ok();
+        if let (Some(id), false) = (&id, state == State::Quarantined) {
+            plan_index.insert(id.clone(), items.len());
+        }
+        items.push(Item {
+            kind: ItemKind::Container,
+            name: c.name.clone(),
+            id,
+            parent,
+            state,
+            reason,
+            source,
+            legacy_present: c.places.legacy.exists(),
+            ours: ours(ItemKind::Container, &c.name),
+            created: c.created,
+        });
+    }
+    let mut plan = Plan {
+        items,
+        repositories: Repositories::Absent,
+        notes: Vec::new(),
+        index: plan_index,
+    };
+    // States of unblocked items, derived from the disk.
+    let n_images = scan.images.len();
+    for pos in 0..plan.items.len() {
+        if plan.items[pos].blocked() {
+            continue;
+        }
+        let done = if pos < n_images {
+            let img = &scan.images[order[pos]];
+            registered(&img.places, &plan.layers_bytes(pos))
+        } else {
+            let c = &scan.containers[pos - n_images];
+            registered(&c.places, &plan.layers_bytes(pos)) && registered(&c.init, &plan.init_layers_bytes(pos))
+        };
+        let item = &mut plan.items[pos];
+        if item.source == Source::Fallback {
+            item.state = State::Fallback;
+            item.reason = Some(format!(
+                "aufs/diff/{} is a symlink (left by Docker 1.8's migration) to the legacy directory",
+                escape_os(&item.name)
+            ));
+        } else if done && item.source == Source::Native {
+            item.state = State::Registered;
+        }
+    }
+    // Tags that name no usable image.
+    if let Ok(tags) = &scan.repositories.tags {
+        for (tag, id) in tags {
+            let usable = LayerId::parse(id.as_bytes())
+                .ok()
+                .and_then(|id| plan.find(&id))
+                .is_some_and(|i| !plan.items[i].blocked());
+            if !usable {
+                notes.push(Note {
+                    path: "repositories".into(),
+                    reason: format!("tag {tag} names {id:?}, which is not a usable image"),
+                });
+            }
+        }
+    }
+    let r = &scan.repositories;
+    plan.repositories = match (&r.legacy, &r.aufs) {
+        (Kind::Missing, Kind::Missing) => Repositories::Absent,
+        (Kind::Missing, _) => Repositories::Done,
+        (Kind::Other("regular file"), Kind::Missing) => match &r.tags {
+            Ok(_) => Repositories::Rename,
+            Err(e) => Repositories::Conflict(e.clone()),
+        },
+        (Kind::Other("regular file"), _) => Repositories::Conflict(
+            "both repositories and repositories-aufs exist: left as they are (the tags in repositories are not merged)"
+                .into(),
+        ),
+        (other, _) => Repositories::Conflict(format!("repositories is {}, not a file", other.describe())),
+    };
+    if let Repositories::Conflict(why) = &plan.repositories {
+        notes.push(Note {
+            path: "repositories".into(),
+            reason: why.clone(),
+        });
+    }
+    plan.notes = notes;
+    plan
+}

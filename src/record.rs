@@ -1,0 +1,111 @@
+//! graph2aufs's record of what it changed, kept under `.graph2aufs/` so
+//! that `status` and `rollback` can tell items it migrated from ones a newer
+//! daemon created, and put everything back. The record is written before
+//! each batch of changes (an intent), atomically and durably; where data
+//! actually is, is always read from the disk.
+
+use crate::error::{Result, Step};
+use crate::plan::ItemKind;
+use crate::root::Root;
+use crate::sys;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+
+const FILE: &str = ".graph2aufs/record.json";
+const VERSION: u32 = 1;
+
+/// What was at an item's aufs places before graph2aufs touched them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prior {
+    /// Target of a Docker 1.8 symlink at `aufs/diff/<id>` (escaped).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub symlink: Option<String>,
+    /// Bytes of an existing `aufs/layers/<id>` (escaped).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layers: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub mnt: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub init_layers: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub init_mnt: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordItem {
+    /// Its legacy data was moved to `.graph2aufs/quarantine/`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub quarantined: bool,
+    /// A container that never ran: graph2aufs created its empty rw layer.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub empty_rw: bool,
+    #[serde(default)]
+    pub prior: Prior,
+    /// mtime of `graph/<id>` or `containers/<id>` before the move, which
+    /// changes it (seconds, nanoseconds).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dir_mtime: Option<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    /// Keys: `image/<escaped name>` or `container/<escaped name>`.
+    pub items: BTreeMap<String, RecordItem>,
+    /// `aufs` directories graph2aufs created (relative paths).
+    #[serde(default)]
+    pub created_dirs: Vec<String>,
+    #[serde(default)]
+    pub repositories_renamed: bool,
+    /// mtimes of directories graph2aufs changes (ROOT as "", `graph`, ...)
+    /// before it first changed them.
+    #[serde(default)]
+    pub mtimes: BTreeMap<String, (i64, i64)>,
+}
+
+pub fn key(kind: ItemKind, name: &OsStr) -> String {
+    let k = match kind {
+        ItemKind::Image => "image",
+        ItemKind::Container => "container",
+    };
+    format!("{k}/{}", crate::names::escape_os(name))
+}
+
+impl Record {
+    /// Reads the record; an absent one is empty. Reading never writes.
+    pub fn load(root: &Root) -> Result<Record> {
+        let bytes = match sys::read_file(root.fd(), FILE, 256 << 20, false) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Record {
+                    version: VERSION,
+                    ..Default::default()
+                })
+            }
+            Err(e) => return Err(e).step(|| format!("reading {}/{FILE}", root.path().display())),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            crate::error::Error::Env(format!(
+                "{}/{FILE} is damaged ({e}); move it aside to start a new record",
+                root.path().display()
+            ))
+        })
+    }
+
+    /// Writes the record atomically and durably.
+    pub fn save(&self, root: &Root) -> Result<()> {
+        let dir = sys::open_dir_required(root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
+        let bytes = serde_json::to_vec(self).expect("a record always serializes");
+        sys::write_atomic(&dir, "record.json", &bytes, 0o600, true)
+            .step(|| format!("writing {}/{FILE}", root.path().display()))
+    }
+
+    pub fn has(&self, kind: ItemKind, name: &OsStr) -> bool {
+        self.items.contains_key(&key(kind, name))
+    }
+
+    pub fn exists(root: &Root) -> bool {
+        matches!(sys::lstat(root.fd(), FILE), Ok(Some(_)))
+    }
+}

@@ -1,0 +1,152 @@
+//! What commands print: `--json` documents (stable, documented in the
+//! README) and plain text for people.
+
+use crate::migrate::ItemResult;
+use crate::names::escape_os;
+use crate::plan::{Item, ItemKind, Note, Plan, Repositories, Source, State};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Serialize)]
+pub struct ItemReport {
+    pub kind: ItemKind,
+    pub id: String,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub source: Source,
+    pub action: &'static str,
+    pub ours: bool,
+}
+
+/// What `migrate` does (or did) to an item in this state.
+pub fn action(it: &Item) -> &'static str {
+    match (it.state, it.source) {
+        (State::Quarantined, _) if it.legacy_present => "quarantine",
+        (State::Quarantined, _) => "none",
+        (State::Registered, _) => "none",
+        (State::Fallback, _) => "replace-symlink",
+        (_, Source::Legacy) => "move",
+        (_, Source::Quarantine) => "unquarantine",
+        (_, Source::Empty) => "create-empty-rw",
+        _ => "register",
+    }
+}
+
+#[derive(Serialize)]
+pub struct Document {
+    pub root: String,
+    pub items: Vec<ItemReport>,
+    pub totals: BTreeMap<&'static str, usize>,
+    pub repositories: Repositories,
+    pub notes: Vec<Note>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
+}
+
+impl Document {
+    pub fn new(root: &std::path::Path, plan: &Plan, results: Option<&[ItemResult]>) -> Document {
+        let items: Vec<ItemReport> = plan
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                let (state, reason) = match results {
+                    Some(r) => (r[i].state, r[i].reason.clone()),
+                    None => (it.state, it.reason.clone()),
+                };
+                ItemReport {
+                    kind: it.kind,
+                    id: escape_os(&it.name),
+                    state,
+                    reason,
+                    source: it.source,
+                    action: action(it),
+                    ours: it.ours,
+                }
+            })
+            .collect();
+        let mut totals = BTreeMap::new();
+        for s in [
+            State::Pending,
+            State::Moving,
+            State::Copying,
+            State::Registered,
+            State::Fallback,
+            State::Quarantined,
+            State::Failed,
+        ] {
+            totals.insert(s.as_str(), items.iter().filter(|r| r.state == s).count());
+        }
+        Document {
+            root: root.display().to_string(),
+            items,
+            totals,
+            repositories: plan.repositories.clone(),
+            notes: plan.notes.clone(),
+            elapsed_s: None,
+        }
+    }
+
+    /// Problems found: quarantined or failed items, or notes.
+    pub fn has_problems(&self) -> bool {
+        self.totals["quarantined"] + self.totals["failed"] > 0
+            || matches!(self.repositories, Repositories::Conflict(_))
+            || !self.notes.is_empty()
+    }
+
+    pub fn all_registered(&self) -> bool {
+        self.items.iter().all(|i| i.state == State::Registered)
+    }
+
+    pub fn print_json(&self) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(self).expect("reports always serialize")
+        );
+    }
+
+    /// Plain text: totals, then every item with a problem (or every item).
+    pub fn print_text(&self, title: &str, all: bool) {
+        println!("{title} {}", self.root);
+        for it in &self.items {
+            let problem = matches!(it.state, State::Quarantined | State::Failed | State::Fallback);
+            if all || problem {
+                let kind = match it.kind {
+                    ItemKind::Image => "image",
+                    ItemKind::Container => "container",
+                };
+                match &it.reason {
+                    Some(r) => println!("  {:<11} {kind:<9} {}  ({}; {r})", it.state.as_str(), it.id, it.action),
+                    None => println!("  {:<11} {kind:<9} {}  ({})", it.state.as_str(), it.id, it.action),
+                }
+            }
+        }
+        for n in &self.notes {
+            println!("  note        {}: {}", n.path, n.reason);
+        }
+        match &self.repositories {
+            Repositories::Rename => println!("  repositories -> repositories-aufs"),
+            Repositories::Conflict(why) => println!("  repositories: {why}"),
+            _ => {}
+        }
+        let totals: Vec<String> = self
+            .totals
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        println!(
+            "  {} items: {}",
+            self.items.len(),
+            if totals.is_empty() {
+                "none".into()
+            } else {
+                totals.join(", ")
+            }
+        );
+        if let Some(t) = self.elapsed_s {
+            println!("  in {t:.3} s");
+        }
+    }
+}

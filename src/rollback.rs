@@ -1,0 +1,385 @@
+//! `rollback`: puts what graph2aufs migrated back into the legacy layout,
+//! removes only what it created, and refuses, with reasons, what it cannot
+//! put back losslessly.
+
+use crate::error::{Result, Step};
+use crate::initlayer::InitKind;
+use crate::layout;
+use crate::legacy::{self, Dirs, LAYERS_CAP};
+use crate::names::{escape_os, unescape};
+use crate::plan::{self, ItemKind, Note, Plan};
+use crate::record::{self, Record, RecordItem};
+use crate::root::Root;
+use crate::sys::{self, Context, Kind};
+use rustix::fs::{FileType, Timespec};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+#[derive(Serialize, Default)]
+pub struct RollbackReport {
+    pub root: String,
+    pub restored: Vec<String>,
+    pub refused: Vec<Note>,
+}
+
+fn time((s, ns): (i64, i64)) -> Timespec {
+    Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    }
+}
+
+struct Rollback<'a> {
+    root: &'a Root,
+    dirs: Dirs,
+    plan: Plan,
+    record: Record,
+    /// For each layer, the layers whose chains name it.
+    users: HashMap<OsString, Vec<OsString>>,
+}
+
+pub fn rollback(root: &Root) -> Result<RollbackReport> {
+    let r = root.path().display().to_string();
+    let mut report = RollbackReport {
+        root: r.clone(),
+        ..Default::default()
+    };
+    if !Record::exists(root) {
+        return Ok(report);
+    }
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).step(|| format!("reading {r}"))?;
+    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
+    let mut users: HashMap<OsString, Vec<OsString>> = HashMap::new();
+    if let Some(layers) = &dirs.layers {
+        for (name, _) in sys::list_dir(layers).step(|| "listing aufs/layers".into())? {
+            if let Ok(bytes) = sys::read_file(layers, &name, LAYERS_CAP, false) {
+                for line in layout::parse_layers(&bytes) {
+                    users
+                        .entry(OsStr::from_bytes(line).to_os_string())
+                        .or_default()
+                        .push(name.clone());
+                }
+            }
+        }
+    }
+    let mut rb = Rollback {
+        root,
+        dirs,
+        plan,
+        record,
+        users,
+    };
+    // Containers, then images children first, then quarantined items.
+    let mut order: Vec<usize> = (0..rb.plan.items.len()).collect();
+    order.sort_by_key(|&i| (rb.plan.items[i].kind == ItemKind::Image, std::cmp::Reverse(i)));
+    let ours: HashSet<OsString> = rb
+        .plan
+        .items
+        .iter()
+        .filter(|it| it.ours && !rb.record.items[&record::key(it.kind, &it.name)].quarantined)
+        .flat_map(crate::migrate::aufs_names)
+        .collect();
+    for i in order {
+        let it = rb.plan.items[i].clone();
+        let key = record::key(it.kind, &it.name);
+        let Some(entry) = rb.record.items.get(&key).cloned() else {
+            continue;
+        };
+        let result = if entry.quarantined {
+            rb.unquarantine(&it)
+        } else {
+            rb.item(i, &entry, &ours)
+        };
+        match result {
+            Ok(()) => {
+                rb.record.items.remove(&key);
+                report.restored.push(key);
+            }
+            Err(e) => report.refused.push(Note {
+                path: key,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    // Items in the record that the scan no longer finds.
+    let leftover: Vec<String> = rb
+        .record
+        .items
+        .keys()
+        .filter(|k| !report.refused.iter().any(|n| &n.path == *k))
+        .cloned()
+        .collect();
+    for k in leftover {
+        report.refused.push(Note {
+            path: k,
+            reason: "its directory under graph/ or containers/ no longer exists".into(),
+        });
+    }
+    if rb.record.repositories_renamed {
+        match sys::rename_noreplace(root.fd(), "repositories-aufs", root.fd(), "repositories") {
+            Ok(()) => {
+                rb.record.repositories_renamed = false;
+                report.restored.push("repositories".into());
+            }
+            Err(e) => report.refused.push(Note {
+                path: "repositories-aufs".into(),
+                reason: format!("cannot become repositories again: {e}"),
+            }),
+        }
+    }
+    sys::syncfs(root.fd()).step(|| format!("syncing {r}"))?;
+    if report.refused.is_empty() {
+        rb.finish()?;
+    } else {
+        rb.record.save(root)?;
+    }
+    Ok(report)
+}
+
+impl Rollback<'_> {
+    fn diff(&self) -> io::Result<&OwnedFd> {
+        self.dirs
+            .diff
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "aufs/diff does not exist"))
+    }
+
+    fn legacy_parent(&self, it: &plan::Item) -> io::Result<OwnedFd> {
+        let d = match it.kind {
+            ItemKind::Image => &self.dirs.graph,
+            ItemKind::Container => &self.dirs.containers,
+        };
+        let d = d.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}/ does not exist", it.legacy_parent_dir()),
+            )
+        })?;
+        sys::open_dir(d, &it.name)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}/{} no longer exists", it.legacy_parent_dir(), escape_os(&it.name)),
+            )
+        })
+    }
+
+    fn unquarantine(&mut self, it: &plan::Item) -> io::Result<()> {
+        let q = match it.kind {
+            ItemKind::Image => &self.dirs.quarantine_graph,
+            ItemKind::Container => &self.dirs.quarantine_containers,
+        };
+        let dst = self.legacy_parent(it)?;
+        if let Some(qd) = q.as_ref().and_then(|q| sys::open_dir(q, &it.name).ok().flatten()) {
+            if sys::kind(&qd, it.legacy_leaf())?.exists() {
+                sys::rename_noreplace(&qd, it.legacy_leaf(), &dst, it.legacy_leaf())
+                    .context(|| format!("moving the quarantined {} back", it.legacy_path()))?;
+            }
+            let _ = sys::rmdir(q.as_ref().expect("opened above"), &it.name);
+        }
+        self.restore_dir_mtime(it)
+    }
+
+    fn restore_dir_mtime(&self, it: &plan::Item) -> io::Result<()> {
+        let entry = self.record.items.get(&record::key(it.kind, &it.name));
+        if let Some((s, ns)) = entry.and_then(|e| e.dir_mtime) {
+            let parent = match it.kind {
+                ItemKind::Image => self.dirs.graph.as_ref(),
+                ItemKind::Container => self.dirs.containers.as_ref(),
+            };
+            if let Some(p) = parent {
+                let st = sys::lstat(p, &it.name)?.ok_or_else(|| io::Error::other("vanished"))?;
+                sys::set_times(p, &it.name, sys::atime(&st), time((s, ns)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses when a layer graph2aufs would remove is in the chain of a
+    /// layer that is not being rolled back (a newer daemon's).
+    fn check_users(&self, name: &OsStr, ours: &HashSet<OsString>) -> io::Result<()> {
+        if let Some(users) = self.users.get(name) {
+            let foreign: Vec<String> = users
+                .iter()
+                .filter(|u| !ours.contains(*u))
+                .map(|u| escape_os(u))
+                .collect();
+            if !foreign.is_empty() {
+                return Err(io::Error::other(format!(
+                    "layers created since the migration build on it ({}); remove them first",
+                    foreign.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn item(&mut self, i: usize, entry: &RecordItem, ours: &HashSet<OsString>) -> io::Result<()> {
+        let it = self.plan.items[i].clone();
+        let name = it.name.clone();
+        self.check_users(&name, ours)?;
+        let parent = self.legacy_parent(&it)?;
+        let diff = self.diff()?.try_clone()?;
+        let leaf = it.legacy_leaf();
+        let init = it.id.as_ref().map(|id| id.init_layer().to_os_string());
+        // Check everything before changing anything.
+        if it.kind == ItemKind::Container {
+            if let Some(init) = &init {
+                self.check_users(init, ours)?;
+                if sys::kind(&diff, init)? == Kind::Dir {
+                    self.check_init_untouched(i, init)?;
+                }
+            }
+        }
+        match (sys::kind(&parent, leaf)?, sys::kind(&diff, &name)?) {
+            (Kind::Missing, Kind::Dir) => {
+                let d = sys::open_dir_required(&diff, &name)?;
+                if entry.empty_rw && sys::dir_is_empty(&d)? {
+                    sys::rmdir(&diff, &name)?;
+                } else {
+                    sys::rename_noreplace(&diff, &name, &parent, leaf)
+                        .context(|| format!("moving aufs/diff/{} back to {}", escape_os(&name), it.legacy_path()))?;
+                }
+            }
+            (Kind::Dir, Kind::Missing | Kind::Symlink(_)) => {} // not moved yet
+            (Kind::Missing, Kind::Missing) if entry.empty_rw => {}
+            (l, n) => {
+                return Err(io::Error::other(format!(
+                    "{} is {} and aufs/diff/{} is {}",
+                    it.legacy_path(),
+                    l.describe(),
+                    escape_os(&name),
+                    n.describe()
+                )))
+            }
+        }
+        if let Some(t) = &entry.prior.symlink {
+            if sys::kind(&diff, &name)? == Kind::Missing {
+                let target = unescape(t).unwrap_or_default();
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), &diff, &name)?;
+            }
+        }
+        if let (ItemKind::Container, Some(init)) = (it.kind, &init) {
+            if sys::kind(&diff, init)? == Kind::Dir {
+                sys::remove_tree(&diff, init)?;
+            }
+            self.unregister(init, entry.prior.init_layers.as_deref(), entry.prior.init_mnt)?;
+        }
+        self.unregister(&name, entry.prior.layers.as_deref(), entry.prior.mnt)?;
+        self.restore_dir_mtime(&it)
+    }
+
+    /// An init layer is removed only if it holds exactly what graph2aufs
+    /// wrote: nothing else is lost with it.
+    fn check_init_untouched(&self, i: usize, init: &OsStr) -> io::Result<()> {
+        let expected = crate::migrate::init_layer(&self.dirs, &self.plan, i)?;
+        let dir = sys::open_dir_required(self.diff()?, init)?;
+        let mut found = Vec::new();
+        walk(&dir, &mut Vec::new(), &mut found)?;
+        let want: Vec<(Vec<OsString>, FileType, u64)> = expected
+            .entries
+            .iter()
+            .map(|e| {
+                let ft = match e.kind {
+                    InitKind::Dir => FileType::Directory,
+                    InitKind::File => FileType::RegularFile,
+                    InitKind::Symlink(_) => FileType::Symlink,
+                };
+                let size = match &e.kind {
+                    InitKind::Symlink(t) => t.len() as u64,
+                    _ => 0,
+                };
+                (e.path.clone(), ft, size)
+            })
+            .collect();
+        let key = |(p, ft, size): (Vec<OsString>, FileType, u64)| {
+            (p, ft.as_raw_mode(), if ft == FileType::Directory { 0 } else { size })
+        };
+        let mut want: Vec<_> = want.into_iter().map(key).collect();
+        let mut found: Vec<_> = found.into_iter().map(key).collect();
+        want.sort();
+        found.sort();
+        if found != want {
+            return Err(io::Error::other(format!(
+                "aufs/diff/{} holds changes made since the migration; it is not removed",
+                escape_os(init)
+            )));
+        }
+        Ok(())
+    }
+
+    fn unregister(&self, name: &OsStr, prior_layers: Option<&str>, prior_mnt: bool) -> io::Result<()> {
+        if let Some(layers) = &self.dirs.layers {
+            match prior_layers {
+                Some(bytes) => sys::write_atomic(layers, name, &unescape(bytes).unwrap_or_default(), 0o644, false)?,
+                None => {
+                    if sys::lstat(layers, name)?.is_some() {
+                        sys::unlink(layers, name)?;
+                    }
+                }
+            }
+        }
+        if let (Some(mnt), false) = (&self.dirs.mnt, prior_mnt) {
+            if sys::kind(mnt, name)? == Kind::Dir {
+                sys::rmdir(mnt, name)
+                    .context(|| format!("removing aufs/mnt/{} (still a mount point?)", escape_os(name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything is back: remove what graph2aufs created, restore the
+    /// directory times it changed.
+    fn finish(self) -> Result<()> {
+        let root = self.root;
+        for rel in self.record.created_dirs.iter().rev() {
+            if let Ok(Some(d)) = sys::open_dir(root.fd(), rel) {
+                if sys::dir_is_empty(&d).unwrap_or(false) {
+                    let _ = rustix::fs::unlinkat(root.fd(), rel.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+                }
+            }
+        }
+        for rel in [
+            ".graph2aufs/quarantine/graph",
+            ".graph2aufs/quarantine/containers",
+            ".graph2aufs/quarantine",
+        ] {
+            let _ = rustix::fs::unlinkat(root.fd(), rel, rustix::fs::AtFlags::REMOVEDIR);
+        }
+        if let Some(own) = sys::open_dir(root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())? {
+            for f in ["record.json", "lock"] {
+                let _ = sys::unlink(&own, f);
+            }
+        }
+        let _ = sys::rmdir(root.fd(), ".graph2aufs");
+        let mut mtimes: Vec<_> = self.record.mtimes.iter().collect();
+        mtimes.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.len()));
+        for (rel, t) in mtimes {
+            let rel = if rel.is_empty() { "." } else { rel.as_str() };
+            if let Ok(Some(st)) = sys::lstat(root.fd(), rel) {
+                let _ = sys::set_times(root.fd(), rel, sys::atime(&st), time(*t));
+            }
+        }
+        sys::syncfs(root.fd()).step(|| "syncing".into())
+    }
+}
+
+fn walk(dir: &OwnedFd, prefix: &mut Vec<OsString>, out: &mut Vec<(Vec<OsString>, FileType, u64)>) -> io::Result<()> {
+    for (name, _) in sys::list_dir(dir)? {
+        let st = sys::lstat(dir, &name)?.ok_or_else(|| io::Error::other("vanished"))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        prefix.push(name.clone());
+        out.push((prefix.clone(), ft, st.st_size as u64));
+        if ft == FileType::Directory {
+            let sub = sys::open_dir_required(dir, &name)?;
+            walk(&sub, prefix, out)?;
+        }
+        prefix.pop();
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! ROOT: the Docker root being migrated, held as a directory descriptor
+//! opened once, before any mount, with graph2aufs's lock and own directory.
+
+use crate::error::{Error, Result, Step};
+use crate::sys;
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// graph2aufs's own directory under ROOT.
+pub const OWN_DIR: &str = ".graph2aufs";
+pub const QUARANTINE: &str = ".graph2aufs/quarantine";
+
+pub struct Root {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Held while a command that writes to ROOT runs; released on drop.
+pub struct Lock {
+    _fd: OwnedFd,
+}
+
+impl Root {
+    /// Opens ROOT. Its own path may contain symlinks (it is the operator's
+    /// word); nothing beneath it is ever reached through one.
+    pub fn open(path: &Path) -> Result<Root> {
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Usage(format!("ROOT {} does not exist", path.display())),
+            std::io::ErrorKind::PermissionDenied => Error::Env(format!("ROOT {}: permission denied", path.display())),
+            _ => Error::io(format!("ROOT {}", path.display()), e),
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Usage(format!("ROOT {} is not a directory", path.display())));
+        }
+        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(std::io::Error::from)
+            .step(|| format!("opening ROOT {}", path.display()))?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(Root { path, fd })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Refuses a ROOT covered by a live graph2aufs view: through it a command
+    /// would see the view, not the disk.
+    pub fn refuse_if_viewed(&self, command: &str) -> Result<()> {
+        if let Some(mp) = viewed_by_graph2aufs(&self.path) {
+            return Err(Error::Env(format!(
+                "{} is covered by a live graph2aufs mount (at {}); {command} works on the disk, not the view: \
+                 unmount it first (umount {}), or use `graph2aufs status`",
+                self.path.display(),
+                mp.display(),
+                mp.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the per-ROOT lock: one graph2aufs at a time.
+    pub fn lock(&self) -> Result<Lock> {
+        sys::ensure_dir(self.fd(), OWN_DIR, 0o700).step(|| format!("creating {}/{OWN_DIR}", self.path.display()))?;
+        let fd = rfs::openat(
+            self.fd(),
+            ".graph2aufs/lock",
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(std::io::Error::from)
+        .step(|| format!("opening {}/.graph2aufs/lock", self.path.display()))?;
+        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Lock { _fd: fd }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Env(format!(
+                "{} is locked by another graph2aufs (a running migrate, rollback or mount)",
+                self.path.display()
+            ))),
+            Err(e) => Err(Error::io(format!("locking {}", self.path.display()), e.into())),
+        }
+    }
+}
+
+/// The mount point of a graph2aufs FUSE mount that covers `path`, if any.
+pub fn viewed_by_graph2aufs(path: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in info.lines() {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            continue;
+        };
+        let mp = left.split(' ').nth(4).map(unescape_mountinfo)?;
+        let fstype = right.split(' ').next().unwrap_or("");
+        if fstype.starts_with("fuse") && fstype.contains("graph2aufs") && path.starts_with(&mp) {
+            return Some(mp);
+        }
+    }
+    None
+}
+
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
