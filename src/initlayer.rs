@@ -32,6 +32,16 @@ pub struct InitEntry {
     pub mtime: Timespec,
 }
 
+impl InitEntry {
+    pub fn file_type(&self) -> rustix::fs::FileType {
+        match self.kind {
+            InitKind::Dir => rustix::fs::FileType::Directory,
+            InitKind::File => rustix::fs::FileType::RegularFile,
+            InitKind::Symlink(_) => rustix::fs::FileType::Symlink,
+        }
+    }
+}
+
 /// The entries of an init layer, parents before children, and the times of
 /// its root directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +71,7 @@ impl InitLayer {
     /// `image_chain` (layer roots, the image first). `time` is given to the
     /// entries it creates (the container's creation time).
     pub fn compute(image_chain: &[Arc<OwnedFd>], time: Timespec) -> io::Result<InitLayer> {
-        let root = UnionDir::root(image_chain)?;
+        let root = UnionDir::of_layers(image_chain)?;
         let mut entries: Vec<InitEntry> = Vec::new();
         for (path, target, is_dir) in SPEC {
             let canon = match union::resolve(&root, path.as_bytes())? {
@@ -92,6 +102,20 @@ impl InitLayer {
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(InitLayer { entries, time })
+    }
+
+    /// The entry at `path`, if the layer has one.
+    pub fn find(&self, path: &[OsString]) -> Option<usize> {
+        self.entries.iter().position(|e| e.path == path)
+    }
+
+    /// The entries directly below the directory `dir` (empty for the root).
+    pub fn children<'a>(&'a self, dir: &'a [OsString]) -> impl Iterator<Item = usize> + 'a {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.path.len() == dir.len() + 1 && e.path.starts_with(dir))
+            .map(|(i, _)| i)
     }
 
     /// Writes the layer into the empty directory `dir`, with every mode,

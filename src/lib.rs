@@ -15,3 +15,4 @@ pub mod root;
 pub mod sys;
 pub mod union;
 pub mod verify;
+pub mod view;

@@ -44,6 +44,32 @@ enum Command {
         #[arg(long, default_value_t = migrate::BATCH)]
         batch: usize,
     },
+    /// Mount the view: ROOT as it will look after migration.
+    Mount {
+        root: PathBuf,
+        /// Where to mount (default: ROOT itself).
+        mountpoint: Option<PathBuf>,
+        /// Never write to ROOT; aufs/mnt/<id> shows each layer's merged root filesystem.
+        #[arg(long)]
+        read_only: bool,
+        /// Serve in the foreground until unmounted (the default).
+        #[arg(long, conflicts_with = "daemon")]
+        foreground: bool,
+        /// Return once the view is usable, serving from a background process (its pid is printed).
+        #[arg(long)]
+        daemon: bool,
+        /// Let other users use the view (with default_permissions).
+        #[arg(long)]
+        allow_other: bool,
+        /// Worker threads (default: twice the number of CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Serve file data through graph2aufs instead of kernel passthrough.
+        #[arg(long)]
+        no_passthrough: bool,
+        #[arg(long, hide = true)]
+        ready_fd: Option<i32>,
+    },
     /// Per item: pending, registered, fallback, quarantined, failed; totals.
     Status {
         root: PathBuf,
@@ -112,6 +138,26 @@ fn run(command: Command) -> Result<u8> {
             emit(&doc, json, "migrated", all);
             Ok(u8::from(doc.has_problems()))
         }
+        Command::Mount {
+            root,
+            mountpoint,
+            read_only,
+            foreground: _,
+            daemon,
+            allow_other,
+            threads,
+            no_passthrough,
+            ready_fd,
+        } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
+            root,
+            mountpoint,
+            read_only,
+            daemon,
+            allow_other,
+            threads,
+            ready_fd,
+            no_passthrough,
+        }),
         Command::Status { root, json, all } => {
             let root = Root::open(&root)?;
             let plan = scan_plan(&root)?;

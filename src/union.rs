@@ -2,14 +2,16 @@
 //! `.wh.<name>`, opaque directories `.wh..wh..opq`, and aufs's own
 //! `.wh..wh.*` entries, which are never visible. Used to build init layers
 //! (which depend on the image's merged tree) and by the read-only view's
-//! merged root filesystems.
+//! merged root filesystems, where a container's init layer, not yet on
+//! disk, takes part as a virtual branch.
 
+use crate::initlayer::InitLayer;
 use crate::sys;
 use rustix::fs::{FileType, Stat};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -18,35 +20,101 @@ pub const META: &[u8] = b".wh..wh.";
 pub const OPAQUE: &str = ".wh..wh..opq";
 const MAX_SYMLINK_HOPS: usize = 40;
 
-/// One real directory contributing to a merged directory.
+/// A branch's directory at some path: a real directory, or a directory of
+/// an init layer held in memory.
+#[derive(Debug, Clone)]
+pub enum Src {
+    Real(Arc<OwnedFd>),
+    Init(Arc<InitLayer>, Vec<OsString>),
+}
+
+/// What a branch has under a name.
+#[derive(Debug, Clone)]
+pub enum Leaf {
+    Real { parent: Arc<OwnedFd>, stat: Stat },
+    Init { layer: Arc<InitLayer>, index: usize },
+}
+
+impl Leaf {
+    pub fn file_type(&self) -> FileType {
+        match self {
+            Leaf::Real { stat, .. } => FileType::from_raw_mode(stat.st_mode),
+            Leaf::Init { layer, index } => layer.entries[*index].file_type(),
+        }
+    }
+}
+
+impl Src {
+    fn lookup(&self, name: &OsStr) -> io::Result<Option<Leaf>> {
+        match self {
+            Src::Real(fd) => Ok(sys::lstat(fd.as_ref(), name)?.map(|stat| Leaf::Real {
+                parent: fd.clone(),
+                stat,
+            })),
+            Src::Init(layer, dir) => {
+                let mut p = dir.clone();
+                p.push(name.to_os_string());
+                Ok(layer.find(&p).map(|index| Leaf::Init {
+                    layer: layer.clone(),
+                    index,
+                }))
+            }
+        }
+    }
+
+    fn has(&self, name: &OsStr) -> io::Result<bool> {
+        match self {
+            Src::Real(fd) => Ok(sys::lstat(fd.as_ref(), name)?.is_some()),
+            Src::Init(..) => Ok(false), // init layers hold no whiteouts
+        }
+    }
+
+    fn child(&self, name: &OsStr) -> io::Result<Src> {
+        match self {
+            Src::Real(fd) => Ok(Src::Real(Arc::new(sys::open_dir_required(fd.as_ref(), name)?))),
+            Src::Init(layer, dir) => {
+                let mut p = dir.clone();
+                p.push(name.to_os_string());
+                Ok(Src::Init(layer.clone(), p))
+            }
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<(OsString, FileType)>> {
+        match self {
+            Src::Real(fd) => sys::list_dir(fd.as_ref()),
+            Src::Init(layer, dir) => Ok(layer
+                .children(dir)
+                .map(|i| {
+                    let e = &layer.entries[i];
+                    (e.path.last().cloned().unwrap_or_default(), e.file_type())
+                })
+                .collect()),
+        }
+    }
+}
+
+/// One branch's directory contributing to a merged directory.
 #[derive(Debug, Clone)]
 pub struct Part {
     /// Index of the branch (0 = top).
     pub branch: usize,
-    pub fd: Arc<OwnedFd>,
+    pub src: Src,
 }
 
-/// A merged directory: the real directories of that path in each branch, top
+/// A merged directory: the directories of that path in each branch, top
 /// first, already cut below an opaque one or a whiteout.
 #[derive(Debug, Clone)]
 pub struct UnionDir {
     pub parts: Vec<Part>,
 }
 
-/// What a name resolves to in a merged directory.
+/// What a name resolves to in a merged directory; a directory carries its
+/// topmost branch's entry for its attributes.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    Dir(UnionDir, Stat),
-    /// Not a directory: found in `parent` of branch `branch`.
-    Leaf {
-        branch: usize,
-        parent: Arc<OwnedFd>,
-        stat: Stat,
-    },
-}
-
-fn is_hidden(name: &[u8]) -> bool {
-    name.starts_with(WHITEOUT)
+    Dir(UnionDir, Leaf),
+    Leaf(Leaf),
 }
 
 fn whiteout_of(name: &OsStr) -> OsString {
@@ -55,79 +123,56 @@ fn whiteout_of(name: &OsStr) -> OsString {
     w
 }
 
-fn is_opaque(dir: impl AsFd) -> io::Result<bool> {
-    Ok(sys::lstat(dir, OPAQUE)?.is_some())
-}
-
 impl UnionDir {
-    /// The merged root of `branches` (layer roots, top first).
-    pub fn root(branches: &[Arc<OwnedFd>]) -> io::Result<UnionDir> {
+    /// The merged root of `branches` (top first).
+    pub fn root(branches: Vec<Src>) -> io::Result<UnionDir> {
         let mut parts = Vec::new();
-        for (branch, fd) in branches.iter().enumerate() {
-            parts.push(Part { branch, fd: fd.clone() });
-            if is_opaque(fd.as_ref())? {
+        for (branch, src) in branches.into_iter().enumerate() {
+            let opaque = src.has(OsStr::new(OPAQUE))?;
+            parts.push(Part { branch, src });
+            if opaque {
                 break;
             }
         }
         Ok(UnionDir { parts })
     }
 
+    /// The merged root of real layer directories.
+    pub fn of_layers(layers: &[Arc<OwnedFd>]) -> io::Result<UnionDir> {
+        UnionDir::root(layers.iter().map(|fd| Src::Real(fd.clone())).collect())
+    }
+
     /// Looks `name` up, aufs-style. Never follows a symlink.
     pub fn lookup(&self, name: &OsStr) -> io::Result<Option<Entry>> {
-        if is_hidden(name.as_bytes()) || name == "." || name == ".." {
+        if name.as_bytes().starts_with(WHITEOUT) || name == "." || name == ".." {
             return Ok(None);
         }
         let wh = whiteout_of(name);
-        let mut found: Option<(Stat, Vec<Part>)> = None;
+        let mut found: Option<(Leaf, Vec<Part>)> = None;
         for part in &self.parts {
-            let dir = part.fd.as_ref();
-            if let Some((_, parts)) = &mut found {
-                // Collecting lower directories of a merged directory.
-                if sys::lstat(dir, &wh)?.is_some() {
-                    break;
-                }
-                match sys::lstat(dir, name)? {
-                    Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                        let fd = sys::open_dir_required(dir, name)?;
-                        let opaque = is_opaque(&fd)?;
-                        parts.push(Part {
-                            branch: part.branch,
-                            fd: Arc::new(fd),
-                        });
-                        if opaque {
-                            break;
-                        }
-                    }
-                    Some(_) => break,
-                    None => {}
-                }
-                continue;
+            if part.src.has(&wh)? {
+                break;
             }
-            if sys::lstat(dir, &wh)?.is_some() {
-                return Ok(None);
+            let Some(leaf) = part.src.lookup(name)? else { continue };
+            let is_dir = leaf.file_type() == FileType::Directory;
+            match &mut found {
+                None if !is_dir => return Ok(Some(Entry::Leaf(leaf))),
+                None => found = Some((leaf, Vec::new())),
+                // A lower non-directory ends the merge of a directory.
+                Some(_) if !is_dir => break,
+                Some(_) => {}
             }
-            let Some(st) = sys::lstat(dir, name)? else { continue };
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                return Ok(Some(Entry::Leaf {
-                    branch: part.branch,
-                    parent: part.fd.clone(),
-                    stat: st,
-                }));
-            }
-            let fd = sys::open_dir_required(dir, name)?;
-            let opaque = is_opaque(&fd)?;
-            found = Some((
-                st,
-                vec![Part {
-                    branch: part.branch,
-                    fd: Arc::new(fd),
-                }],
-            ));
+            let sub = part.src.child(name)?;
+            let opaque = sub.has(OsStr::new(OPAQUE))?;
+            found.as_mut().expect("set above").1.push(Part {
+                branch: part.branch,
+                src: sub,
+            });
             if opaque {
                 break;
             }
         }
-        Ok(found.map(|(st, parts)| Entry::Dir(UnionDir { parts }, st)))
+        Ok(found.map(|(leaf, parts)| Entry::Dir(UnionDir { parts }, leaf)))
     }
 
     /// The merged directory's visible names, each with its type, in a stable
@@ -137,9 +182,8 @@ impl UnionDir {
         let mut hidden: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
         for part in &self.parts {
-            let entries = sys::list_dir(part.fd.as_ref())?;
             let mut own_whiteouts = Vec::new();
-            for (name, ft) in entries {
+            for (name, ft) in part.src.list()? {
                 let b = name.as_bytes();
                 if b.starts_with(META) {
                     continue;
@@ -148,17 +192,17 @@ impl UnionDir {
                     own_whiteouts.push(OsStr::from_bytes(rest).to_os_string());
                     continue;
                 }
-                if hidden.contains(&name) || !seen.insert(name.clone()) {
+                if hidden.contains(&name) || seen.contains(&name) {
                     continue;
                 }
-                let ft = if ft == FileType::Unknown {
-                    match sys::lstat(part.fd.as_ref(), &name)? {
-                        Some(st) => FileType::from_raw_mode(st.st_mode),
+                let ft = match ft {
+                    FileType::Unknown => match part.src.lookup(&name)? {
+                        Some(leaf) => leaf.file_type(),
                         None => continue,
-                    }
-                } else {
-                    ft
+                    },
+                    ft => ft,
                 };
+                seen.insert(name.clone());
                 out.push((name, ft));
             }
             hidden.extend(own_whiteouts);
@@ -175,7 +219,7 @@ pub enum Resolved {
     /// Some component is missing: the canonical path, each component with
     /// the stat of the directory the image has there, if it has one.
     Missing(Vec<(OsString, Option<Stat>)>),
-    /// A component on the way is not a directory.
+    /// A component on the way is not a directory, or symlinks loop.
     NotDir,
 }
 
@@ -183,7 +227,7 @@ pub enum Resolved {
 /// on the way (absolute ones from `root`, never from the host's root), but
 /// not a final symlink.
 pub fn resolve(root: &UnionDir, path: &[u8]) -> io::Result<Resolved> {
-    let mut queue: std::collections::VecDeque<OsString> = split(path).collect();
+    let mut queue: VecDeque<OsString> = split(path).collect();
     let mut canon: Vec<(OsString, Option<Stat>)> = Vec::new();
     let mut dirs: Vec<UnionDir> = vec![root.clone()];
     let mut missing = false;
@@ -193,12 +237,12 @@ pub fn resolve(root: &UnionDir, path: &[u8]) -> io::Result<Resolved> {
             continue;
         }
         if c == ".." {
-            if canon.pop().is_some() && !missing {
-                dirs.pop();
+            if let Some((_, st)) = canon.pop() {
+                if st.is_some() {
+                    dirs.pop();
+                }
             }
-            if canon.iter().all(|(_, st)| st.is_some()) {
-                missing = false;
-            }
+            missing = canon.iter().any(|(_, st)| st.is_none());
             continue;
         }
         if missing {
@@ -208,21 +252,24 @@ pub fn resolve(root: &UnionDir, path: &[u8]) -> io::Result<Resolved> {
         let cur = dirs.last().expect("the root is never popped");
         match cur.lookup(&c)? {
             None => {
-                if queue.is_empty() {
-                    canon.push((c, None));
-                    return Ok(Resolved::Missing(canon));
-                }
                 canon.push((c, None));
                 missing = true;
             }
-            Some(Entry::Dir(u, st)) => {
-                canon.push((c, Some(st)));
+            Some(Entry::Dir(u, leaf)) => {
+                let st = match leaf {
+                    Leaf::Real { stat, .. } => Some(stat),
+                    Leaf::Init { .. } => None,
+                };
+                canon.push((c, st));
                 dirs.push(u);
             }
-            Some(Entry::Leaf { parent, stat, .. }) => {
+            Some(Entry::Leaf(leaf)) => {
                 if queue.is_empty() {
                     return Ok(Resolved::Exists);
                 }
+                let Leaf::Real { parent, stat } = leaf else {
+                    return Ok(Resolved::NotDir);
+                };
                 if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
                     return Ok(Resolved::NotDir);
                 }

@@ -1,0 +1,767 @@
+//! The FUSE file system: a passthrough core (operations on descriptors held
+//! per inode) under the layout transform. This is the read-only view; every
+//! operation that would write answers EROFS.
+
+use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
+use super::transform::{Role, Shown, Transform};
+use crate::initlayer::{InitKind, InitLayer};
+use crate::legacy::Dirs;
+use crate::plan::{ItemKind, Source};
+use crate::sys;
+use crate::union::{Entry, Leaf, Src, UnionDir};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyXattr, Request,
+};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Stat};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An open file or directory of the view.
+enum Handle {
+    File {
+        file: Arc<File>,
+        _backing: Option<Arc<fuser::BackingId>>,
+    },
+    Dir(Arc<Vec<DirEntry>>),
+}
+
+struct DirEntry {
+    name: OsString,
+    kind: FileType,
+    ino: u64,
+}
+
+pub struct View {
+    dirs: Dirs,
+    root_fd: OwnedFd,
+    transform: Transform,
+    table: Table,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
+    /// One backing id per inode, shared by all its opens.
+    backing: Mutex<HashMap<u64, std::sync::Weak<fuser::BackingId>>>,
+    ttl: Duration,
+    passthrough: bool,
+    /// Times of the directories graph2aufs synthesizes.
+    synth_time: SystemTime,
+}
+
+fn errno(e: io::Error) -> Errno {
+    Errno::from(e)
+}
+
+fn to_time(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::new(sec.unsigned_abs(), 0) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+fn kind_of(ft: rfs::FileType) -> FileType {
+    match ft {
+        rfs::FileType::Directory => FileType::Directory,
+        rfs::FileType::Symlink => FileType::Symlink,
+        rfs::FileType::Fifo => FileType::NamedPipe,
+        rfs::FileType::Socket => FileType::Socket,
+        rfs::FileType::CharacterDevice => FileType::CharDevice,
+        rfs::FileType::BlockDevice => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn attr_of(st: &Stat, ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: to_time(st.st_atime, st.st_atime_nsec as i64),
+        mtime: to_time(st.st_mtime, st.st_mtime_nsec as i64),
+        ctime: to_time(st.st_ctime, st.st_ctime_nsec as i64),
+        crtime: UNIX_EPOCH,
+        kind: kind_of(rfs::FileType::from_raw_mode(st.st_mode)),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn synth_attr(ino: u64, kind: FileType, perm: u16, size: u64, time: SystemTime) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: UNIX_EPOCH,
+        kind,
+        perm,
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
+    let Some(i) = index else {
+        let t = to_time(layer.time.tv_sec, layer.time.tv_nsec as i64);
+        return synth_attr(ino, FileType::Directory, 0o755, 4096, t);
+    };
+    let e = &layer.entries[i];
+    let (kind, size) = match &e.kind {
+        InitKind::Dir => (FileType::Directory, 4096),
+        InitKind::File => (FileType::RegularFile, 0),
+        InitKind::Symlink(t) => (FileType::Symlink, t.len() as u64),
+    };
+    let mut a = synth_attr(
+        ino,
+        kind,
+        e.mode as u16,
+        size,
+        to_time(e.mtime.tv_sec, e.mtime.tv_nsec as i64),
+    );
+    a.atime = to_time(e.atime.tv_sec, e.atime.tv_nsec as i64);
+    a.uid = e.uid;
+    a.gid = e.gid;
+    if kind != FileType::Directory {
+        a.blocks = 0;
+    }
+    a
+}
+
+/// `/proc/self/fd/N` of a descriptor: how an `O_PATH` descriptor is reopened
+/// or given to calls that take paths (procfs, never a path under ROOT).
+fn proc_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn stat_fd(fd: &OwnedFd) -> io::Result<Stat> {
+    Ok(rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+fn open_path(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+impl View {
+    pub fn new(root_fd: OwnedFd, dirs: Dirs, transform: Transform, passthrough: bool) -> io::Result<View> {
+        let st = stat_fd(&root_fd)?;
+        let main_dev = st.st_dev;
+        let synth_time = to_time(st.st_mtime, st.st_mtime_nsec as i64);
+        let table = Table::new(
+            Backing::Real {
+                fd: root_fd.try_clone()?,
+                role: Role::Root,
+            },
+            main_dev,
+        );
+        Ok(View {
+            dirs,
+            root_fd,
+            transform,
+            table,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            inits: Mutex::new(HashMap::new()),
+            backing: Mutex::new(HashMap::new()),
+            ttl: Duration::from_secs(3600),
+            passthrough,
+            synth_time,
+        })
+    }
+
+    fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
+        self.table.get(ino.0).ok_or(Errno::ENOENT)
+    }
+
+    fn attr(&self, node: &Node) -> io::Result<FileAttr> {
+        Ok(match &node.backing {
+            Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
+            Backing::Dir { .. } | Backing::Empty => {
+                synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time)
+            }
+            Backing::File(bytes) => synth_attr(
+                node.id,
+                FileType::RegularFile,
+                0o644,
+                bytes.len() as u64,
+                self.synth_time,
+            ),
+            Backing::Init { layer, index } => init_attr(layer, *index, node.id),
+            Backing::Merged { top, .. } => match top {
+                Top::Real(st) | Top::Leaf(Leaf::Real { stat: st, .. }) => attr_of(st, node.id),
+                Top::Leaf(Leaf::Init { layer, index }) => init_attr(layer, Some(*index), node.id),
+                Top::InitRoot(layer) => init_attr(layer, None, node.id),
+            },
+        })
+    }
+
+    fn real_node(&self, dir: impl AsFd, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
+        let fd = open_path(dir, name)?;
+        let st = stat_fd(&fd)?;
+        Ok(self
+            .table
+            .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real { fd, role }))
+    }
+
+    /// The directory holding an item's data now (its legacy place, its
+    /// quarantined copy, or `aufs/diff/<id>`), and the name in it.
+    fn data_place(&self, i: usize) -> io::Result<(OwnedFd, OsString)> {
+        let it = &self.transform.plan.items[i];
+        let missing = || io::Error::from_raw_os_error(libc::ENOENT);
+        let (parent, quarantine) = match it.kind {
+            ItemKind::Image => (&self.dirs.graph, &self.dirs.quarantine_graph),
+            ItemKind::Container => (&self.dirs.containers, &self.dirs.quarantine_containers),
+        };
+        let from = match it.source {
+            Source::Native => {
+                let diff = self.dirs.diff.as_ref().ok_or_else(missing)?;
+                return Ok((diff.try_clone()?, it.name.clone()));
+            }
+            Source::Quarantine => quarantine,
+            _ => parent,
+        };
+        let d = sys::open_dir(from.as_ref().ok_or_else(missing)?, &it.name)?.ok_or_else(missing)?;
+        Ok((d, it.legacy_leaf().into()))
+    }
+
+    fn data_dir(&self, i: usize) -> io::Result<Arc<OwnedFd>> {
+        let (dir, name) = self.data_place(i)?;
+        Ok(Arc::new(sys::open_dir_required(&dir, &name)?))
+    }
+
+    fn init_layer(&self, i: usize) -> io::Result<Arc<InitLayer>> {
+        if let Some(l) = self.inits.lock().expect("never poisoned").get(&i) {
+            return Ok(l.clone());
+        }
+        let layer = Arc::new(crate::migrate::init_layer(&self.dirs, &self.transform.plan, i)?);
+        self.inits.lock().expect("never poisoned").insert(i, layer.clone());
+        Ok(layer)
+    }
+
+    /// The branches of item `i`'s merged root filesystem, top first.
+    fn merged(&self, i: usize, init_only: bool) -> io::Result<(UnionDir, Top)> {
+        let plan = &self.transform.plan;
+        let it = &plan.items[i];
+        let mut branches = Vec::new();
+        let mut top = None;
+        if it.kind == ItemKind::Container {
+            let layer = self.init_layer(i)?;
+            if !init_only && it.source != Source::Empty {
+                let d = self.data_dir(i)?;
+                top = Some(Top::Real(stat_fd(&d)?));
+                branches.push(Src::Real(d));
+            }
+            top.get_or_insert(Top::InitRoot(layer.clone()));
+            branches.push(Src::Init(layer, Vec::new()));
+        } else {
+            let d = self.data_dir(i)?;
+            top = Some(Top::Real(stat_fd(&d)?));
+            branches.push(Src::Real(d));
+        }
+        for id in plan.chain(i) {
+            let j = plan
+                .find(&id)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            branches.push(Src::Real(self.data_dir(j)?));
+        }
+        Ok((UnionDir::root(branches)?, top.expect("set above")))
+    }
+
+    fn shown_node(&self, parent: &Node, name: &OsStr, shown: Shown) -> io::Result<Arc<Node>> {
+        let key = || Key::Child(parent.id, name.to_os_string());
+        Ok(match shown {
+            Shown::Hidden => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            Shown::Data(i) => {
+                let (dir, leaf) = self.data_place(i)?;
+                self.real_node(&dir, &leaf, Role::Plain)?
+            }
+            Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
+            Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
+            Shown::Empty => self.table.lookup(key(), || Backing::Empty),
+            Shown::File(bytes) => self.table.lookup(key(), || Backing::File(bytes)),
+            Shown::Init(i) => {
+                let layer = self.init_layer(i)?;
+                self.table.lookup(key(), || Backing::Init { layer, index: None })
+            }
+            Shown::Merged(i, init) => {
+                let (dir, top) = self.merged(i, init)?;
+                self.table.lookup(key(), || Backing::Merged { dir, top })
+            }
+        })
+    }
+
+    /// Resolves `name` in `parent`, counting a lookup of the result.
+    fn child(&self, parent: &Node, name: &OsStr) -> io::Result<Arc<Node>> {
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        match &parent.backing {
+            Backing::Real { fd, role } => {
+                let role = *role;
+                match self.transform.shown(role, name) {
+                    Some(s) if s.only_if_absent() => match sys::lstat(fd, name)? {
+                        Some(_) => self.real_node(fd, name, self.transform.child_role(role, name)),
+                        None => self.shown_node(parent, name, s),
+                    },
+                    Some(s) => self.shown_node(parent, name, s),
+                    None => self.real_node(fd, name, self.transform.child_role(role, name)),
+                }
+            }
+            Backing::Dir { role } => match self.transform.shown(*role, name) {
+                Some(s) => self.shown_node(parent, name, s),
+                None => Err(enoent()),
+            },
+            Backing::Empty | Backing::File(_) => Err(enoent()),
+            Backing::Init { layer, index } => {
+                let mut path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
+                path.push(name.to_os_string());
+                let i = layer.find(&path).ok_or_else(enoent)?;
+                let layer = layer.clone();
+                Ok(self
+                    .table
+                    .lookup(Key::Child(parent.id, name.to_os_string()), || Backing::Init {
+                        layer,
+                        index: Some(i),
+                    }))
+            }
+            Backing::Merged { dir, .. } => match dir.lookup(name)?.ok_or_else(enoent)? {
+                Entry::Dir(dir, leaf) => {
+                    Ok(self
+                        .table
+                        .lookup(Key::Child(parent.id, name.to_os_string()), || Backing::Merged {
+                            dir,
+                            top: Top::Leaf(leaf),
+                        }))
+                }
+                Entry::Leaf(Leaf::Real { parent: p, .. }) => self.real_node(p.as_ref(), name, Role::Plain),
+                Entry::Leaf(Leaf::Init { layer, index }) => {
+                    Ok(self
+                        .table
+                        .lookup(Key::Child(parent.id, name.to_os_string()), || Backing::Init {
+                            layer,
+                            index: Some(index),
+                        }))
+                }
+            },
+        }
+    }
+
+    fn list(&self, node: &Node) -> io::Result<Vec<DirEntry>> {
+        let mut out = vec![
+            DirEntry {
+                name: ".".into(),
+                kind: FileType::Directory,
+                ino: node.id,
+            },
+            DirEntry {
+                name: "..".into(),
+                kind: FileType::Directory,
+                ino: ROOT_ID,
+            },
+        ];
+        let synth_ino = u64::MAX;
+        let shown_kind = |s: &Shown| -> FileType {
+            match s {
+                Shown::File(_) | Shown::Repositories => FileType::RegularFile,
+                _ => FileType::Directory,
+            }
+        };
+        match &node.backing {
+            Backing::Real { fd, role } => {
+                let mut names = std::collections::HashSet::new();
+                for (name, ft) in sys::list_dir(fd)? {
+                    let kind = match self.transform.shown(*role, &name) {
+                        Some(Shown::Hidden) => continue,
+                        Some(s) if !s.only_if_absent() => shown_kind(&s),
+                        _ if ft == rfs::FileType::Unknown => match sys::lstat(fd, &name)? {
+                            Some(st) => kind_of(rfs::FileType::from_raw_mode(st.st_mode)),
+                            None => continue,
+                        },
+                        _ => kind_of(ft),
+                    };
+                    let ino = sys::lstat(fd, &name)?.map(|s| s.st_ino).unwrap_or(synth_ino);
+                    names.insert(name.clone());
+                    out.push(DirEntry { name, kind, ino });
+                }
+                for (name, s) in self.transform.added(*role) {
+                    if !names.contains(&name) {
+                        out.push(DirEntry {
+                            kind: shown_kind(&s),
+                            name,
+                            ino: synth_ino,
+                        });
+                    }
+                }
+            }
+            Backing::Dir { role } => {
+                for (name, s) in self.transform.added(*role) {
+                    out.push(DirEntry {
+                        kind: shown_kind(&s),
+                        name,
+                        ino: synth_ino,
+                    });
+                }
+            }
+            Backing::Empty | Backing::File(_) => {}
+            Backing::Init { layer, index } => {
+                let path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
+                for i in layer.children(&path) {
+                    let e = &layer.entries[i];
+                    out.push(DirEntry {
+                        name: e.path.last().cloned().unwrap_or_default(),
+                        kind: kind_of(e.file_type()),
+                        ino: synth_ino,
+                    });
+                }
+            }
+            Backing::Merged { dir, .. } => {
+                for (name, ft) in dir.list()? {
+                    out.push(DirEntry {
+                        name,
+                        kind: kind_of(ft),
+                        ino: synth_ino,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
+        self.handles.lock().expect("never poisoned").insert(fh, h);
+        fh
+    }
+
+    fn reopen(&self, fd: &OwnedFd, flags: i32) -> io::Result<File> {
+        let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
+        let base = OFlags::from_bits_retain(((flags & keep) | libc::O_CLOEXEC) as u32);
+        let path = proc_path(fd);
+        match rfs::open(path.as_str(), base | OFlags::NOATIME, Mode::empty()) {
+            Ok(f) => Ok(File::from(f)),
+            Err(rustix::io::Errno::PERM) => Ok(File::from(rfs::open(path.as_str(), base, Mode::empty())?)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn backing_id(&self, ino: u64, reply: &ReplyOpen, file: &File) -> Option<Arc<fuser::BackingId>> {
+        let mut map = self.backing.lock().expect("never poisoned");
+        if let Some(id) = map.get(&ino).and_then(|w| w.upgrade()) {
+            return Some(id);
+        }
+        match reply.open_backing(file) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                map.insert(ino, Arc::downgrade(&id));
+                Some(id)
+            }
+            Err(e) => {
+                log::debug!("no passthrough for inode {ino}: {e}");
+                None
+            }
+        }
+    }
+}
+
+const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND;
+
+impl Filesystem for View {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS);
+        if self.passthrough {
+            if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok() {
+                log::info!("kernel FUSE passthrough enabled for file data");
+            } else {
+                log::info!("kernel FUSE passthrough unavailable: file data is served by graph2aufs");
+                self.passthrough = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result = self.node(parent).and_then(|p| self.child(&p, name).map_err(errno));
+        match result.and_then(|n| self.attr(&n).map(|a| (n, a)).map_err(errno)) {
+            Ok((_, attr)) => reply.entry(&self.ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.table.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|n| self.attr(&n).map_err(errno)) {
+            Ok(a) => reply.attr(&self.ttl, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match &node.backing {
+            Backing::Real { fd, .. } => match sys::readlink(fd, "") {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(e)),
+            },
+            Backing::Init { layer, index: Some(i) } => match &layer.entries[*i].kind {
+                InitKind::Symlink(t) => reply.data(t),
+                _ => reply.error(Errno::EINVAL),
+            },
+            _ => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & WRITE_FLAGS != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match &node.backing {
+            Backing::Real { fd, .. } => {
+                let file = match self.reopen(fd, flags.0) {
+                    Ok(f) => f,
+                    Err(e) => return reply.error(errno(e)),
+                };
+                let backing = if self.passthrough {
+                    self.backing_id(node.id, &reply, &file)
+                } else {
+                    None
+                };
+                let file = Arc::new(file);
+                match backing {
+                    Some(id) => {
+                        let fh = self.add_handle(Handle::File {
+                            file,
+                            _backing: Some(id.clone()),
+                        });
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
+                    }
+                    None => {
+                        let fh = self.add_handle(Handle::File { file, _backing: None });
+                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+                    }
+                }
+            }
+            Backing::File(_) | Backing::Init { .. } => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            _ => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let file = match self.handles.lock().expect("never poisoned").get(&fh.0) {
+            Some(Handle::File { file, .. }) => Some(file.clone()),
+            _ => None,
+        };
+        if let Some(file) = file {
+            let mut buf = vec![0u8; size as usize];
+            let mut done = 0;
+            while done < buf.len() {
+                match file.read_at(&mut buf[done..], offset + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return reply.error(errno(e)),
+                }
+            }
+            return reply.data(&buf[..done]);
+        }
+        match self.node(ino).map(|n| match &n.backing {
+            Backing::File(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = (start + size as usize).min(bytes.len());
+                bytes[start..end].to_vec()
+            }
+            _ => Vec::new(),
+        }) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().expect("never poisoned").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.node(ino).and_then(|n| self.list(&n).map_err(errno)) {
+            Ok(entries) => {
+                let fh = self.add_handle(Handle::Dir(Arc::new(entries)));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.handles.lock().expect("never poisoned").get(&fh.0) {
+            Some(Handle::Dir(e)) => e.clone(),
+            _ => return reply.error(Errno::EBADF),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.handles.lock().expect("never poisoned").remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let st = rfs::openat(
+            &self.root_fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(rfs::fstatvfs);
+        match st {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno(e.into())),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Backing::Real { fd, .. } = &node.backing else {
+            return reply.error(Errno::ENODATA);
+        };
+        let mut buf = vec![0u8; size.max(1) as usize];
+        let path = proc_path(fd);
+        let r = if size == 0 {
+            rfs::getxattr(path.as_str(), name, &mut [0u8; 0][..])
+        } else {
+            rfs::getxattr(path.as_str(), name, &mut buf[..])
+        };
+        match r {
+            Ok(n) if size == 0 => reply.size(n as u32),
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(e.into())),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Backing::Real { fd, .. } = &node.backing else {
+            return if size == 0 { reply.size(0) } else { reply.data(&[]) };
+        };
+        let mut buf = vec![0u8; size.max(1) as usize];
+        let path = proc_path(fd);
+        let r = if size == 0 {
+            rfs::listxattr(path.as_str(), &mut [0u8; 0][..])
+        } else {
+            rfs::listxattr(path.as_str(), &mut buf[..])
+        };
+        match r {
+            Ok(n) if size == 0 => reply.size(n as u32),
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(e.into())),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        if mask.bits() & libc::W_OK != 0 {
+            reply.error(Errno::EROFS)
+        } else {
+            reply.ok()
+        }
+    }
+}
+
+/// Whether ROOT's file system itself keeps reads from changing access
+/// times: then kernel passthrough (which opens the backing file with the
+/// reader's flags) cannot change them either.
+pub fn atime_safe(root: &OwnedFd) -> bool {
+    let Ok(fd) = rfs::openat(
+        root,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    match rfs::fstatvfs(fd) {
+        Ok(s) => s
+            .f_flag
+            .intersects(rfs::StatVfsMountFlags::RDONLY | rfs::StatVfsMountFlags::NOATIME),
+        Err(_) => false,
+    }
+}
+
+impl View {
+    pub fn inodes(&self) -> usize {
+        self.table.len()
+    }
+}

@@ -1,0 +1,226 @@
+//! The view: ROOT as it will look after migration, served over FUSE.
+//! `mount` validates its arguments, plans, mounts, reports when the view is
+//! usable, and unmounts cleanly on SIGINT/SIGTERM or an external umount.
+
+pub mod fs;
+pub mod node;
+pub mod transform;
+
+use crate::error::{Error, Result, Step};
+use crate::legacy::{self, Dirs};
+use crate::plan;
+use crate::record::Record;
+use crate::root::{viewed_by_graph2aufs, Root};
+use fuser::{Config, MountOption, Session, SessionACL};
+use rustix::fs::{self as rfs, Mode, OFlags};
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+pub struct MountOptions {
+    pub root: PathBuf,
+    pub mountpoint: Option<PathBuf>,
+    pub read_only: bool,
+    pub daemon: bool,
+    pub allow_other: bool,
+    pub threads: Option<usize>,
+    /// Internal: descriptor on which a `--daemon` parent waits for "ready".
+    pub ready_fd: Option<i32>,
+    /// Serve file data through graph2aufs even where kernel passthrough works.
+    pub no_passthrough: bool,
+}
+
+fn check_fuse() -> Result<()> {
+    match rfs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::NOENT) => Err(Error::Env("no /dev/fuse on this machine (load the fuse module)".into())),
+        Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM) => Err(Error::Env(
+            "/dev/fuse: permission denied (run graph2aufs as root)".into(),
+        )),
+        Err(e) => Err(Error::Env(format!("/dev/fuse cannot be opened: {e}"))),
+    }
+}
+
+fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
+    let canon = std::fs::canonicalize(mp).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Usage(format!("MOUNTPOINT {} does not exist", mp.display())),
+        _ => Error::io(format!("MOUNTPOINT {}", mp.display()), e),
+    })?;
+    if canon != root.path() {
+        if !canon.is_dir() {
+            return Err(Error::Usage(format!("MOUNTPOINT {} is not a directory", mp.display())));
+        }
+        let mut entries = std::fs::read_dir(&canon).step(|| format!("reading MOUNTPOINT {}", mp.display()))?;
+        if entries.next().is_some() {
+            return Err(Error::Usage(format!(
+                "MOUNTPOINT {} is not empty (only ROOT itself may be covered by the view)",
+                mp.display()
+            )));
+        }
+    }
+    if let Some(m) = viewed_by_graph2aufs(&canon).filter(|m| *m == canon) {
+        return Err(Error::Env(format!(
+            "{} already has a graph2aufs view mounted",
+            m.display()
+        )));
+    }
+    Ok(canon)
+}
+
+/// `graph2aufs mount`.
+pub fn mount(opts: MountOptions) -> Result<u8> {
+    if !opts.read_only {
+        return Err(Error::Usage(
+            "read-write mounts (live migration) are not available in this version; \
+             mount with --read-only, or migrate offline with `graph2aufs migrate`"
+                .into(),
+        ));
+    }
+    if opts.daemon {
+        return daemonize(&opts);
+    }
+    check_fuse()?;
+    let root = Root::open(&opts.root)?;
+    let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
+    let record = Record::load(&root)?;
+    let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let counts = plan.counts();
+    let transform = transform::Transform::new(&scan, plan, opts.read_only);
+    let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
+    let root_fd = root_fd(&root)?;
+    let passthrough = !opts.no_passthrough && (!opts.read_only || fs::atime_safe(&root_fd));
+    let view = fs::View::new(root_fd, dirs, transform, passthrough)
+        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("graph2aufs".into()),
+        MountOption::Subtype("graph2aufs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    if opts.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(
+        opts.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)),
+    );
+    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
+            "mounting on {}: permission denied (run as root)",
+            mountpoint.display()
+        )),
+        _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
+    })?;
+    let mut unmounter = session.unmount_callable();
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .step(|| "installing signal handlers".into())?;
+    let handle = signals.handle();
+    let mut signals = signals;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: unmounting");
+            if let Err(e) = unmounter.unmount() {
+                log::error!("unmounting: {e}");
+            }
+        }
+    });
+    let ready_fd = opts.ready_fd;
+    let mp = mountpoint.clone();
+    let desc = format!(
+        "{} items ({} quarantined)",
+        counts.values().sum::<usize>(),
+        counts.get(&plan::State::Quarantined).copied().unwrap_or(0)
+    );
+    std::thread::spawn(move || {
+        // The first stat waits for the kernel's INIT to be answered: from
+        // then on the view is usable.
+        match std::fs::metadata(&mp) {
+            Ok(_) => {
+                log::info!("view of {desc} mounted at {} (read-only)", mp.display());
+                if let Some(fd) = ready_fd {
+                    // SAFETY: the parent passed us this descriptor for this sole use.
+                    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                    let _ = f.write_all(b"ready\n");
+                }
+            }
+            Err(e) => log::error!("the view at {} does not answer: {e}", mp.display()),
+        }
+    });
+    let result = session.run();
+    handle.close();
+    result.step(|| format!("serving the view at {}", mountpoint.display()))?;
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(0)
+}
+
+fn root_fd(root: &Root) -> Result<OwnedFd> {
+    rfs::openat(
+        root.fd(),
+        ".",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .step(|| format!("opening {}", root.path().display()))
+}
+
+/// `--daemon`: run the server as a child and return once it serves.
+fn daemonize(opts: &MountOptions) -> Result<u8> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .step(|| "creating a pipe".into())?;
+    let exe = std::env::current_exe().step(|| "finding graph2aufs's own executable".into())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("mount").arg(&opts.root);
+    if let Some(mp) = &opts.mountpoint {
+        cmd.arg(mp);
+    }
+    if opts.read_only {
+        cmd.arg("--read-only");
+    }
+    if opts.allow_other {
+        cmd.arg("--allow-other");
+    }
+    if opts.no_passthrough {
+        cmd.arg("--no-passthrough");
+    }
+    if let Some(t) = opts.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    let child_fd = 3;
+    cmd.arg("--ready-fd").arg(child_fd.to_string());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let w_raw = std::os::fd::AsRawFd::as_raw_fd(&w);
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, setsid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(w_raw, child_fd) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().step(|| "starting the mount server".into())?;
+    drop(w);
+    let mut buf = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut buf);
+    if buf.starts_with("ready") {
+        println!("{}", child.id());
+        return Ok(0);
+    }
+    let status = child.wait().step(|| "waiting for the mount server".into())?;
+    Err(Error::Env(format!(
+        "the mount server exited ({status}) before the view was usable"
+    )))
+}

@@ -1,0 +1,155 @@
+//! The inode table: every inode the kernel knows, with what backs it. Real
+//! inodes hold an `O_PATH` descriptor (never a path), so they survive
+//! renames of anything above them. The FUSE node id is the number `stat`
+//! shows: a real inode's own `st_ino` on ROOT's device (so hard links and
+//! `du` stay right), a number from a separate range for everything else.
+
+use super::transform::Role;
+use crate::initlayer::InitLayer;
+use crate::union::UnionDir;
+use rustix::fs::Stat;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Node ids graph2aufs allocates start here, far above any real `st_ino`.
+const SYNTHETIC_BASE: u64 = 1 << 62;
+pub const ROOT_ID: u64 = 1;
+
+#[derive(Debug)]
+pub enum Backing {
+    /// A real inode of ROOT (or of a file system mounted below it).
+    Real { fd: OwnedFd, role: Role },
+    /// A directory graph2aufs adds (its children come from the transform).
+    Dir { role: Role },
+    /// An empty directory (a mount point, a never-started container's rw).
+    Empty,
+    /// A `layers/` file's bytes.
+    File(Arc<[u8]>),
+    /// An entry of an init layer (`None`: its root).
+    Init {
+        layer: Arc<InitLayer>,
+        index: Option<usize>,
+    },
+    /// A merged directory (read-only mode), with where its attributes come
+    /// from.
+    Merged { dir: UnionDir, top: Top },
+}
+
+/// The entry giving a merged directory its attributes.
+#[derive(Debug, Clone)]
+pub enum Top {
+    Leaf(crate::union::Leaf),
+    /// The root of an init layer.
+    InitRoot(Arc<InitLayer>),
+    Real(Stat),
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub id: u64,
+    pub backing: Backing,
+    lookups: AtomicU64,
+}
+
+/// Identity of a node for reuse across lookups: a real inode by device and
+/// inode number, anything else by its parent and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Real(u64, u64),
+    Child(u64, OsString),
+}
+
+pub struct Table {
+    nodes: RwLock<HashMap<u64, (Arc<Node>, Key)>>,
+    keys: Mutex<HashMap<Key, u64>>,
+    next: AtomicU64,
+    /// ROOT's device: its inodes keep their own numbers.
+    main_dev: u64,
+}
+
+impl Table {
+    pub fn new(root: Backing, main_dev: u64) -> Table {
+        let node = Arc::new(Node {
+            id: ROOT_ID,
+            backing: root,
+            lookups: AtomicU64::new(1),
+        });
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT_ID, (node, Key::Child(0, OsString::new())));
+        Table {
+            nodes: RwLock::new(nodes),
+            keys: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(SYNTHETIC_BASE),
+            main_dev,
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Node>> {
+        self.nodes
+            .read()
+            .expect("the table lock is never poisoned")
+            .get(&id)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// Finds or adds the node for `key`, counting one lookup; `make` builds
+    /// the backing only when the node is new.
+    pub fn lookup(&self, key: Key, make: impl FnOnce() -> Backing) -> Arc<Node> {
+        let mut keys = self.keys.lock().expect("the key lock is never poisoned");
+        if let Some(&id) = keys.get(&key) {
+            if let Some(n) = self.get(id) {
+                n.lookups.fetch_add(1, Ordering::SeqCst);
+                return n;
+            }
+        }
+        let id = match &key {
+            Key::Real(dev, ino) if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE => *ino,
+            _ => self.next.fetch_add(1, Ordering::SeqCst),
+        };
+        let node = Arc::new(Node {
+            id,
+            backing: make(),
+            lookups: AtomicU64::new(1),
+        });
+        keys.insert(key.clone(), id);
+        self.nodes
+            .write()
+            .expect("the table lock is never poisoned")
+            .insert(id, (node.clone(), key));
+        node
+    }
+
+    /// The kernel forgets `n` lookups of `id`; the node goes at zero.
+    pub fn forget(&self, id: u64, n: u64) {
+        if id == ROOT_ID {
+            return;
+        }
+        let mut keys = self.keys.lock().expect("the key lock is never poisoned");
+        let mut nodes = self.nodes.write().expect("the table lock is never poisoned");
+        let gone = match nodes.get(&id) {
+            Some((node, _)) => {
+                let prev = node
+                    .lookups
+                    .fetch_sub(n.min(node.lookups.load(Ordering::SeqCst)), Ordering::SeqCst);
+                prev <= n
+            }
+            None => false,
+        };
+        if gone {
+            if let Some((_, key)) = nodes.remove(&id) {
+                keys.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.read().expect("the table lock is never poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

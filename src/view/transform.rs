@@ -1,0 +1,274 @@
+//! The layout transform: ROOT as it will look after migration. For each
+//! directory of the view (known by its role), which names are hidden,
+//! replaced, or added. Everything is derived from the plan, the same one
+//! `migrate` executes.
+
+use crate::legacy::{Scan, LAYERS_CAP};
+use crate::names::escape_os;
+use crate::plan::{ItemKind, Plan, Repositories, Source};
+use crate::sys::Kind;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::Arc;
+
+/// What a directory of the view is, for the transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Passed through unchanged, with everything below it.
+    Plain,
+    Root,
+    Graph,
+    Image(usize),
+    Containers,
+    Container(usize),
+    Aufs,
+    Diff,
+    Layers,
+    Mnt,
+    Own,
+    Quarantine,
+    QuarantineKind(ItemKind),
+    QuarantineItem(usize),
+}
+
+/// What the view shows under a name instead of (or besides) the disk.
+#[derive(Debug, Clone)]
+pub enum Shown {
+    Hidden,
+    /// The legacy data of item `usize` (`graph/<id>/layer`, `containers/<id>/rw`,
+    /// or its quarantined copy), wherever it is now.
+    Data(usize),
+    /// `repositories`, shown as `repositories-aufs`.
+    Repositories,
+    /// A directory graph2aufs synthesizes, shown only where the disk has none.
+    Dir(Role),
+    /// An empty directory (a never-started container's rw layer; a mount point).
+    Empty,
+    /// The exact bytes of a `layers/` file.
+    File(Arc<[u8]>),
+    /// The init layer of container `usize`.
+    Init(usize),
+    /// Read-only mode: the merged root filesystem of a layer: the item, and
+    /// whether it is the container's init layer.
+    Merged(usize, bool),
+}
+
+impl Shown {
+    /// True when the disk's entry of the same name, if any, wins.
+    pub fn only_if_absent(&self) -> bool {
+        matches!(self, Shown::Dir(_))
+    }
+}
+
+pub struct Transform {
+    pub plan: Plan,
+    pub read_only: bool,
+    items: HashMap<(ItemKind, OsString), usize>,
+    diff: HashMap<OsString, Shown>,
+    layers: HashMap<OsString, Shown>,
+    mnt: HashMap<OsString, Shown>,
+    root: Vec<(OsString, Shown)>,
+    quarantined: bool,
+}
+
+const TMP_PREFIX: &[u8] = b".graph2aufs-tmp-";
+
+impl Transform {
+    pub fn new(scan: &Scan, plan: Plan, read_only: bool) -> Transform {
+        let mut items = HashMap::new();
+        let mut diff = HashMap::new();
+        let mut layers = HashMap::new();
+        let mut mnt = HashMap::new();
+        let mut quarantined = false;
+        let n_images = scan.images.len();
+        // Plan order differs from scan order for images: index the scan.
+        let image_places: HashMap<&OsStr, &crate::legacy::Places> =
+            scan.images.iter().map(|i| (i.name.as_os_str(), &i.places)).collect();
+        for (i, it) in plan.items.iter().enumerate() {
+            items.insert((it.kind, it.name.clone()), i);
+            if it.blocked() {
+                quarantined |= it.legacy_present;
+                continue;
+            }
+            let (places, init_places) = match it.kind {
+                ItemKind::Image => (image_places[it.name.as_os_str()], None),
+                ItemKind::Container => {
+                    let c = &scan.containers[i - n_images];
+                    (&c.places, Some(&c.init))
+                }
+            };
+            match it.source {
+                Source::Legacy | Source::Fallback | Source::Quarantine => {
+                    diff.insert(it.name.clone(), Shown::Data(i));
+                }
+                Source::Empty if places.native == Kind::Missing => {
+                    diff.insert(it.name.clone(), Shown::Empty);
+                }
+                _ => {}
+            }
+            let mut register = |name: OsString, expected: Vec<u8>, p: &crate::legacy::Places, init: bool| {
+                let current_ok = matches!(&p.layers, Some(Ok(b)) if *b == expected);
+                if !current_ok && expected.len() as u64 <= LAYERS_CAP {
+                    layers.insert(name.clone(), Shown::File(expected.into()));
+                }
+                if read_only {
+                    mnt.insert(name, Shown::Merged(i, init));
+                } else if p.mnt != Kind::Dir {
+                    mnt.insert(name, Shown::Empty);
+                }
+            };
+            register(it.name.clone(), plan.layers_bytes(i), places, false);
+            if let (Some(init), Some(id)) = (init_places, &it.id) {
+                let name = id.init_layer().to_os_string();
+                if init.native != Kind::Dir {
+                    diff.insert(name.clone(), Shown::Init(i));
+                }
+                register(name, plan.init_layers_bytes(i), init, true);
+            }
+        }
+        let mut root = Vec::new();
+        if plan.repositories == Repositories::Rename {
+            root.push((OsString::from("repositories"), Shown::Hidden));
+            root.push((OsString::from("repositories-aufs"), Shown::Repositories));
+        }
+        root.push((OsString::from("aufs"), Shown::Dir(Role::Aufs)));
+        if quarantined {
+            root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
+        }
+        Transform {
+            plan,
+            read_only,
+            items,
+            diff,
+            layers,
+            mnt,
+            root,
+            quarantined,
+        }
+    }
+
+    fn item(&self, kind: ItemKind, name: &OsStr) -> Option<usize> {
+        self.items.get(&(kind, name.to_os_string())).copied()
+    }
+
+    /// The role of a real or synthesized directory `name` inside `parent`.
+    pub fn child_role(&self, parent: Role, name: &OsStr) -> Role {
+        match (parent, name.as_encoded_bytes()) {
+            (Role::Root, b"graph") => Role::Graph,
+            (Role::Root, b"containers") => Role::Containers,
+            (Role::Root, b"aufs") => Role::Aufs,
+            (Role::Root, b".graph2aufs") => Role::Own,
+            (Role::Graph, _) => self.item(ItemKind::Image, name).map_or(Role::Plain, Role::Image),
+            (Role::Containers, _) => self
+                .item(ItemKind::Container, name)
+                .map_or(Role::Plain, Role::Container),
+            (Role::Aufs, b"diff") => Role::Diff,
+            (Role::Aufs, b"layers") => Role::Layers,
+            (Role::Aufs, b"mnt") => Role::Mnt,
+            (Role::Own, b"quarantine") => Role::Quarantine,
+            (Role::Quarantine, b"graph") => Role::QuarantineKind(ItemKind::Image),
+            (Role::Quarantine, b"containers") => Role::QuarantineKind(ItemKind::Container),
+            (Role::QuarantineKind(k), _) => self.item(k, name).map_or(Role::Plain, Role::QuarantineItem),
+            _ => Role::Plain,
+        }
+    }
+
+    fn to_quarantine(&self, i: usize) -> bool {
+        let it = &self.plan.items[i];
+        it.blocked() && it.legacy_present
+    }
+
+    /// What the view shows for `name` in a directory of role `parent`
+    /// (`None`: whatever the disk has).
+    pub fn shown(&self, parent: Role, name: &OsStr) -> Option<Shown> {
+        let b = name.as_encoded_bytes();
+        match parent {
+            Role::Plain => None,
+            Role::Root => self.root.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()),
+            Role::Image(i) | Role::Container(i) => {
+                let leaf = self.plan.items[i].legacy_leaf();
+                (b == leaf.as_bytes() && self.plan.items[i].legacy_present).then_some(Shown::Hidden)
+            }
+            Role::Diff | Role::Layers if b.starts_with(TMP_PREFIX) => Some(Shown::Hidden),
+            Role::Diff => self.diff.get(name).cloned(),
+            Role::Layers => self.layers.get(name).cloned(),
+            Role::Mnt => self.mnt.get(name).cloned(),
+            Role::Aufs => match b {
+                b"diff" => Some(Shown::Dir(Role::Diff)),
+                b"layers" => Some(Shown::Dir(Role::Layers)),
+                b"mnt" => Some(Shown::Dir(Role::Mnt)),
+                _ => None,
+            },
+            Role::Own if self.quarantined && b == b"quarantine" => Some(Shown::Dir(Role::Quarantine)),
+            Role::Quarantine if self.quarantined => match b {
+                b"graph" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
+                b"containers" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Container))),
+                _ => None,
+            },
+            Role::QuarantineKind(k) => self
+                .item(k, name)
+                .filter(|&i| self.to_quarantine(i))
+                .map(|i| Shown::Dir(Role::QuarantineItem(i))),
+            Role::QuarantineItem(i) => {
+                (b == self.plan.items[i].legacy_leaf().as_bytes() && self.to_quarantine(i)).then_some(Shown::Data(i))
+            }
+            Role::Graph | Role::Containers | Role::Own | Role::Quarantine => None,
+        }
+    }
+
+    /// Names the view adds to a directory of role `parent` (besides the
+    /// disk's, which `shown` may hide or replace).
+    pub fn added(&self, parent: Role) -> Vec<(OsString, Shown)> {
+        let from = |m: &HashMap<OsString, Shown>| {
+            let mut v: Vec<(OsString, Shown)> = m
+                .iter()
+                .filter(|(_, s)| !matches!(s, Shown::Hidden))
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        match parent {
+            Role::Root => self
+                .root
+                .iter()
+                .filter(|(_, s)| !matches!(s, Shown::Hidden))
+                .cloned()
+                .collect(),
+            Role::Diff => from(&self.diff),
+            Role::Layers => from(&self.layers),
+            Role::Mnt => from(&self.mnt),
+            Role::Aufs => ["diff", "layers", "mnt"]
+                .iter()
+                .map(|n| {
+                    (
+                        OsString::from(n),
+                        self.shown(Role::Aufs, OsStr::new(n)).expect("aufs children"),
+                    )
+                })
+                .collect(),
+            Role::Own if self.quarantined => vec![("quarantine".into(), Shown::Dir(Role::Quarantine))],
+            Role::Quarantine if self.quarantined => vec![
+                ("graph".into(), Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
+                (
+                    "containers".into(),
+                    Shown::Dir(Role::QuarantineKind(ItemKind::Container)),
+                ),
+            ],
+            Role::QuarantineKind(k) => self
+                .plan
+                .items
+                .iter()
+                .enumerate()
+                .filter(|(i, it)| it.kind == k && self.to_quarantine(*i))
+                .map(|(i, it)| (it.name.clone(), Shown::Dir(Role::QuarantineItem(i))))
+                .collect(),
+            Role::QuarantineItem(i) => vec![(self.plan.items[i].legacy_leaf().into(), Shown::Data(i))],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn describe(&self, i: usize) -> String {
+        escape_os(&self.plan.items[i].name)
+    }
+}
