@@ -15,19 +15,26 @@ use std::ffi::OsStr;
 const FILE: &str = ".graph2aufs/record.json";
 const VERSION: u32 = 1;
 
+/// An entry graph2aufs replaced: its content (escaped) and mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub text: String,
+    pub mtime: (i64, i64),
+}
+
 /// What was at an item's aufs places before graph2aufs touched them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prior {
-    /// Target of a Docker 1.8 symlink at `aufs/diff/<id>` (escaped).
+    /// A Docker 1.8 symlink at `aufs/diff/<id>` (its target).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub symlink: Option<String>,
-    /// Bytes of an existing `aufs/layers/<id>` (escaped).
+    pub symlink: Option<Saved>,
+    /// An existing `aufs/layers/<id>` (its bytes).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub layers: Option<String>,
+    pub layers: Option<Saved>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub mnt: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub init_layers: Option<String>,
+    pub init_layers: Option<Saved>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub init_mnt: bool,
 }
@@ -75,7 +82,7 @@ pub fn key(kind: ItemKind, name: &OsStr) -> String {
 impl Record {
     /// Reads the record; an absent one is empty. Reading never writes.
     pub fn load(root: &Root) -> Result<Record> {
-        let bytes = match sys::read_file(root.fd(), FILE, 256 << 20, false) {
+        let bytes = match sys::read_file(root.fd(), FILE, 256 << 20) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Record {

@@ -8,7 +8,7 @@ use crate::layout;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::{escape_os, unescape};
 use crate::plan::{self, ItemKind, Note, Plan};
-use crate::record::{self, Record, RecordItem};
+use crate::record::{self, Record, RecordItem, Saved};
 use crate::root::Root;
 use crate::sys::{self, Context, Kind};
 use rustix::fs::{FileType, Timespec};
@@ -58,7 +58,7 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
     let mut users: HashMap<OsString, Vec<OsString>> = HashMap::new();
     if let Some(layers) = &dirs.layers {
         for (name, _) in sys::list_dir(layers).step(|| "listing aufs/layers".into())? {
-            if let Ok(bytes) = sys::read_file(layers, &name, LAYERS_CAP, false) {
+            if let Ok(bytes) = sys::read_file(layers, &name, LAYERS_CAP) {
                 for line in layout::parse_layers(&bytes) {
                     users
                         .entry(OsStr::from_bytes(line).to_os_string())
@@ -258,19 +258,21 @@ impl Rollback<'_> {
                 )))
             }
         }
-        if let Some(t) = &entry.prior.symlink {
+        if let Some(saved) = &entry.prior.symlink {
             if sys::kind(&diff, &name)? == Kind::Missing {
-                let target = unescape(t).unwrap_or_default();
+                let target = unescape(&saved.text).unwrap_or_default();
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &diff, &name)?;
+                let t = time(saved.mtime);
+                sys::set_times(&diff, &name, t, t)?;
             }
         }
         if let (ItemKind::Container, Some(init)) = (it.kind, &init) {
             if sys::kind(&diff, init)? == Kind::Dir {
                 sys::remove_tree(&diff, init)?;
             }
-            self.unregister(init, entry.prior.init_layers.as_deref(), entry.prior.init_mnt)?;
+            self.unregister(init, entry.prior.init_layers.as_ref(), entry.prior.init_mnt)?;
         }
-        self.unregister(&name, entry.prior.layers.as_deref(), entry.prior.mnt)?;
+        self.unregister(&name, entry.prior.layers.as_ref(), entry.prior.mnt)?;
         self.restore_dir_mtime(&it)
     }
 
@@ -313,10 +315,14 @@ impl Rollback<'_> {
         Ok(())
     }
 
-    fn unregister(&self, name: &OsStr, prior_layers: Option<&str>, prior_mnt: bool) -> io::Result<()> {
+    fn unregister(&self, name: &OsStr, prior_layers: Option<&Saved>, prior_mnt: bool) -> io::Result<()> {
         if let Some(layers) = &self.dirs.layers {
             match prior_layers {
-                Some(bytes) => sys::write_atomic(layers, name, &unescape(bytes).unwrap_or_default(), 0o644, false)?,
+                Some(saved) => {
+                    sys::write_atomic(layers, name, &unescape(&saved.text).unwrap_or_default(), 0o644, false)?;
+                    let t = time(saved.mtime);
+                    sys::set_times(layers, name, t, t)?;
+                }
                 None => {
                     if sys::lstat(layers, name)?.is_some() {
                         sys::unlink(layers, name)?;

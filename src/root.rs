@@ -14,6 +14,8 @@ pub const QUARANTINE: &str = ".graph2aufs/quarantine";
 pub struct Root {
     path: PathBuf,
     fd: OwnedFd,
+    /// ROOT's mtime when opened, before graph2aufs changed anything.
+    initial_mtime: rustix::fs::Timespec,
 }
 
 /// Held while a command that writes to ROOT runs; released on drop.
@@ -36,12 +38,17 @@ impl Root {
         let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(std::io::Error::from)
             .step(|| format!("opening ROOT {}", path.display()))?;
+        let st = rfs::fstat(&fd).map_err(std::io::Error::from).step(|| format!("ROOT {}", path.display()))?;
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(Root { path, fd })
+        Ok(Root { path, fd, initial_mtime: sys::mtime(&st) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn initial_mtime(&self) -> rustix::fs::Timespec {
+        self.initial_mtime
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -94,8 +101,12 @@ pub fn viewed_by_graph2aufs(path: &Path) -> Option<PathBuf> {
             continue;
         };
         let mp = left.split(' ').nth(4).map(unescape_mountinfo)?;
-        let fstype = right.split(' ').next().unwrap_or("");
-        if fstype.starts_with("fuse") && fstype.contains("graph2aufs") && path.starts_with(&mp) {
+        let mut fields = right.split(' ');
+        let fstype = fields.next().unwrap_or("");
+        let source = fields.next().unwrap_or("");
+        // fuser mounts as plain "fuse" with the FSName as the source.
+        let ours = fstype.contains("graph2aufs") || source == "graph2aufs";
+        if fstype.starts_with("fuse") && ours && path.starts_with(&mp) {
             return Some(mp);
         }
     }

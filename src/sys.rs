@@ -109,12 +109,16 @@ pub fn open_dir_required(dir: impl AsFd, rel: impl AsRef<OsStr>) -> io::Result<O
 
 /// Reads the regular file `rel` inside `dir`, refusing symlinks and files
 /// larger than `cap` bytes (hostile roots hold JSON of any size).
-pub fn read_file(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64, noatime: bool) -> io::Result<Vec<u8>> {
-    let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    if noatime {
-        flags |= OFlags::NOATIME;
-    }
-    let fd = rfs::openat2(dir, rel.as_ref(), flags, Mode::empty(), INSIDE)?;
+pub fn read_file(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::Result<Vec<u8>> {
+    let dir = dir.as_fd();
+    let rel = rel.as_ref();
+    // Reading never updates the file's atime (O_NOATIME needs ownership or
+    // CAP_FOWNER; without them, a plain open).
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rfs::openat2(dir, rel, flags | OFlags::NOATIME, Mode::empty(), INSIDE) {
+        Err(rustix::io::Errno::PERM) => rfs::openat2(dir, rel, flags, Mode::empty(), INSIDE)?,
+        r => r?,
+    };
     let st = rfs::fstat(&fd)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(io::Error::new(
@@ -264,15 +268,26 @@ pub fn ensure_dir(dir: impl AsFd, name: impl AsRef<OsStr>, mode: u32) -> io::Res
     }
 }
 
+/// Opens for reading without updating the access time (`O_NOATIME`, which
+/// needs ownership or CAP_FOWNER; without them, a plain open).
+pub fn open_noatime(dir: impl AsFd, name: impl AsRef<OsStr>, flags: OFlags) -> io::Result<OwnedFd> {
+    let dir = dir.as_fd();
+    let name = name.as_ref();
+    match rfs::openat(dir, name, flags | OFlags::NOATIME | OFlags::CLOEXEC, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => Ok(rfs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty())?),
+        r => Ok(r?),
+    }
+}
+
+/// A directory opened for listing; listing does not update its atime.
+fn open_listing(dir: impl AsFd) -> io::Result<OwnedFd> {
+    open_noatime(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY)
+}
+
 /// The names in a directory (without `.` and `..`), in the order the file
 /// system returns them.
 pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
-    let fd = rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = open_listing(dir)?;
     let mut out = Vec::new();
     let mut d = rfs::Dir::new(fd)?;
     while let Some(entry) = d.read() {
@@ -288,12 +303,7 @@ pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
 
 /// True when the directory has no entries.
 pub fn dir_is_empty(dir: impl AsFd) -> io::Result<bool> {
-    let fd = rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = open_listing(dir)?;
     let mut d = rfs::Dir::new(fd)?;
     while let Some(entry) = d.read() {
         let entry = entry?;

@@ -93,7 +93,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
             if !diff_names.contains(&name) {
                 problem(path.clone(), "has no aufs/diff directory".into());
             }
-            match sys::read_file(layers, &name, LAYERS_CAP, false) {
+            match sys::read_file(layers, &name, LAYERS_CAP) {
                 Err(e) => problem(path, format!("cannot be read: {e}")),
                 Ok(bytes) => {
                     for line in layout::parse_layers(&bytes) {

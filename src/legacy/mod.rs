@@ -151,7 +151,7 @@ fn layers_file(dirs: &Dirs, name: &OsStr) -> Option<Result<Vec<u8>, String>> {
     let layers = dirs.layers.as_ref()?;
     match sys::lstat(layers, name) {
         Ok(None) => None,
-        Ok(Some(_)) => Some(sys::read_file(layers, name, LAYERS_CAP, false).map_err(|e| e.to_string())),
+        Ok(Some(_)) => Some(sys::read_file(layers, name, LAYERS_CAP).map_err(|e| e.to_string())),
         Err(e) => Some(Err(e.to_string())),
     }
 }
@@ -197,7 +197,7 @@ fn read_json<T>(
     let d = sys::open_dir(parent, name)
         .map_err(|e| e.to_string())?
         .ok_or("its directory vanished")?;
-    let bytes = sys::read_file(&d, file, JSON_CAP, false).map_err(|e| format!("{file} cannot be read: {e}"))?;
+    let bytes = sys::read_file(&d, file, JSON_CAP).map_err(|e| format!("{file} cannot be read: {e}"))?;
     parse(&bytes).map_err(|e| format!("{file} {e}"))
 }
 
@@ -294,7 +294,7 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
     let tags = if legacy == Kind::Dir || !legacy.exists() {
         Ok(Vec::new())
     } else {
-        sys::read_file(root.fd(), "repositories", JSON_CAP, false)
+        sys::read_file(root.fd(), "repositories", JSON_CAP)
             .map_err(|e| format!("repositories cannot be read: {e}"))
             .and_then(|b| json::parse_repositories(&b).map_err(|e| format!("repositories {e}")))
     };

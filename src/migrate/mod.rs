@@ -14,7 +14,7 @@ use crate::initlayer::InitLayer;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::escape_os;
 use crate::plan::{self, ItemKind, Plan, Repositories, Source, State};
-use crate::record::{self, Prior, Record, RecordItem};
+use crate::record::{self, Prior, Record, RecordItem, Saved};
 use crate::root::Root;
 use crate::sys::{self, Context, Kind};
 pub use fault::Faults;
@@ -43,7 +43,7 @@ pub struct Engine<'r> {
     faults: Faults,
 }
 
-fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
+pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
     (t.tv_sec, t.tv_nsec as i64)
 }
 
@@ -54,20 +54,9 @@ impl<'r> Engine<'r> {
         let r = root.path().display().to_string();
         // Remember directory mtimes the migration changes, for rollback.
         if record.mtimes.is_empty() {
-            for rel in [
-                "",
-                "graph",
-                "containers",
-                "aufs",
-                "aufs/diff",
-                "aufs/layers",
-                "aufs/mnt",
-            ] {
-                let st = if rel.is_empty() {
-                    sys::lstat(root.fd(), ".")
-                } else {
-                    sys::lstat(root.fd(), rel)
-                };
+            record.mtimes.insert(String::new(), ts(root.initial_mtime()));
+            for rel in ["graph", "containers", "aufs", "aufs/diff", "aufs/layers", "aufs/mnt"] {
+                let st = sys::lstat(root.fd(), rel);
                 if let Ok(Some(st)) = st {
                     record.mtimes.insert(rel.to_string(), ts(sys::mtime(&st)));
                 }
@@ -152,19 +141,17 @@ impl<'r> Engine<'r> {
 
     fn prior_of(&self, it: &plan::Item) -> io::Result<RecordItem> {
         let name = &it.name;
-        let layers = |n: &OsStr| -> io::Result<Option<String>> {
+        let layers = |n: &OsStr| -> io::Result<Option<Saved>> {
             Ok(match sys::lstat(self.layers(), n)? {
-                Some(_) => Some(crate::names::escape(&sys::read_file(
-                    self.layers(),
-                    n,
-                    LAYERS_CAP,
-                    false,
-                )?)),
+                Some(st) => Some(Saved {
+                    text: crate::names::escape(&sys::read_file(self.layers(), n, LAYERS_CAP)?),
+                    mtime: ts(sys::mtime(&st)),
+                }),
                 None => None,
             })
         };
-        let symlink = match sys::kind(self.diff(), name)? {
-            Kind::Symlink(t) => Some(crate::names::escape(&t)),
+        let symlink = match (sys::kind(self.diff(), name)?, sys::lstat(self.diff(), name)?) {
+            (Kind::Symlink(t), Some(st)) => Some(Saved { text: crate::names::escape(&t), mtime: ts(sys::mtime(&st)) }),
             _ => None,
         };
         let mut prior = Prior {
@@ -321,7 +308,7 @@ impl<'r> Engine<'r> {
             sys::ensure_dir(self.mnt(), name, 0o755).context(|| format!("creating aufs/mnt/{}", escape_os(name)))?;
         }
         let current = match sys::lstat(self.layers(), name)? {
-            Some(_) => sys::read_file(self.layers(), name, LAYERS_CAP, false).ok(),
+            Some(_) => sys::read_file(self.layers(), name, LAYERS_CAP).ok(),
             None => None,
         };
         if current.as_deref() != Some(expected) {

@@ -1,0 +1,28 @@
+//! The shared harness of graph2aufs's integration tests: `mod common;` in a
+//! test file, then `use common::*;`.
+//!
+//! - [`snapshot`] / [`snapshot_with`] / [`diff`] / [`assert_same`]: whole-tree
+//!   comparisons, entry by entry.
+//! - [`require_root_and_fuse`] / [`require_root`]: loud skips (failures under CI).
+//! - [`run`] / [`run_json`] / [`run_command`]: the binary, with a hard timeout.
+//! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
+//!   [`lazy_umount`], [`mountinfo`].
+//! - [`LoopFs`] / [`TmpFs`]: scratch filesystems for a second device.
+
+// Each test crate uses only part of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod gate;
+pub mod mount;
+pub mod run;
+pub mod scratch;
+pub mod snapshot;
+
+pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
+pub use mount::{
+    is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo, EXIT_GRACE,
+    MOUNT_TIMEOUT, WATCHDOG_GRACE,
+};
+pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
+pub use scratch::{LoopFs, TmpFs};
+pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};
