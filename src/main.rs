@@ -93,7 +93,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error")).init();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
@@ -122,6 +122,7 @@ fn run(command: Command) -> Result<u8> {
     match command {
         Command::Plan { root, json, all } => {
             let root = Root::open(&root)?;
+            root.refuse_if_viewed("plan")?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, json, "plan for", all);
@@ -160,6 +161,7 @@ fn run(command: Command) -> Result<u8> {
         }),
         Command::Status { root, json, all } => {
             let root = Root::open(&root)?;
+            root.refuse_if_viewed("status")?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, json, "status of", all);

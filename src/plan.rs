@@ -219,8 +219,10 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str) -> Result<Source, S
     }
 }
 
-fn registered(p: &Places, expected: &[u8]) -> bool {
-    p.native == Kind::Dir && p.mnt == Kind::Dir && matches!(&p.layers, Some(Ok(b)) if b == expected)
+/// Whether a layer is fully registered; `expected` (its `layers/` bytes) is
+/// computed only when there is a file to compare with.
+fn registered(p: &Places, expected: impl FnOnce() -> Vec<u8>) -> bool {
+    p.native == Kind::Dir && p.mnt == Kind::Dir && matches!(&p.layers, Some(Ok(b)) if *b == expected())
 }
 
 /// An image's own problems, before looking at its ancestors.
@@ -493,10 +495,10 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
         }
         let done = if pos < n_images {
             let img = &scan.images[order[pos]];
-            registered(&img.places, &plan.layers_bytes(pos))
+            registered(&img.places, || plan.layers_bytes(pos))
         } else {
             let c = &scan.containers[pos - n_images];
-            registered(&c.places, &plan.layers_bytes(pos)) && registered(&c.init, &plan.init_layers_bytes(pos))
+            registered(&c.places, || plan.layers_bytes(pos)) && registered(&c.init, || plan.init_layers_bytes(pos))
         };
         let item = &mut plan.items[pos];
         if item.source == Source::Fallback {

@@ -61,7 +61,7 @@ impl Root {
         if let Some(mp) = viewed_by_graph2aufs(&self.path) {
             return Err(Error::Env(format!(
                 "{} is covered by a live graph2aufs mount (at {}); {command} works on the disk, not the view: \
-                 unmount it first (umount {}), or use `graph2aufs status`",
+                 unmount it first (umount {})",
                 self.path.display(),
                 mp.display(),
                 mp.display()

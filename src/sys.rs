@@ -110,6 +110,11 @@ pub fn open_dir_required(dir: impl AsFd, rel: impl AsRef<OsStr>) -> io::Result<O
 /// Reads the regular file `rel` inside `dir`, refusing symlinks and files
 /// larger than `cap` bytes (hostile roots hold JSON of any size).
 pub fn read_file(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::Result<Vec<u8>> {
+    read_file_stat(dir, rel, cap).map(|(b, _)| b)
+}
+
+/// [`read_file`], also returning the file's stat.
+pub fn read_file_stat(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::Result<(Vec<u8>, Stat)> {
     let dir = dir.as_fd();
     let rel = rel.as_ref();
     // Reading never updates the file's atime (O_NOATIME needs ownership or
@@ -143,7 +148,7 @@ pub fn read_file(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::Result
             "grew past the accepted size while read",
         ));
     }
-    Ok(buf)
+    Ok((buf, st))
 }
 
 /// Name used for a temporary sibling of `name`: it begins with `.graph2aufs`

@@ -9,6 +9,7 @@ use crate::root::Root;
 use crate::sys::{self, Kind};
 use json::{ContainerConfig, ImageJson, JSON_CAP};
 use rustix::fs::{FileType, Timespec};
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -128,36 +129,46 @@ fn annotate(root: &Root, rel: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}/{rel}: {why}", root.path().display()))
 }
 
-fn kind_in(dir: &Option<OwnedFd>, name: &OsStr) -> io::Result<Kind> {
-    match dir {
-        Some(d) => sys::kind(d, name),
-        None => Ok(Kind::Missing),
+/// The aufs directories' entries, listed once per scan rather than looked
+/// up once per item (a root holds thousands of items).
+struct Aufs {
+    diff: HashMap<OsString, FileType>,
+    layers: HashSet<OsString>,
+    mnt: HashMap<OsString, FileType>,
+}
+
+impl Aufs {
+    fn list(dirs: &Dirs) -> io::Result<Aufs> {
+        let map = |d: &Option<OwnedFd>| -> io::Result<HashMap<OsString, FileType>> {
+            let Some(d) = d else { return Ok(HashMap::new()) };
+            let mut m = HashMap::new();
+            for (name, ft) in sys::list_dir(d)? {
+                let ft = match ft {
+                    FileType::Unknown => match sys::lstat(d, &name)? {
+                        Some(st) => FileType::from_raw_mode(st.st_mode),
+                        None => continue,
+                    },
+                    ft => ft,
+                };
+                m.insert(name, ft);
+            }
+            Ok(m)
+        };
+        Ok(Aufs { diff: map(&dirs.diff)?, layers: map(&dirs.layers)?.into_keys().collect(), mnt: map(&dirs.mnt)? })
     }
 }
 
-/// `<dir>/<name>/<leaf>` where `<name>` must itself be a real directory.
-fn kind_below(dir: &Option<OwnedFd>, name: &OsStr, leaf: &str) -> io::Result<Kind> {
-    let Some(d) = dir else { return Ok(Kind::Missing) };
-    if sys::kind(d, name)? != Kind::Dir {
-        return Ok(Kind::Missing);
-    }
-    match sys::open_dir(d, name)? {
-        Some(sub) => sys::kind(&sub, leaf),
-        None => Ok(Kind::Missing),
-    }
+fn kind_listed(listing: &HashMap<OsString, FileType>, dir: &Option<OwnedFd>, name: &OsStr) -> io::Result<Kind> {
+    Ok(match (listing.get(name), dir) {
+        (None, _) | (_, None) => Kind::Missing,
+        (Some(FileType::Directory), _) => Kind::Dir,
+        (Some(FileType::Symlink), Some(d)) => sys::kind(d, name)?,
+        (Some(ft), _) => Kind::Other(sys::type_name(*ft)),
+    })
 }
 
-fn layers_file(dirs: &Dirs, name: &OsStr) -> Option<Result<Vec<u8>, String>> {
-    let layers = dirs.layers.as_ref()?;
-    match sys::lstat(layers, name) {
-        Ok(None) => None,
-        Ok(Some(_)) => Some(sys::read_file(layers, name, LAYERS_CAP).map_err(|e| e.to_string())),
-        Err(e) => Some(Err(e.to_string())),
-    }
-}
-
-fn places(dirs: &Dirs, name: &OsStr, legacy: Kind, quarantine: Kind) -> io::Result<Places> {
-    let native = kind_in(&dirs.diff, name)?;
+fn places(dirs: &Dirs, aufs: &Aufs, name: &OsStr, legacy: Kind, quarantine: Kind) -> io::Result<Places> {
+    let native = kind_listed(&aufs.diff, &dirs.diff, name)?;
     let native_empty = match (&legacy, &native, &dirs.diff) {
         (Kind::Dir, Kind::Dir, Some(diff)) => match sys::open_dir(diff, name)? {
             Some(d) => Some(sys::dir_is_empty(&d)?),
@@ -165,14 +176,11 @@ fn places(dirs: &Dirs, name: &OsStr, legacy: Kind, quarantine: Kind) -> io::Resu
         },
         _ => None,
     };
-    Ok(Places {
-        legacy,
-        native,
-        native_empty,
-        quarantine,
-        layers: layers_file(dirs, name),
-        mnt: kind_in(&dirs.mnt, name)?,
-    })
+    let layers = match (&dirs.layers, aufs.layers.contains(name)) {
+        (Some(l), true) => Some(sys::read_file(l, name, LAYERS_CAP).map_err(|e| e.to_string())),
+        _ => None,
+    };
+    Ok(Places { legacy, native, native_empty, quarantine, layers, mnt: kind_listed(&aufs.mnt, &dirs.mnt, name)? })
 }
 
 fn entry_kind(dir: impl AsFd, name: &OsStr, ft: FileType) -> io::Result<Kind> {
@@ -183,111 +191,147 @@ fn entry_kind(dir: impl AsFd, name: &OsStr, ft: FileType) -> io::Result<Kind> {
     }
 }
 
-fn read_json<T>(
-    dir: &Kind,
-    parent: &Option<OwnedFd>,
+/// What an item's own directory holds: its data entry (`layer` or `rw`),
+/// its JSON, and the JSON's mtime. The directory is opened once.
+fn item_dir<T>(
+    parent: &OwnedFd,
     name: &OsStr,
+    dir: &Kind,
+    leaf: &str,
     file: &str,
     parse: fn(&[u8]) -> Result<T, String>,
-) -> Result<T, String> {
-    if *dir != Kind::Dir {
-        return Err(format!("the item's directory is {}", dir.describe()));
-    }
-    let parent = parent.as_ref().ok_or("its parent directory vanished")?;
-    let d = sys::open_dir(parent, name)
-        .map_err(|e| e.to_string())?
-        .ok_or("its directory vanished")?;
-    let bytes = sys::read_file(&d, file, JSON_CAP).map_err(|e| format!("{file} cannot be read: {e}"))?;
-    parse(&bytes).map_err(|e| format!("{file} {e}"))
-}
-
-fn created_time(dir: &Kind, parent: &Option<OwnedFd>, name: &OsStr) -> Timespec {
+) -> io::Result<(Kind, Result<T, String>, Timespec)> {
     let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
     if *dir != Kind::Dir {
-        return zero;
+        return Ok((Kind::Missing, Err(format!("the item's directory is {}", dir.describe())), zero));
     }
-    let Some(parent) = parent else { return zero };
-    match sys::open_dir(parent, name) {
-        Ok(Some(d)) => match sys::lstat(&d, "config.json") {
-            Ok(Some(st)) => sys::mtime(&st),
-            _ => zero,
-        },
-        _ => zero,
+    let Some(d) = sys::open_dir(parent, name)? else {
+        return Ok((Kind::Missing, Err("its directory vanished".into()), zero));
+    };
+    let legacy = sys::kind(&d, leaf)?;
+    let mut mtime = zero;
+    let json = match sys::read_file_stat(&d, file, JSON_CAP) {
+        Ok((bytes, st)) => {
+            mtime = sys::mtime(&st);
+            parse(&bytes).map_err(|e| format!("{file} {e}"))
+        }
+        Err(e) => Err(format!("{file} cannot be read: {e}")),
+    };
+    Ok((legacy, json, mtime))
+}
+
+/// `<dir>/<name>/<leaf>` where `<name>` must itself be a real directory.
+fn kind_below(dir: &Option<OwnedFd>, name: &OsStr, leaf: &str) -> io::Result<Kind> {
+    let Some(d) = dir else { return Ok(Kind::Missing) };
+    match sys::open_dir(d, name) {
+        Ok(Some(sub)) => sys::kind(&sub, leaf),
+        Ok(None) => Ok(Kind::Missing),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => Ok(Kind::Missing),
+        Err(e) => Err(e),
     }
+}
+
+/// Runs `f` over `entries` on a few threads, keeping their order.
+fn parallel<T: Send>(
+    entries: &[(OsString, FileType)],
+    f: impl Fn(&OsString, FileType) -> io::Result<Option<T>> + Sync,
+) -> io::Result<Vec<T>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let chunk = entries.len().div_ceil(threads).max(256);
+    let results: Vec<io::Result<Vec<T>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                s.spawn(move || {
+                    let mut out = Vec::with_capacity(part.len());
+                    for (name, ft) in part {
+                        if let Some(t) = f(name, *ft)? {
+                            out.push(t);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("scan threads do not panic")).collect()
+    });
+    let mut out = Vec::with_capacity(entries.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
 }
 
 /// Reads ROOT. Fails only when ROOT itself cannot be read; problems with
 /// single items are carried in the scan for `plan` to judge.
 pub fn scan(root: &Root) -> io::Result<Scan> {
     let dirs = Dirs::open(root)?;
+    let aufs = Aufs::list(&dirs)?;
     let mut ignored = Vec::new();
+    let mut not_items = |parent: &str, entries: &mut Vec<(OsString, FileType)>| {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.retain(|(name, ft)| {
+            let path = format!("{parent}/{}", crate::names::escape_os(name));
+            if parent == "graph" && name == "_tmp" {
+                false
+            } else if parent == "graph" && name.as_bytes().starts_with(OWN_PREFIX.as_bytes()) {
+                ignored.push((path, "a name reserved for graph2aufs".into()));
+                false
+            } else if !matches!(ft, FileType::Directory | FileType::Symlink | FileType::Unknown) {
+                ignored.push((path, format!("a {}, not an item directory", sys::type_name(*ft))));
+                false
+            } else {
+                true
+            }
+        });
+    };
     let mut images = Vec::new();
     if let Some(graph) = &dirs.graph {
         let mut entries = sys::list_dir(graph)?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, ft) in entries {
-            if name == "_tmp" {
-                continue;
+        not_items("graph", &mut entries);
+        images = parallel(&entries, |name, ft| {
+            let dir = entry_kind(graph, name, ft)?;
+            if let Kind::Other(_) = dir {
+                return Ok(None);
             }
-            if name.as_bytes().starts_with(OWN_PREFIX.as_bytes()) {
-                ignored.push((
-                    format!("graph/{}", crate::names::escape_os(&name)),
-                    "a name reserved for graph2aufs".into(),
-                ));
-                continue;
-            }
-            let dir = entry_kind(graph, &name, ft)?;
-            if let Kind::Other(what) = dir {
-                ignored.push((
-                    format!("graph/{}", crate::names::escape_os(&name)),
-                    format!("a {what}, not an image directory"),
-                ));
-                continue;
-            }
-            let legacy = kind_below(&dirs.graph, &name, "layer")?;
-            let quarantine = kind_below(&dirs.quarantine_graph, &name, "layer")?;
-            images.push(ImageScan {
-                id: LayerId::from_os(&name),
-                json: read_json(&dir, &dirs.graph, &name, "json", json::parse_image),
-                places: places(&dirs, &name, legacy, quarantine)?,
+            let (legacy, json, _) = item_dir(graph, name, &dir, "layer", "json", json::parse_image)?;
+            let quarantine = kind_below(&dirs.quarantine_graph, name, "layer")?;
+            Ok(Some(ImageScan {
+                id: LayerId::from_os(name),
+                json,
+                places: places(&dirs, &aufs, name, legacy, quarantine)?,
                 dir,
-                name,
-            });
-        }
+                name: name.clone(),
+            }))
+        })?;
     }
     let mut containers = Vec::new();
     if let Some(cdir) = &dirs.containers {
         let mut entries = sys::list_dir(cdir)?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, ft) in entries {
-            let dir = entry_kind(cdir, &name, ft)?;
-            if let Kind::Other(what) = dir {
-                ignored.push((
-                    format!("containers/{}", crate::names::escape_os(&name)),
-                    format!("a {what}, not a container directory"),
-                ));
-                continue;
+        not_items("containers", &mut entries);
+        containers = parallel(&entries, |name, ft| {
+            let dir = entry_kind(cdir, name, ft)?;
+            if let Kind::Other(_) = dir {
+                return Ok(None);
             }
-            let legacy = kind_below(&dirs.containers, &name, "rw")?;
-            let quarantine = kind_below(&dirs.quarantine_containers, &name, "rw")?;
-            let id = LayerId::from_os(&name);
+            let (legacy, config, created) = item_dir(cdir, name, &dir, "rw", "config.json", json::parse_container)?;
+            let quarantine = kind_below(&dirs.quarantine_containers, name, "rw")?;
+            let id = LayerId::from_os(name);
             let init = match &id {
-                Ok(id) => {
-                    let init = id.init_layer();
-                    places(&dirs, init.as_os_str(), Kind::Missing, Kind::Missing)?
-                }
+                Ok(id) => places(&dirs, &aufs, id.init_layer().as_os_str(), Kind::Missing, Kind::Missing)?,
                 Err(_) => Places::missing(),
             };
-            containers.push(ContainerScan {
-                config: read_json(&dir, &dirs.containers, &name, "config.json", json::parse_container),
-                created: created_time(&dir, &dirs.containers, &name),
-                places: places(&dirs, &name, legacy, quarantine)?,
+            Ok(Some(ContainerScan {
+                config,
+                created,
+                places: places(&dirs, &aufs, name, legacy, quarantine)?,
                 init,
                 id,
                 dir,
-                name,
-            });
-        }
+                name: name.clone(),
+            }))
+        })?;
     }
     let legacy = sys::kind(root.fd(), "repositories")?;
     let aufs = sys::kind(root.fd(), "repositories-aufs")?;
@@ -298,12 +342,12 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             .map_err(|e| format!("repositories cannot be read: {e}"))
             .and_then(|b| json::parse_repositories(&b).map_err(|e| format!("repositories {e}")))
     };
-    let aufs_dirs = [
-        sys::kind(root.fd(), "aufs")?,
-        kind_in(&sys::open_dir(root.fd(), "aufs").ok().flatten(), OsStr::new("diff"))?,
-        kind_in(&sys::open_dir(root.fd(), "aufs").ok().flatten(), OsStr::new("layers"))?,
-        kind_in(&sys::open_dir(root.fd(), "aufs").ok().flatten(), OsStr::new("mnt"))?,
-    ];
+    let aufs_dir = sys::open_dir(root.fd(), "aufs").ok().flatten();
+    let below = |name: &str| match &aufs_dir {
+        Some(d) => sys::kind(d, name),
+        None => Ok(Kind::Missing),
+    };
+    let aufs_dirs = [sys::kind(root.fd(), "aufs")?, below("diff")?, below("layers")?, below("mnt")?];
     Ok(Scan {
         images,
         containers,

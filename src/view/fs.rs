@@ -200,9 +200,8 @@ impl View {
     fn attr(&self, node: &Node) -> io::Result<FileAttr> {
         Ok(match &node.backing {
             Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
-            Backing::Dir { .. } | Backing::Empty => {
-                synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time)
-            }
+            Backing::Dir { role } => synth_attr(node.id, FileType::Directory, role.synth_mode(), 4096, self.synth_time),
+            Backing::Empty => synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time),
             Backing::File(bytes) => synth_attr(
                 node.id,
                 FileType::RegularFile,
@@ -257,7 +256,20 @@ impl View {
         if let Some(l) = self.inits.lock().expect("never poisoned").get(&i) {
             return Ok(l.clone());
         }
-        let layer = Arc::new(crate::migrate::init_layer(&self.dirs, &self.transform.plan, i)?);
+        // The image chain's data from where the plan says it is now: an
+        // image left by Docker 1.8 has a symlink at `aufs/diff/<id>`, which
+        // `migrate` replaces before it builds init layers, but the view must
+        // read through the legacy directory.
+        let plan = &self.transform.plan;
+        let chain = plan
+            .chain(i)
+            .iter()
+            .map(|id| {
+                let j = plan.find(id).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+                self.data_dir(j)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let layer = Arc::new(InitLayer::compute(&chain, plan.items[i].created)?);
         self.inits.lock().expect("never poisoned").insert(i, layer.clone());
         Ok(layer)
     }
@@ -302,7 +314,11 @@ impl View {
             Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
             Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
             Shown::Empty => self.table.lookup(key(), || Backing::Empty),
-            Shown::File(bytes) => self.table.lookup(key(), || Backing::File(bytes)),
+            Shown::Layers(i, init) => {
+                let plan = &self.transform.plan;
+                let bytes = if init { plan.init_layers_bytes(i) } else { plan.layers_bytes(i) };
+                self.table.lookup(key(), || Backing::File(bytes.into()))
+            }
             Shown::Init(i) => {
                 let layer = self.init_layer(i)?;
                 self.table.lookup(key(), || Backing::Init { layer, index: None })
@@ -384,7 +400,7 @@ impl View {
         let synth_ino = u64::MAX;
         let shown_kind = |s: &Shown| -> FileType {
             match s {
-                Shown::File(_) | Shown::Repositories => FileType::RegularFile,
+                Shown::Layers(..) | Shown::Repositories => FileType::RegularFile,
                 _ => FileType::Directory,
             }
         };

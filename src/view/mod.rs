@@ -83,10 +83,19 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     let root = Root::open(&opts.root)?;
     let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
     let record = Record::load(&root)?;
+    let t0 = std::time::Instant::now();
     let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
+    let t1 = std::time::Instant::now();
     let plan = plan::plan(&scan, &|k, n| record.has(k, n));
     let counts = plan.counts();
+    let t2 = std::time::Instant::now();
     let transform = transform::Transform::new(&scan, plan, opts.read_only);
+    log::debug!(
+        "scan {:?}, plan {:?}, transform {:?}",
+        t1 - t0,
+        t2 - t1,
+        t2.elapsed()
+    );
     let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
     let root_fd = root_fd(&root)?;
     let passthrough = !opts.no_passthrough && (!opts.read_only || fs::atime_safe(&root_fd));

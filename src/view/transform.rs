@@ -3,13 +3,12 @@
 //! replaced, or added. Everything is derived from the plan, the same one
 //! `migrate` executes.
 
-use crate::legacy::{Scan, LAYERS_CAP};
+use crate::legacy::Scan;
 use crate::names::escape_os;
 use crate::plan::{ItemKind, Plan, Repositories, Source};
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::sync::Arc;
 
 /// What a directory of the view is, for the transform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +30,18 @@ pub enum Role {
     QuarantineItem(usize),
 }
 
+impl Role {
+    /// The mode of a directory of this role that graph2aufs synthesizes: what
+    /// `migrate` creates there (its own directory and the quarantine 0700,
+    /// the aufs directories 0755).
+    pub fn synth_mode(self) -> u16 {
+        match self {
+            Role::Own | Role::Quarantine | Role::QuarantineKind(_) | Role::QuarantineItem(_) => 0o700,
+            _ => 0o755,
+        }
+    }
+}
+
 /// What the view shows under a name instead of (or besides) the disk.
 #[derive(Debug, Clone)]
 pub enum Shown {
@@ -44,8 +55,9 @@ pub enum Shown {
     Dir(Role),
     /// An empty directory (a never-started container's rw layer; a mount point).
     Empty,
-    /// The exact bytes of a `layers/` file.
-    File(Arc<[u8]>),
+    /// The exact bytes of a `layers/` file: of item `usize`, or of its init
+    /// layer.
+    Layers(usize, bool),
     /// The init layer of container `usize`.
     Init(usize),
     /// Read-only mode: the merged root filesystem of a layer: the item, and
@@ -106,10 +118,10 @@ impl Transform {
                 }
                 _ => {}
             }
-            let mut register = |name: OsString, expected: Vec<u8>, p: &crate::legacy::Places, init: bool| {
-                let current_ok = matches!(&p.layers, Some(Ok(b)) if *b == expected);
-                if !current_ok && expected.len() as u64 <= LAYERS_CAP {
-                    layers.insert(name.clone(), Shown::File(expected.into()));
+            let mut register = |name: OsString, p: &crate::legacy::Places, init: bool| {
+                let expected = || if init { plan.init_layers_bytes(i) } else { plan.layers_bytes(i) };
+                if !matches!(&p.layers, Some(Ok(b)) if *b == expected()) {
+                    layers.insert(name.clone(), Shown::Layers(i, init));
                 }
                 if read_only {
                     mnt.insert(name, Shown::Merged(i, init));
@@ -117,13 +129,13 @@ impl Transform {
                     mnt.insert(name, Shown::Empty);
                 }
             };
-            register(it.name.clone(), plan.layers_bytes(i), places, false);
+            register(it.name.clone(), places, false);
             if let (Some(init), Some(id)) = (init_places, &it.id) {
                 let name = id.init_layer().to_os_string();
                 if init.native != Kind::Dir {
                     diff.insert(name.clone(), Shown::Init(i));
                 }
-                register(name, plan.init_layers_bytes(i), init, true);
+                register(name, init, true);
             }
         }
         let mut root = Vec::new();
