@@ -265,7 +265,9 @@ impl View {
             .chain(i)
             .iter()
             .map(|id| {
-                let j = plan.find(id).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+                let j = plan
+                    .find(id)
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
                 self.data_dir(j)
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -501,6 +503,19 @@ impl View {
     }
 }
 
+/// The real inode whose extended attributes a node shows: its own, or for a
+/// merged directory its topmost branch's directory (as aufs shows them).
+fn xattr_source(node: &Node) -> Option<&OwnedFd> {
+    match &node.backing {
+        Backing::Real { fd, .. } => Some(fd),
+        Backing::Merged { dir, .. } => match dir.parts.first().map(|p| &p.src) {
+            Some(Src::Real(fd)) => Some(fd.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND;
 
 impl Filesystem for View {
@@ -708,13 +723,15 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Backing::Real { fd, .. } = &node.backing else {
+        let Some(fd) = xattr_source(&node) else {
             return reply.error(Errno::ENODATA);
         };
         let mut buf = vec![0u8; size.max(1) as usize];
         let path = proc_path(fd);
+        // A size query needs the `_query` call: rustix answers 0 for an
+        // empty buffer.
         let r = if size == 0 {
-            rfs::getxattr(path.as_str(), name, &mut [0u8; 0][..])
+            rfs::getxattr_query(path.as_str(), name)
         } else {
             rfs::getxattr(path.as_str(), name, &mut buf[..])
         };
@@ -730,13 +747,13 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Backing::Real { fd, .. } = &node.backing else {
+        let Some(fd) = xattr_source(&node) else {
             return if size == 0 { reply.size(0) } else { reply.data(&[]) };
         };
         let mut buf = vec![0u8; size.max(1) as usize];
         let path = proc_path(fd);
         let r = if size == 0 {
-            rfs::listxattr(path.as_str(), &mut [0u8; 0][..])
+            rfs::listxattr_query(path.as_str())
         } else {
             rfs::listxattr(path.as_str(), &mut buf[..])
         };
