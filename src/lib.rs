@@ -16,3 +16,4 @@ pub mod sys;
 pub mod union;
 pub mod verify;
 pub mod view;
+pub mod place;

@@ -189,9 +189,23 @@ impl Plan {
     }
 }
 
+/// True for the symlink a Docker 1.8 migration left at `aufs/diff/<id>`,
+/// once `migrate` has swapped it with the data (`RENAME_EXCHANGE`) and was
+/// interrupted before removing it: it now stands at the legacy place and
+/// points at that same legacy place (by an absolute path, maybe of ROOT's
+/// former location). It holds no data.
+fn swapped_docker18_symlink(target: &[u8], legacy_parent: &str, name: &OsString, leaf: &str) -> bool {
+    let mut own = format!("/{legacy_parent}/").into_bytes();
+    own.extend_from_slice(name.as_encoded_bytes());
+    own.extend_from_slice(format!("/{leaf}").as_bytes());
+    target.starts_with(b"/") && target.ends_with(&own)
+}
+
 /// Why a layer's data cannot be placed, or where it is.
-fn placement(p: &Places, legacy_rel: &str, native_rel: &str) -> Result<Source, String> {
+fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool) -> Result<Source, String> {
     match (&p.legacy, &p.native) {
+        // Interrupted between the swap and the removal of the symlink.
+        (Kind::Symlink(_), Kind::Dir) if swapped => Ok(Source::Native),
         (Kind::Symlink(t), _) => Err(format!(
             "{legacy_rel} is a symlink to {} (not a directory; never followed)",
             crate::names::escape(t)
@@ -250,10 +264,13 @@ fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
         None => None,
         Some(p) => Some(LayerId::parse(p.as_bytes()).map_err(|e| format!("parent {:?} is not a safe id: {e}", p))?),
     };
+    let swapped =
+        matches!(&img.places.legacy, Kind::Symlink(t) if swapped_docker18_symlink(t, "graph", &img.name, "layer"));
     let source = placement(
         &img.places,
         &format!("graph/{name}/layer"),
         &format!("aufs/diff/{name}"),
+        swapped,
     )?;
     if source == Source::None {
         return Err(format!(
@@ -287,10 +304,13 @@ fn container_own(c: &ContainerScan, index: &HashMap<LayerId, usize>) -> Result<(
     }
     let image = config.image.as_ref().ok_or("config.json has no Image")?;
     let image = LayerId::parse(image.as_bytes()).map_err(|e| format!("Image {image:?} is not a safe id: {e}"))?;
+    let swapped =
+        matches!(&c.places.legacy, Kind::Symlink(t) if swapped_docker18_symlink(t, "containers", &c.name, "rw"));
     let source = placement(
         &c.places,
         &format!("containers/{name}/rw"),
         &format!("aufs/diff/{name}"),
+        swapped,
     )?;
     let source = if source == Source::None { Source::Empty } else { source };
     match &c.init.native {
@@ -507,7 +527,9 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
                 "aufs/diff/{} is a symlink (left by Docker 1.8's migration) to the legacy directory",
                 escape_os(&item.name)
             ));
-        } else if done && item.source == Source::Native {
+        } else if done && item.source == Source::Native && !item.legacy_present {
+            // (A swapped Docker 1.8 symlink left at the legacy place is
+            // still to be removed: the item stays pending.)
             item.state = State::Registered;
         }
     }

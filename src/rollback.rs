@@ -55,6 +55,8 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
     let scan = legacy::scan(root).step(|| format!("reading {r}"))?;
     let plan = plan::plan(&scan, &|k, n| record.has(k, n));
     let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
+    // An interrupted migrate's half-built init layers and layers/ files.
+    crate::migrate::remove_temporaries(&dirs)?;
     let mut users: HashMap<OsString, Vec<OsString>> = HashMap::new();
     if let Some(layers) = &dirs.layers {
         for (name, _) in sys::list_dir(layers).step(|| "listing aufs/layers".into())? {
@@ -122,7 +124,19 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
         });
     }
     if rb.record.repositories_renamed {
-        match sys::rename_noreplace(root.fd(), "repositories-aufs", root.fd(), "repositories") {
+        // The intent is recorded before the rename: an interrupted migrate
+        // may not have done it.
+        let not_done = sys::kind(root.fd(), "repositories-aufs").step(|| "reading repositories-aufs".into())?
+            == Kind::Missing
+            && sys::kind(root.fd(), "repositories")
+                .step(|| "reading repositories".into())?
+                .exists();
+        let result = if not_done {
+            Ok(())
+        } else {
+            sys::rename_noreplace(root.fd(), "repositories-aufs", root.fd(), "repositories")
+        };
+        match result {
             Ok(()) => {
                 rb.record.repositories_renamed = false;
                 report.restored.push("repositories".into());
@@ -247,6 +261,12 @@ impl Rollback<'_> {
                 }
             }
             (Kind::Dir, Kind::Missing | Kind::Symlink(_)) => {} // not moved yet
+            // Migrate was interrupted between swapping the Docker 1.8 symlink
+            // with the data and removing it: swap them back.
+            (Kind::Symlink(_), Kind::Dir) if entry.prior.symlink.is_some() => {
+                sys::rename_exchange(&parent, leaf, &diff, &name)
+                    .context(|| format!("swapping {} back with aufs/diff/{}", it.legacy_path(), escape_os(&name)))?;
+            }
             (Kind::Missing, Kind::Missing) if entry.empty_rw => {}
             (l, n) => {
                 return Err(io::Error::other(format!(
@@ -279,7 +299,7 @@ impl Rollback<'_> {
     /// An init layer is removed only if it holds exactly what graph2aufs
     /// wrote: nothing else is lost with it.
     fn check_init_untouched(&self, i: usize, init: &OsStr) -> io::Result<()> {
-        let expected = crate::migrate::init_layer(&self.dirs, &self.plan, i)?;
+        let expected = crate::place::init_layer(&self.dirs, &self.plan, i)?;
         let dir = sys::open_dir_required(self.diff()?, init)?;
         let mut found = Vec::new();
         walk(&dir, &mut Vec::new(), &mut found)?;
@@ -317,13 +337,17 @@ impl Rollback<'_> {
 
     fn unregister(&self, name: &OsStr, prior_layers: Option<&Saved>, prior_mnt: bool) -> io::Result<()> {
         if let Some(layers) = &self.dirs.layers {
-            match prior_layers {
-                Some(saved) => {
+            // A layers/ file migrate set aside (too large for the record).
+            let aside = sys::open_dir(self.root.fd(), ".graph2aufs/quarantine/aufs/layers")?
+                .filter(|d| matches!(sys::lstat(d, name), Ok(Some(_))));
+            match (aside, prior_layers) {
+                (Some(aside), _) => sys::rename_over(&aside, name, layers, name)?,
+                (None, Some(saved)) => {
                     sys::write_atomic(layers, name, &unescape(&saved.text).unwrap_or_default(), 0o644, false)?;
                     let t = time(saved.mtime);
                     sys::set_times(layers, name, t, t)?;
                 }
-                None => {
+                (None, None) => {
                     if sys::lstat(layers, name)?.is_some() {
                         sys::unlink(layers, name)?;
                     }
@@ -353,6 +377,8 @@ impl Rollback<'_> {
         for rel in [
             ".graph2aufs/quarantine/graph",
             ".graph2aufs/quarantine/containers",
+            ".graph2aufs/quarantine/aufs/layers",
+            ".graph2aufs/quarantine/aufs",
             ".graph2aufs/quarantine",
         ] {
             let _ = rustix::fs::unlinkat(root.fd(), rel, rustix::fs::AtFlags::REMOVEDIR);

@@ -9,8 +9,6 @@
 mod fault;
 
 use crate::error::{Error, Result, Step};
-use crate::id::LayerId;
-use crate::initlayer::InitLayer;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::escape_os;
 use crate::plan::{self, ItemKind, Plan, Repositories, Source, State};
@@ -21,7 +19,6 @@ pub use fault::Faults;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 /// Items per batch: one record write and one sync per batch.
 pub const BATCH: usize = 1024;
@@ -108,15 +105,7 @@ impl<'r> Engine<'r> {
     /// layers being built and `layers/` files being written. Both are
     /// derived data, rebuilt from the legacy root.
     fn clean_temporaries(&self) -> Result<()> {
-        for (dir, rel) in [(self.diff(), "aufs/diff"), (self.layers(), "aufs/layers")] {
-            for (name, _) in sys::list_dir(dir).step(|| format!("listing {rel}"))? {
-                if name.as_encoded_bytes().starts_with(b".graph2aufs-tmp-") {
-                    log::info!("removing the leftover {rel}/{}", escape_os(&name));
-                    sys::remove_tree(dir, &name).step(|| format!("removing {rel}/{}", escape_os(&name)))?;
-                }
-            }
-        }
-        Ok(())
+        remove_temporaries(&self.dirs)
     }
 
     /// Records the intent to change these items, durably, before changing
@@ -151,7 +140,10 @@ impl<'r> Engine<'r> {
             })
         };
         let symlink = match (sys::kind(self.diff(), name)?, sys::lstat(self.diff(), name)?) {
-            (Kind::Symlink(t), Some(st)) => Some(Saved { text: crate::names::escape(&t), mtime: ts(sys::mtime(&st)) }),
+            (Kind::Symlink(t), Some(st)) => Some(Saved {
+                text: crate::names::escape(&t),
+                mtime: ts(sys::mtime(&st)),
+            }),
             _ => None,
         };
         let mut prior = Prior {
@@ -308,15 +300,32 @@ impl<'r> Engine<'r> {
             sys::ensure_dir(self.mnt(), name, 0o755).context(|| format!("creating aufs/mnt/{}", escape_os(name)))?;
         }
         let current = match sys::lstat(self.layers(), name)? {
-            Some(_) => sys::read_file(self.layers(), name, LAYERS_CAP).ok(),
+            Some(_) => Some(sys::read_file(self.layers(), name, LAYERS_CAP)),
             None => None,
         };
-        if current.as_deref() != Some(expected) {
+        if !matches!(&current, Some(Ok(b)) if b == expected) {
+            if let Some(Err(_)) = current {
+                // Too large (or not a file) to be kept in the record: set it
+                // aside, untouched, where rollback finds it.
+                self.set_aside_layers(name)?;
+            }
             self.faults.step()?;
             sys::write_atomic(self.layers(), name, expected, 0o644, false)
                 .context(|| format!("writing aufs/layers/{}", escape_os(name)))?;
         }
         Ok(())
+    }
+
+    /// Moves `aufs/layers/<name>` to `.graph2aufs/quarantine/aufs/layers/`.
+    fn set_aside_layers(&mut self, name: &OsStr) -> io::Result<()> {
+        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
+        for c in ["quarantine", "aufs", "layers"] {
+            sys::ensure_dir(&dir, c, 0o700)?;
+            dir = sys::open_dir_required(&dir, c)?;
+        }
+        self.faults.step()?;
+        sys::rename_noreplace(self.layers(), name, &dir, name)
+            .context(|| format!("setting aufs/layers/{} aside in the quarantine", escape_os(name)))
     }
 
     fn build_init(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
@@ -326,7 +335,7 @@ impl<'r> Engine<'r> {
         if sys::kind(self.diff(), init.as_os_str())? == Kind::Dir {
             return Ok(()); // renamed into place only when complete
         }
-        let layer = init_layer(&self.dirs, plan, i)?;
+        let layer = crate::place::init_layer(&self.dirs, plan, i)?;
         let diff = self.diff().try_clone()?;
         let tmp = sys::temp_name(init.as_os_str());
         sys::remove_tree(&diff, &tmp)?;
@@ -372,43 +381,19 @@ impl<'r> Engine<'r> {
     }
 }
 
-/// The data directory of a registered or to-be-moved layer.
-fn layer_dir(dirs: &Dirs, plan: &Plan, id: &LayerId) -> io::Result<Arc<OwnedFd>> {
-    if let Some(diff) = &dirs.diff {
-        if let Some(d) = sys::open_dir(diff, id.as_os_str())? {
-            return Ok(Arc::new(d));
-        }
-    }
-    if let Some(it) = plan.find(id).map(|i| &plan.items[i]) {
-        let parent = match it.kind {
-            ItemKind::Image => &dirs.graph,
-            ItemKind::Container => &dirs.containers,
-        };
-        if let Some(d) = parent
-            .as_ref()
-            .map(|p| sys::open_dir(p, &it.name))
-            .transpose()?
-            .flatten()
-        {
-            if let Some(l) = sys::open_dir(&d, it.legacy_leaf())? {
-                return Ok(Arc::new(l));
+/// Removes what an interrupted run left under temporary names in
+/// `aufs/diff` and `aufs/layers` (derived data, rebuilt from the legacy root).
+pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
+    for (dir, rel) in [(&dirs.diff, "aufs/diff"), (&dirs.layers, "aufs/layers")] {
+        let Some(dir) = dir else { continue };
+        for (name, _) in sys::list_dir(dir).step(|| format!("listing {rel}"))? {
+            if name.as_encoded_bytes().starts_with(b".graph2aufs-tmp-") {
+                log::info!("removing the leftover {rel}/{}", escape_os(&name));
+                sys::remove_tree(dir, &name).step(|| format!("removing {rel}/{}", escape_os(&name)))?;
             }
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("the data of layer {id} is nowhere"),
-    ))
-}
-
-/// The init layer of container `i`, as the view shows and migrate writes it.
-pub fn init_layer(dirs: &Dirs, plan: &Plan, i: usize) -> io::Result<InitLayer> {
-    let chain = plan.chain(i);
-    let layers = chain
-        .iter()
-        .map(|id| layer_dir(dirs, plan, id))
-        .collect::<io::Result<Vec<_>>>()?;
-    InitLayer::compute(&layers, plan.items[i].created)
+    Ok(())
 }
 
 /// Options of an offline run.

@@ -226,52 +226,19 @@ impl View {
             .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real { fd, role }))
     }
 
-    /// The directory holding an item's data now (its legacy place, its
-    /// quarantined copy, or `aufs/diff/<id>`), and the name in it.
     fn data_place(&self, i: usize) -> io::Result<(OwnedFd, OsString)> {
-        let it = &self.transform.plan.items[i];
-        let missing = || io::Error::from_raw_os_error(libc::ENOENT);
-        let (parent, quarantine) = match it.kind {
-            ItemKind::Image => (&self.dirs.graph, &self.dirs.quarantine_graph),
-            ItemKind::Container => (&self.dirs.containers, &self.dirs.quarantine_containers),
-        };
-        let from = match it.source {
-            Source::Native => {
-                let diff = self.dirs.diff.as_ref().ok_or_else(missing)?;
-                return Ok((diff.try_clone()?, it.name.clone()));
-            }
-            Source::Quarantine => quarantine,
-            _ => parent,
-        };
-        let d = sys::open_dir(from.as_ref().ok_or_else(missing)?, &it.name)?.ok_or_else(missing)?;
-        Ok((d, it.legacy_leaf().into()))
+        crate::place::data_place(&self.dirs, &self.transform.plan.items[i])
     }
 
     fn data_dir(&self, i: usize) -> io::Result<Arc<OwnedFd>> {
-        let (dir, name) = self.data_place(i)?;
-        Ok(Arc::new(sys::open_dir_required(&dir, &name)?))
+        crate::place::data_dir(&self.dirs, &self.transform.plan.items[i])
     }
 
     fn init_layer(&self, i: usize) -> io::Result<Arc<InitLayer>> {
         if let Some(l) = self.inits.lock().expect("never poisoned").get(&i) {
             return Ok(l.clone());
         }
-        // The image chain's data from where the plan says it is now: an
-        // image left by Docker 1.8 has a symlink at `aufs/diff/<id>`, which
-        // `migrate` replaces before it builds init layers, but the view must
-        // read through the legacy directory.
-        let plan = &self.transform.plan;
-        let chain = plan
-            .chain(i)
-            .iter()
-            .map(|id| {
-                let j = plan
-                    .find(id)
-                    .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-                self.data_dir(j)
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        let layer = Arc::new(InitLayer::compute(&chain, plan.items[i].created)?);
+        let layer = Arc::new(crate::place::init_layer(&self.dirs, &self.transform.plan, i)?);
         self.inits.lock().expect("never poisoned").insert(i, layer.clone());
         Ok(layer)
     }
