@@ -95,6 +95,13 @@ enum Command {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error")).init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Mount { .. }) {
+        // Reports piped into `head` end quietly, as other tools do. (The
+        // mount server keeps Rust's default: a closed pipe must not kill it.)
+        // SAFETY: setting a signal's disposition to the default has no
+        // preconditions; no other thread runs yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -131,6 +138,9 @@ fn run(command: Command) -> Result<u8> {
         Command::Migrate { root, json, all, batch } => {
             let root = Root::open(&root)?;
             root.refuse_if_viewed("migrate")?;
+            // Refuse a hostile layout (a symlinked graph, containers or aufs)
+            // before writing anything, even the lock.
+            legacy::Dirs::open(&root).map_err(|e| Error::Env(e.to_string()))?;
             let _lock = root.lock()?;
             let start = Instant::now();
             let out = migrate::run(&root, &migrate::Options { progress: !json, batch })?;

@@ -1,0 +1,200 @@
+//! Hostile and extreme roots: every input gets a clear report, changes
+//! nothing outside ROOT, loses nothing, and uses bounded memory and time.
+
+mod common;
+
+use common::*;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+
+fn hex_id(n: usize) -> String {
+    format!("{:064x}", n as u128 * 0x9e37_79b9_7f4a_7c15 + 1)
+}
+
+/// A legacy image with a one-file layer.
+fn image(root: &Path, id: &str, parent: Option<&str>) {
+    let dir = root.join("graph").join(id);
+    fs::create_dir_all(dir.join("layer")).unwrap();
+    let json = match parent {
+        Some(p) => format!(r#"{{"id":"{id}","parent":"{p}"}}"#),
+        None => format!(r#"{{"id":"{id}"}}"#),
+    };
+    fs::write(dir.join("json"), json).unwrap();
+    fs::write(dir.join("layer").join("file"), id.as_bytes()).unwrap();
+}
+
+fn item<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("no item {id} in {doc}"))
+}
+
+fn sha(p: &Path) -> [u8; 32] {
+    Sha256::digest(fs::read(p).unwrap()).into()
+}
+
+/// Peak resident memory of the children this test process waited for, in KiB.
+fn children_peak_kib() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) }, 0);
+    ru.ru_maxrss
+}
+
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("graph")).unwrap();
+    fs::create_dir_all(root.join("containers")).unwrap();
+    (t, root)
+}
+
+#[test]
+fn a_chain_1000_images_deep_migrates_with_every_ancestor_in_the_deepest_layers_file() {
+    let (_t, root) = scratch();
+    let ids: Vec<String> = (0..1000).map(hex_id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        image(&root, id, i.checked_sub(1).map(|p| ids[p].as_str()));
+    }
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 0, "{plan}");
+    assert_eq!(plan["totals"]["pending"], 1000);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    let deepest = fs::read_to_string(root.join("aufs/layers").join(&ids[999])).unwrap();
+    let expected: String = ids[..999].iter().rev().map(|id| format!("{id}\n")).collect();
+    assert_eq!(deepest, expected);
+    run(["verify".as_ref(), root.as_os_str()]).expect_code(0);
+}
+
+#[test]
+fn a_parent_id_of_4000_bytes_is_reported_and_never_used_as_a_name() {
+    let (_t, root) = scratch();
+    let id = hex_id(1);
+    let long = "a".repeat(4000);
+    image(&root, &id, Some(&long));
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1);
+    let it = item(&plan, &id);
+    assert_eq!(it["state"], "quarantined");
+    assert!(it["reason"].as_str().unwrap().contains("4000 bytes"), "{it}");
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    assert_eq!(fs::read(root.join(".graph2aufs/quarantine/graph").join(&id).join("layer/file")).unwrap(), id.as_bytes());
+}
+
+#[test]
+fn a_json_of_100_mb_is_refused_without_being_read() {
+    let (_t, root) = scratch();
+    let id = hex_id(2);
+    image(&root, &id, None);
+    let json = fs::OpenOptions::new().write(true).open(root.join("graph").join(&id).join("json")).unwrap();
+    json.set_len(100 << 20).unwrap();
+    let before = children_peak_kib();
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1);
+    let reason = item(&plan, &id)["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("larger than"), "{reason}");
+    let peak = children_peak_kib().max(before);
+    assert!(peak < 64 * 1024, "plan of a 100 MB JSON peaked at {peak} KiB");
+}
+
+#[test]
+fn a_layers_file_of_several_megabytes_is_set_aside_not_overwritten_and_rollback_restores_it() {
+    let (_t, root) = scratch();
+    let id = hex_id(3);
+    image(&root, &id, None);
+    fs::create_dir_all(root.join("aufs/layers")).unwrap();
+    let junk: Vec<u8> = (0..6 << 20).map(|i: u32| b'a' + (i % 26) as u8).collect();
+    let layers = root.join("aufs/layers").join(&id);
+    fs::write(&layers, &junk).unwrap();
+    let digest = sha(&layers);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_eq!(fs::read(&layers).unwrap(), b"", "a base layer's file is empty");
+    assert_eq!(sha(&root.join(".graph2aufs/quarantine/aufs/layers").join(&id)), digest);
+    run(["rollback".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_eq!(sha(&layers), digest, "rollback puts the original layers/ file back");
+    assert!(root.join("graph").join(&id).join("layer/file").exists());
+}
+
+#[test]
+fn symlinks_out_of_root_at_an_image_directory_are_reported_and_never_followed() {
+    let (t, root) = scratch();
+    let outside = t.path().join("outside");
+    let id = hex_id(4);
+    image(&outside, &id, None);
+    symlink(outside.join("graph").join(&id), root.join("graph").join(&id)).unwrap();
+    let before = snapshot(&outside);
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1);
+    let it = item(&plan, &id);
+    assert_eq!(it["state"], "quarantined");
+    assert!(it["reason"].as_str().unwrap().contains("symlink"), "{it}");
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    assert_same(&before, &snapshot(&outside), "the directory outside ROOT");
+    assert!(fs::symlink_metadata(root.join("graph").join(&id)).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn a_symlinked_aufs_directory_is_refused_with_a_clear_error_and_nothing_changes() {
+    let (t, root) = scratch();
+    image(&root, &hex_id(5), None);
+    let outside = t.path().join("elsewhere");
+    fs::create_dir_all(outside.join("diff")).unwrap();
+    symlink(&outside, root.join("aufs")).unwrap();
+    let before_root = snapshot(&root);
+    let before_out = snapshot(&outside);
+    let r = run(["migrate".as_ref(), root.as_os_str()]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("aufs") && r.stderr.contains("symlink"), "{r}");
+    assert_same(&before_out, &snapshot(&outside), "the directory the aufs symlink points to");
+    assert_same(&before_root.without([".graph2aufs"]), &snapshot(&root).without([".graph2aufs"]), "ROOT");
+}
+
+#[test]
+fn hard_links_to_files_outside_the_layer_keep_their_content_and_links() {
+    let (t, root) = scratch();
+    let id = hex_id(6);
+    image(&root, &id, None);
+    let outside = t.path().join("outside-file");
+    fs::write(&outside, b"shared").unwrap();
+    fs::hard_link(&outside, root.join("graph").join(&id).join("layer/linked")).unwrap();
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    let moved = root.join("aufs/diff").join(&id).join("linked");
+    assert_eq!(fs::metadata(&outside).unwrap().ino(), fs::metadata(&moved).unwrap().ino());
+    assert_eq!(fs::metadata(&outside).unwrap().nlink(), 2);
+    assert_eq!(fs::read(&outside).unwrap(), b"shared");
+}
+
+#[test]
+fn a_layer_of_100000_entries_in_one_directory_moves_whole() {
+    let (_t, root) = scratch();
+    let id = hex_id(7);
+    image(&root, &id, None);
+    let big = root.join("graph").join(&id).join("layer/big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..100_000 {
+        fs::File::create(big.join(format!("f{i}"))).unwrap();
+    }
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_eq!(fs::read_dir(root.join("aufs/diff").join(&id).join("big")).unwrap().count(), 100_000);
+    run(["verify".as_ref(), root.as_os_str()]).expect_code(0);
+}
+
+#[test]
+fn ids_that_would_escape_or_collide_are_quarantined_by_name() {
+    let (_t, root) = scratch();
+    for (dir, json_id) in [("x-removing", "x-removing"), (".graph2aufs-evil", ".graph2aufs-evil"), ("a:b", "a:b")] {
+        let d = root.join("graph").join(dir);
+        fs::create_dir_all(d.join("layer")).unwrap();
+        fs::write(d.join("json"), format!(r#"{{"id":"{json_id}"}}"#)).unwrap();
+    }
+    let good = hex_id(8);
+    image(&root, &good, Some("../../etc"));
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1, "{plan}");
+    assert_eq!(item(&plan, "x-removing")["state"], "quarantined");
+    assert_eq!(item(&plan, "a:b")["state"], "quarantined");
+    let parent_reason = item(&plan, &good)["reason"].as_str().unwrap().to_string();
+    assert!(parent_reason.contains("not a safe id"), "{parent_reason}");
+    let names = plan["notes"].as_array().unwrap();
+    assert!(names.iter().any(|n| n["path"] == "graph/.graph2aufs-evil"), "{plan}");
+}
