@@ -419,13 +419,12 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
             path.push(c);
             cur = parent_of[c];
         }
-        let mut d = match cur {
+        let base = match cur {
             Some(c) if depth[c] != usize::MAX => depth[c] + 1,
             _ => 0,
         };
-        for &c in path.iter().rev() {
-            depth[c] = d;
-            d += 1;
+        for (k, &c) in path.iter().rev().enumerate() {
+            depth[c] = base + k;
         }
     }
     let mut order: Vec<usize> = (0..n).collect();
@@ -513,8 +512,9 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
         if plan.items[pos].blocked() {
             continue;
         }
-        let done = if pos < n_images {
-            let img = &scan.images[order[pos]];
+        // Images come first in the plan, in `order`; containers after them.
+        let done = if let Some(&scanned) = order.get(pos) {
+            let img = &scan.images[scanned];
             registered(&img.places, || plan.layers_bytes(pos))
         } else {
             let c = &scan.containers[pos - n_images];

@@ -38,9 +38,15 @@ impl Root {
         let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(std::io::Error::from)
             .step(|| format!("opening ROOT {}", path.display()))?;
-        let st = rfs::fstat(&fd).map_err(std::io::Error::from).step(|| format!("ROOT {}", path.display()))?;
+        let st = rfs::fstat(&fd)
+            .map_err(std::io::Error::from)
+            .step(|| format!("ROOT {}", path.display()))?;
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(Root { path, fd, initial_mtime: sys::mtime(&st) })
+        Ok(Root {
+            path,
+            fd,
+            initial_mtime: sys::mtime(&st),
+        })
     }
 
     pub fn path(&self) -> &Path {

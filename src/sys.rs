@@ -292,6 +292,14 @@ fn open_listing(dir: impl AsFd) -> io::Result<OwnedFd> {
 /// The names in a directory (without `.` and `..`), in the order the file
 /// system returns them.
 pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
+    Ok(list_dir_inos(dir)?
+        .into_iter()
+        .map(|(name, ft, _)| (name, ft))
+        .collect())
+}
+
+/// [`list_dir`] with each entry's inode number (`d_ino`).
+pub fn list_dir_inos(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
     let fd = open_listing(dir)?;
     let mut out = Vec::new();
     let mut d = rfs::Dir::new(fd)?;
@@ -301,7 +309,7 @@ pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
         if name == b"." || name == b".." {
             continue;
         }
-        out.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
+        out.push((OsStr::from_bytes(name).to_os_string(), entry.file_type(), entry.ino()));
     }
     Ok(out)
 }

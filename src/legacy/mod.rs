@@ -154,7 +154,11 @@ impl Aufs {
             }
             Ok(m)
         };
-        Ok(Aufs { diff: map(&dirs.diff)?, layers: map(&dirs.layers)?.into_keys().collect(), mnt: map(&dirs.mnt)? })
+        Ok(Aufs {
+            diff: map(&dirs.diff)?,
+            layers: map(&dirs.layers)?.into_keys().collect(),
+            mnt: map(&dirs.mnt)?,
+        })
     }
 }
 
@@ -180,7 +184,14 @@ fn places(dirs: &Dirs, aufs: &Aufs, name: &OsStr, legacy: Kind, quarantine: Kind
         (Some(l), true) => Some(sys::read_file(l, name, LAYERS_CAP).map_err(|e| e.to_string())),
         _ => None,
     };
-    Ok(Places { legacy, native, native_empty, quarantine, layers, mnt: kind_listed(&aufs.mnt, &dirs.mnt, name)? })
+    Ok(Places {
+        legacy,
+        native,
+        native_empty,
+        quarantine,
+        layers,
+        mnt: kind_listed(&aufs.mnt, &dirs.mnt, name)?,
+    })
 }
 
 fn entry_kind(dir: impl AsFd, name: &OsStr, ft: FileType) -> io::Result<Kind> {
@@ -203,7 +214,11 @@ fn item_dir<T>(
 ) -> io::Result<(Kind, Result<T, String>, Timespec)> {
     let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
     if *dir != Kind::Dir {
-        return Ok((Kind::Missing, Err(format!("the item's directory is {}", dir.describe())), zero));
+        return Ok((
+            Kind::Missing,
+            Err(format!("the item's directory is {}", dir.describe())),
+            zero,
+        ));
     }
     let Some(d) = sys::open_dir(parent, name)? else {
         return Ok((Kind::Missing, Err("its directory vanished".into()), zero));
@@ -254,7 +269,10 @@ fn parallel<T: Send>(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("scan threads do not panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scan threads do not panic"))
+            .collect()
     });
     let mut out = Vec::with_capacity(entries.len());
     for r in results {
@@ -347,7 +365,12 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
         Some(d) => sys::kind(d, name),
         None => Ok(Kind::Missing),
     };
-    let aufs_dirs = [sys::kind(root.fd(), "aufs")?, below("diff")?, below("layers")?, below("mnt")?];
+    let aufs_dirs = [
+        sys::kind(root.fd(), "aufs")?,
+        below("diff")?,
+        below("layers")?,
+        below("mnt")?,
+    ];
     Ok(Scan {
         images,
         containers,

@@ -41,7 +41,7 @@ pub struct Engine<'r> {
 }
 
 pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
-    (t.tv_sec, t.tv_nsec as i64)
+    (t.tv_sec, t.tv_nsec)
 }
 
 impl<'r> Engine<'r> {
@@ -299,10 +299,7 @@ impl<'r> Engine<'r> {
             self.faults.step()?;
             sys::ensure_dir(self.mnt(), name, 0o755).context(|| format!("creating aufs/mnt/{}", escape_os(name)))?;
         }
-        let current = match sys::lstat(self.layers(), name)? {
-            Some(_) => Some(sys::read_file(self.layers(), name, LAYERS_CAP)),
-            None => None,
-        };
+        let current = sys::lstat(self.layers(), name)?.map(|_| sys::read_file(self.layers(), name, LAYERS_CAP));
         if !matches!(&current, Some(Ok(b)) if b == expected) {
             if let Some(Err(_)) = current {
                 // Too large (or not a file) to be kept in the record: set it

@@ -122,7 +122,7 @@ fn synth_attr(ino: u64, kind: FileType, perm: u16, size: u64, time: SystemTime) 
 
 fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
     let Some(i) = index else {
-        let t = to_time(layer.time.tv_sec, layer.time.tv_nsec as i64);
+        let t = to_time(layer.time.tv_sec, layer.time.tv_nsec);
         return synth_attr(ino, FileType::Directory, 0o755, 4096, t);
     };
     let e = &layer.entries[i];
@@ -131,14 +131,8 @@ fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
         InitKind::File => (FileType::RegularFile, 0),
         InitKind::Symlink(t) => (FileType::Symlink, t.len() as u64),
     };
-    let mut a = synth_attr(
-        ino,
-        kind,
-        e.mode as u16,
-        size,
-        to_time(e.mtime.tv_sec, e.mtime.tv_nsec as i64),
-    );
-    a.atime = to_time(e.atime.tv_sec, e.atime.tv_nsec as i64);
+    let mut a = synth_attr(ino, kind, e.mode as u16, size, to_time(e.mtime.tv_sec, e.mtime.tv_nsec));
+    a.atime = to_time(e.atime.tv_sec, e.atime.tv_nsec);
     a.uid = e.uid;
     a.gid = e.gid;
     if kind != FileType::Directory {
@@ -285,7 +279,11 @@ impl View {
             Shown::Empty => self.table.lookup(key(), || Backing::Empty),
             Shown::Layers(i, init) => {
                 let plan = &self.transform.plan;
-                let bytes = if init { plan.init_layers_bytes(i) } else { plan.layers_bytes(i) };
+                let bytes = if init {
+                    plan.init_layers_bytes(i)
+                } else {
+                    plan.layers_bytes(i)
+                };
                 self.table.lookup(key(), || Backing::File(bytes.into()))
             }
             Shown::Init(i) => {
@@ -376,17 +374,17 @@ impl View {
         match &node.backing {
             Backing::Real { fd, role } => {
                 let mut names = std::collections::HashSet::new();
-                for (name, ft) in sys::list_dir(fd)? {
-                    let kind = match self.transform.shown(*role, &name) {
+                for (name, ft, ino) in sys::list_dir_inos(fd)? {
+                    // A replaced entry's inode is known only once looked up.
+                    let (kind, ino) = match self.transform.shown(*role, &name) {
                         Some(Shown::Hidden) => continue,
-                        Some(s) if !s.only_if_absent() => shown_kind(&s),
+                        Some(s) if !s.only_if_absent() => (shown_kind(&s), synth_ino),
                         _ if ft == rfs::FileType::Unknown => match sys::lstat(fd, &name)? {
-                            Some(st) => kind_of(rfs::FileType::from_raw_mode(st.st_mode)),
+                            Some(st) => (kind_of(rfs::FileType::from_raw_mode(st.st_mode)), ino),
                             None => continue,
                         },
-                        _ => kind_of(ft),
+                        _ => (kind_of(ft), ino),
                     };
-                    let ino = sys::lstat(fd, &name)?.map(|s| s.st_ino).unwrap_or(synth_ino);
                     names.insert(name.clone());
                     out.push(DirEntry { name, kind, ino });
                 }

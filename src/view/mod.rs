@@ -90,12 +90,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     let counts = plan.counts();
     let t2 = std::time::Instant::now();
     let transform = transform::Transform::new(&scan, plan, opts.read_only);
-    log::debug!(
-        "scan {:?}, plan {:?}, transform {:?}",
-        t1 - t0,
-        t2 - t1,
-        t2.elapsed()
-    );
+    log::debug!("scan {:?}, plan {:?}, transform {:?}", t1 - t0, t2 - t1, t2.elapsed());
     let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
     let root_fd = root_fd(&root)?;
     let passthrough = !opts.no_passthrough && (!opts.read_only || fs::atime_safe(&root_fd));

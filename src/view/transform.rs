@@ -119,7 +119,13 @@ impl Transform {
                 _ => {}
             }
             let mut register = |name: OsString, p: &crate::legacy::Places, init: bool| {
-                let expected = || if init { plan.init_layers_bytes(i) } else { plan.layers_bytes(i) };
+                let expected = || {
+                    if init {
+                        plan.init_layers_bytes(i)
+                    } else {
+                        plan.layers_bytes(i)
+                    }
+                };
                 if !matches!(&p.layers, Some(Ok(b)) if *b == expected()) {
                     layers.insert(name.clone(), Shown::Layers(i, init));
                 }
