@@ -26,7 +26,12 @@ fn image(root: &Path, id: &str, parent: Option<&str>) {
 }
 
 fn item<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    doc["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("no item {id} in {doc}"))
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {doc}"))
 }
 
 fn sha(p: &Path) -> [u8; 32] {
@@ -78,7 +83,10 @@ fn a_parent_id_of_4000_bytes_is_reported_and_never_used_as_a_name() {
     assert_eq!(it["state"], "quarantined");
     assert!(it["reason"].as_str().unwrap().contains("4000 bytes"), "{it}");
     run(["migrate".as_ref(), root.as_os_str()]).expect_code(1);
-    assert_eq!(fs::read(root.join(".graph2aufs/quarantine/graph").join(&id).join("layer/file")).unwrap(), id.as_bytes());
+    assert_eq!(
+        fs::read(root.join(".graph2aufs/quarantine/graph").join(&id).join("layer/file")).unwrap(),
+        id.as_bytes()
+    );
 }
 
 #[test]
@@ -86,7 +94,10 @@ fn a_json_of_100_mb_is_refused_without_being_read() {
     let (_t, root) = scratch();
     let id = hex_id(2);
     image(&root, &id, None);
-    let json = fs::OpenOptions::new().write(true).open(root.join("graph").join(&id).join("json")).unwrap();
+    let json = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("graph").join(&id).join("json"))
+        .unwrap();
     json.set_len(100 << 20).unwrap();
     let before = children_peak_kib();
     let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
@@ -130,7 +141,10 @@ fn symlinks_out_of_root_at_an_image_directory_are_reported_and_never_followed() 
     assert!(it["reason"].as_str().unwrap().contains("symlink"), "{it}");
     run(["migrate".as_ref(), root.as_os_str()]).expect_code(1);
     assert_same(&before, &snapshot(&outside), "the directory outside ROOT");
-    assert!(fs::symlink_metadata(root.join("graph").join(&id)).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(root.join("graph").join(&id))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -145,8 +159,16 @@ fn a_symlinked_aufs_directory_is_refused_with_a_clear_error_and_nothing_changes(
     let r = run(["migrate".as_ref(), root.as_os_str()]);
     r.expect_code(2);
     assert!(r.stderr.contains("aufs") && r.stderr.contains("symlink"), "{r}");
-    assert_same(&before_out, &snapshot(&outside), "the directory the aufs symlink points to");
-    assert_same(&before_root.without([".graph2aufs"]), &snapshot(&root).without([".graph2aufs"]), "ROOT");
+    assert_same(
+        &before_out,
+        &snapshot(&outside),
+        "the directory the aufs symlink points to",
+    );
+    assert_same(
+        &before_root.without([".graph2aufs"]),
+        &snapshot(&root).without([".graph2aufs"]),
+        "ROOT",
+    );
 }
 
 #[test]
@@ -159,7 +181,10 @@ fn hard_links_to_files_outside_the_layer_keep_their_content_and_links() {
     fs::hard_link(&outside, root.join("graph").join(&id).join("layer/linked")).unwrap();
     run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
     let moved = root.join("aufs/diff").join(&id).join("linked");
-    assert_eq!(fs::metadata(&outside).unwrap().ino(), fs::metadata(&moved).unwrap().ino());
+    assert_eq!(
+        fs::metadata(&outside).unwrap().ino(),
+        fs::metadata(&moved).unwrap().ino()
+    );
     assert_eq!(fs::metadata(&outside).unwrap().nlink(), 2);
     assert_eq!(fs::read(&outside).unwrap(), b"shared");
 }
@@ -175,14 +200,23 @@ fn a_layer_of_100000_entries_in_one_directory_moves_whole() {
         fs::File::create(big.join(format!("f{i}"))).unwrap();
     }
     run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
-    assert_eq!(fs::read_dir(root.join("aufs/diff").join(&id).join("big")).unwrap().count(), 100_000);
+    assert_eq!(
+        fs::read_dir(root.join("aufs/diff").join(&id).join("big"))
+            .unwrap()
+            .count(),
+        100_000
+    );
     run(["verify".as_ref(), root.as_os_str()]).expect_code(0);
 }
 
 #[test]
 fn ids_that_would_escape_or_collide_are_quarantined_by_name() {
     let (_t, root) = scratch();
-    for (dir, json_id) in [("x-removing", "x-removing"), (".graph2aufs-evil", ".graph2aufs-evil"), ("a:b", "a:b")] {
+    for (dir, json_id) in [
+        ("x-removing", "x-removing"),
+        (".graph2aufs-evil", ".graph2aufs-evil"),
+        ("a:b", "a:b"),
+    ] {
         let d = root.join("graph").join(dir);
         fs::create_dir_all(d.join("layer")).unwrap();
         fs::write(d.join("json"), format!(r#"{{"id":"{json_id}"}}"#)).unwrap();
