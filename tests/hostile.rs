@@ -232,3 +232,36 @@ fn ids_that_would_escape_or_collide_are_quarantined_by_name() {
     let names = plan["notes"].as_array().unwrap();
     assert!(names.iter().any(|n| n["path"] == "graph/.graph2aufs-evil"), "{plan}");
 }
+
+#[test]
+fn a_directory_of_100000_entries_lists_and_stats_through_the_read_only_view() {
+    if !require_root_and_fuse("a_directory_of_100000_entries_lists_and_stats_through_the_read_only_view") {
+        return;
+    }
+    let (t, root) = scratch();
+    let id = hex_id(9);
+    image(&root, &id, None);
+    let big = root.join("graph").join(&id).join("layer/big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..100_000 {
+        fs::File::create(big.join(format!("f{i}"))).unwrap();
+    }
+    let mp = t.path().join("view");
+    fs::create_dir(&mp).unwrap();
+    let mount = Mount::start(&root, &mp, &["--read-only"], std::time::Duration::from_secs(300));
+    // Every entry looked up stays known to the kernel, each with a
+    // descriptor in the server: far more than a default descriptor limit.
+    let mut n = 0;
+    for dir in [
+        mp.join("aufs/diff").join(&id).join("big"),
+        mp.join("aufs/mnt").join(&id).join("big"),
+    ] {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            fs::symlink_metadata(e.path()).unwrap_or_else(|err| panic!("stat {}: {err}", e.path().display()));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 200_000);
+    mount.unmount();
+}

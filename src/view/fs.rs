@@ -11,8 +11,8 @@ use crate::sys;
 use crate::union::{Entry, Leaf, Src, UnionDir};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyXattr, Request,
+    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
 };
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Stat};
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ struct DirEntry {
 
 pub struct View {
     dirs: Dirs,
-    root_fd: OwnedFd,
+    root_fd: Arc<OwnedFd>,
     transform: Transform,
     table: Table,
     handles: Mutex<HashMap<u64, Handle>>,
@@ -147,6 +147,10 @@ fn proc_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+fn entry_stat(dir: &OwnedFd, name: &OsStr) -> io::Result<Stat> {
+    sys::lstat(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
 fn stat_fd(fd: &OwnedFd) -> io::Result<Stat> {
     Ok(rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
 }
@@ -167,14 +171,14 @@ impl View {
         let synth_time = to_time(st.st_mtime, st.st_mtime_nsec as i64);
         let table = Table::new(
             Backing::Real {
-                fd: root_fd.try_clone()?,
+                fd: Arc::new(root_fd.try_clone()?),
                 role: Role::Root,
             },
             main_dev,
         );
         Ok(View {
             dirs,
-            root_fd,
+            root_fd: Arc::new(root_fd),
             transform,
             table,
             handles: Mutex::new(HashMap::new()),
@@ -194,6 +198,7 @@ impl View {
     fn attr(&self, node: &Node) -> io::Result<FileAttr> {
         Ok(match &node.backing {
             Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
+            Backing::Entry { dir, name } => attr_of(&entry_stat(dir, name)?, node.id),
             Backing::Dir { role } => synth_attr(node.id, FileType::Directory, role.synth_mode(), 4096, self.synth_time),
             Backing::Empty => synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time),
             Backing::File(bytes) => synth_attr(
@@ -212,12 +217,20 @@ impl View {
         })
     }
 
-    fn real_node(&self, dir: impl AsFd, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
-        let fd = open_path(dir, name)?;
+    fn real_node(&self, dir: &Arc<OwnedFd>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
+        let st = entry_stat(dir, name)?;
+        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+            let (dir, name) = (dir.clone(), name.to_os_string());
+            return Ok(self
+                .table
+                .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Entry { dir, name }));
+        }
+        let fd = open_path(dir.as_ref(), name)?;
         let st = stat_fd(&fd)?;
-        Ok(self
-            .table
-            .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real { fd, role }))
+        Ok(self.table.lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real {
+            fd: Arc::new(fd),
+            role,
+        }))
     }
 
     fn data_place(&self, i: usize) -> io::Result<(OwnedFd, OsString)> {
@@ -272,7 +285,7 @@ impl View {
             Shown::Hidden => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
             Shown::Data(i) => {
                 let (dir, leaf) = self.data_place(i)?;
-                self.real_node(&dir, &leaf, Role::Plain)?
+                self.real_node(&Arc::new(dir), &leaf, Role::Plain)?
             }
             Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
             Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
@@ -317,6 +330,7 @@ impl View {
                 None => Err(enoent()),
             },
             Backing::Empty | Backing::File(_) => Err(enoent()),
+            Backing::Entry { .. } => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
             Backing::Init { layer, index } => {
                 let mut path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
                 path.push(name.to_os_string());
@@ -338,7 +352,7 @@ impl View {
                             top: Top::Leaf(leaf),
                         }))
                 }
-                Entry::Leaf(Leaf::Real { parent: p, .. }) => self.real_node(p.as_ref(), name, Role::Plain),
+                Entry::Leaf(Leaf::Real { parent: p, .. }) => self.real_node(&p, name, Role::Plain),
                 Entry::Leaf(Leaf::Init { layer, index }) => {
                     Ok(self
                         .table
@@ -407,7 +421,7 @@ impl View {
                     });
                 }
             }
-            Backing::Empty | Backing::File(_) => {}
+            Backing::Empty | Backing::File(_) | Backing::Entry { .. } => {}
             Backing::Init { layer, index } => {
                 let path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
                 for i in layer.children(&path) {
@@ -432,21 +446,17 @@ impl View {
         Ok(out)
     }
 
+    /// A lookup the kernel will hold: the child's attributes, with its
+    /// lookup count taken (and given back if its attributes cannot be had).
+    fn looked_up(&self, parent: &Node, name: &OsStr) -> io::Result<FileAttr> {
+        let node = self.child(parent, name)?;
+        self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
         self.handles.lock().expect("never poisoned").insert(fh, h);
         fh
-    }
-
-    fn reopen(&self, fd: &OwnedFd, flags: i32) -> io::Result<File> {
-        let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
-        let base = OFlags::from_bits_retain(((flags & keep) | libc::O_CLOEXEC) as u32);
-        let path = proc_path(fd);
-        match rfs::open(path.as_str(), base | OFlags::NOATIME, Mode::empty()) {
-            Ok(f) => Ok(File::from(f)),
-            Err(rustix::io::Errno::PERM) => Ok(File::from(rfs::open(path.as_str(), base, Mode::empty())?)),
-            Err(e) => Err(e.into()),
-        }
     }
 
     fn backing_id(&self, ino: u64, reply: &ReplyOpen, file: &File) -> Option<Arc<fuser::BackingId>> {
@@ -468,24 +478,44 @@ impl View {
     }
 }
 
-/// The real inode whose extended attributes a node shows: its own, or for a
-/// merged directory its topmost branch's directory (as aufs shows them).
-fn xattr_source(node: &Node) -> Option<&OwnedFd> {
+/// The path (through /proc/self/fd, never under ROOT) of the real inode
+/// whose extended attributes a node shows: its own, or for a merged
+/// directory its topmost branch's directory (as aufs shows them); and
+/// whether the path's last component must be followed (a magic link to a
+/// directory) or not (a name in a directory, maybe a symlink).
+fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
     match &node.backing {
-        Backing::Real { fd, .. } => Some(fd),
+        Backing::Real { fd, .. } => Some((proc_path(fd.as_ref()).into(), true)),
+        Backing::Entry { dir, name } => Some((std::path::Path::new(&proc_path(dir.as_ref())).join(name), false)),
         Backing::Merged { dir, .. } => match dir.parts.first().map(|p| &p.src) {
-            Some(Src::Real(fd)) => Some(fd.as_ref()),
+            Some(Src::Real(fd)) => Some((proc_path(fd.as_ref()).into(), true)),
             _ => None,
         },
         _ => None,
     }
 }
 
+/// Opens a real file for reading, without updating its atime.
+fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32) -> io::Result<File> {
+    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
+    let flags = OFlags::from_bits_retain((flags & keep) as u32) | OFlags::NOFOLLOW;
+    Ok(File::from(sys::open_noatime(dir, name, flags)?))
+}
+
 const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND;
 
 impl Filesystem for View {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS);
+        for flag in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                log::debug!("the kernel does not offer {flag:?}");
+            }
+        }
         if self.passthrough {
             if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok() {
                 log::info!("kernel FUSE passthrough enabled for file data");
@@ -498,9 +528,8 @@ impl Filesystem for View {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let result = self.node(parent).and_then(|p| self.child(&p, name).map_err(errno));
-        match result.and_then(|n| self.attr(&n).map(|a| (n, a)).map_err(errno)) {
-            Ok((_, attr)) => reply.entry(&self.ttl, &attr, Generation(0)),
+        match self.node(parent).and_then(|p| self.looked_up(&p, name).map_err(errno)) {
+            Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -522,7 +551,7 @@ impl Filesystem for View {
             Err(e) => return reply.error(e),
         };
         match &node.backing {
-            Backing::Real { fd, .. } => match sys::readlink(fd, "") {
+            Backing::Entry { dir, name } => match sys::readlink(dir.as_ref(), name) {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno(e)),
             },
@@ -543,8 +572,8 @@ impl Filesystem for View {
             Err(e) => return reply.error(e),
         };
         match &node.backing {
-            Backing::Real { fd, .. } => {
-                let file = match self.reopen(fd, flags.0) {
+            Backing::Entry { dir, name } => {
+                let file = match open_entry(dir, name, flags.0) {
                     Ok(f) => f,
                     Err(e) => return reply.error(errno(e)),
                 };
@@ -636,7 +665,12 @@ impl Filesystem for View {
         match self.node(ino).and_then(|n| self.list(&n).map_err(errno)) {
             Ok(entries) => {
                 let fh = self.add_handle(Handle::Dir(Arc::new(entries)));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                // The read-only view never changes: the kernel may keep
+                // directory contents across opens.
+                reply.opened(
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                );
             }
             Err(e) => reply.error(e),
         }
@@ -649,6 +683,38 @@ impl Filesystem for View {
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.handles.lock().expect("never poisoned").get(&fh.0) {
+            Some(Handle::Dir(e)) => e.clone(),
+            _ => return reply.error(Errno::EBADF),
+        };
+        let dir = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let next = (i + 1) as u64;
+            if e.name == "." || e.name == ".." {
+                // The kernel takes no reference for these.
+                let attr = synth_attr(e.ino, FileType::Directory, 0o755, 0, self.synth_time);
+                if reply.add(INodeNo(e.ino), next, &e.name, &self.ttl, &attr, Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            // An entry that vanished since opendir is skipped, as getdents would.
+            let Ok(attr) = self.looked_up(&dir, &e.name) else {
+                continue;
+            };
+            if reply.add(attr.ino, next, &e.name, &self.ttl, &attr, Generation(0)) {
+                // Not sent: the kernel holds no reference to it.
+                self.table.forget(attr.ino.0, 1);
                 break;
             }
         }
@@ -688,17 +754,17 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Some(fd) = xattr_source(&node) else {
+        let Some((path, follow)) = xattr_path(&node) else {
             return reply.error(Errno::ENODATA);
         };
         let mut buf = vec![0u8; size.max(1) as usize];
-        let path = proc_path(fd);
         // A size query needs the `_query` call: rustix answers 0 for an
         // empty buffer.
-        let r = if size == 0 {
-            rfs::getxattr_query(path.as_str(), name)
-        } else {
-            rfs::getxattr(path.as_str(), name, &mut buf[..])
+        let r = match (size, follow) {
+            (0, true) => rfs::getxattr_query(&path, name),
+            (0, false) => rfs::lgetxattr_query(&path, name),
+            (_, true) => rfs::getxattr(&path, name, &mut buf[..]),
+            (_, false) => rfs::lgetxattr(&path, name, &mut buf[..]),
         };
         match r {
             Ok(n) if size == 0 => reply.size(n as u32),
@@ -712,15 +778,15 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Some(fd) = xattr_source(&node) else {
+        let Some((path, follow)) = xattr_path(&node) else {
             return if size == 0 { reply.size(0) } else { reply.data(&[]) };
         };
         let mut buf = vec![0u8; size.max(1) as usize];
-        let path = proc_path(fd);
-        let r = if size == 0 {
-            rfs::listxattr_query(path.as_str())
-        } else {
-            rfs::listxattr(path.as_str(), &mut buf[..])
+        let r = match (size, follow) {
+            (0, true) => rfs::listxattr_query(&path),
+            (0, false) => rfs::llistxattr_query(&path),
+            (_, true) => rfs::listxattr(&path, &mut buf[..]),
+            (_, false) => rfs::llistxattr(&path, &mut buf[..]),
         };
         match r {
             Ok(n) if size == 0 => reply.size(n as u32),

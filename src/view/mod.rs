@@ -67,6 +67,33 @@ fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
     Ok(canon)
 }
 
+/// Raises the descriptor limit as far as allowed: the view holds an `O_PATH`
+/// descriptor per inode the kernel keeps, which a walk of a large tree makes
+/// many thousands of.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let max = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let cur = getrlimit(Resource::Nofile);
+    let want = Rlimit {
+        current: Some(max),
+        maximum: Some(max),
+    };
+    if setrlimit(Resource::Nofile, want).is_err() {
+        // Without privilege: up to the hard limit.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: cur.maximum,
+                maximum: cur.maximum,
+            },
+        );
+    }
+    log::debug!("descriptor limit: {:?}", getrlimit(Resource::Nofile).current);
+}
+
 /// `graph2aufs mount`.
 pub fn mount(opts: MountOptions) -> Result<u8> {
     if !opts.read_only {
@@ -80,6 +107,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         return daemonize(&opts);
     }
     check_fuse()?;
+    raise_nofile_limit();
     let root = Root::open(&opts.root)?;
     let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
     let record = Record::load(&root)?;

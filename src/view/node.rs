@@ -20,8 +20,14 @@ pub const ROOT_ID: u64 = 1;
 
 #[derive(Debug)]
 pub enum Backing {
-    /// A real inode of ROOT (or of a file system mounted below it).
-    Real { fd: OwnedFd, role: Role },
+    /// A real directory of ROOT (or of a file system mounted below it),
+    /// held by an `O_PATH` descriptor.
+    Real { fd: Arc<OwnedFd>, role: Role },
+    /// A real non-directory, held as its name in its directory: no
+    /// descriptor per file, so a walk of millions of files stays within the
+    /// descriptor limit. (The read-only view never changes, so the name
+    /// stays right.)
+    Entry { dir: Arc<OwnedFd>, name: OsString },
     /// A directory graph2aufs adds (its children come from the transform).
     Dir { role: Role },
     /// An empty directory (a mount point, a never-started container's rw).
