@@ -31,7 +31,10 @@ enum Handle {
         file: Arc<File>,
         _backing: Option<Arc<fuser::BackingId>>,
     },
-    Dir(Arc<Vec<DirEntry>>),
+    /// A directory's entries, listed at the first read: with cached
+    /// directory contents the kernel often opens a directory without
+    /// reading it.
+    Dir(Arc<std::sync::OnceLock<Arc<Vec<DirEntry>>>>),
 }
 
 struct DirEntry {
@@ -453,6 +456,19 @@ impl View {
         self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
     }
 
+    /// The entries of an open directory, listed once per open.
+    fn dir_entries(&self, ino: INodeNo, fh: FileHandle) -> Result<Arc<Vec<DirEntry>>, Errno> {
+        let cell = match self.handles.lock().expect("never poisoned").get(&fh.0) {
+            Some(Handle::Dir(c)) => c.clone(),
+            _ => return Err(Errno::EBADF),
+        };
+        if let Some(e) = cell.get() {
+            return Ok(e.clone());
+        }
+        let entries = Arc::new(self.list(&*self.node(ino)?).map_err(errno)?);
+        Ok(cell.get_or_init(|| entries).clone())
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
         self.handles.lock().expect("never poisoned").insert(fh, h);
@@ -662,24 +678,22 @@ impl Filesystem for View {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.node(ino).and_then(|n| self.list(&n).map_err(errno)) {
-            Ok(entries) => {
-                let fh = self.add_handle(Handle::Dir(Arc::new(entries)));
-                // The read-only view never changes: the kernel may keep
-                // directory contents across opens.
-                reply.opened(
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-                );
-            }
-            Err(e) => reply.error(e),
+        if let Err(e) = self.node(ino) {
+            return reply.error(e);
         }
+        let fh = self.add_handle(Handle::Dir(Arc::new(std::sync::OnceLock::new())));
+        // The read-only view never changes: the kernel may keep directory
+        // contents across opens.
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        );
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.handles.lock().expect("never poisoned").get(&fh.0) {
-            Some(Handle::Dir(e)) => e.clone(),
-            _ => return reply.error(Errno::EBADF),
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.dir_entries(ino, fh) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
@@ -690,9 +704,9 @@ impl Filesystem for View {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let entries = match self.handles.lock().expect("never poisoned").get(&fh.0) {
-            Some(Handle::Dir(e)) => e.clone(),
-            _ => return reply.error(Errno::EBADF),
+        let entries = match self.dir_entries(ino, fh) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
         };
         let dir = match self.node(ino) {
             Ok(n) => n,
