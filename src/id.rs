@@ -11,8 +11,9 @@ pub const INIT_SUFFIX: &str = "-init";
 const REMOVING_SUFFIX: &str = "-removing";
 /// Prefix reserved for graph2aufs's own names under ROOT.
 pub const OWN_PREFIX: &str = ".graph2aufs";
-/// Longest id: a directory name.
-const NAME_MAX: usize = 255;
+/// Longest id: names derived from it (`.graph2aufs-tmp-<id>-init`, Docker's
+/// `<id>-init-removing`) must still fit in a directory name (255 bytes).
+const ID_MAX: usize = 230;
 
 /// A validated layer id (an image, a container, or a container's init layer).
 ///
@@ -35,7 +36,10 @@ impl fmt::Display for BadId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BadId::Empty => write!(f, "the id is empty"),
-            BadId::TooLong(n) => write!(f, "the id is {n} bytes long (at most {NAME_MAX})"),
+            BadId::TooLong(n) => write!(
+                f,
+                "the id is {n} bytes long (at most {ID_MAX}, so that the names derived from it fit in 255)"
+            ),
             BadId::Contains(what) => write!(f, "the id contains {what}"),
             BadId::Reserved(what) => write!(f, "the id is reserved ({what})"),
             BadId::Suffix(s) => write!(f, "the id ends in {s:?}, which collides with aufs layer names"),
@@ -60,7 +64,7 @@ impl LayerId {
         if b.is_empty() {
             return Err(BadId::Empty);
         }
-        if b.len() > NAME_MAX {
+        if b.len() > ID_MAX {
             return Err(BadId::TooLong(b.len()));
         }
         for (byte, what) in [(b'/', "'/'"), (0, "a NUL byte"), (b'\n', "a newline"), (b':', "':'")] {

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 fn scan_plan(root: &Root) -> Result<plan::Plan> {
     let record = Record::load(root)?;
     let scan = legacy::scan(root).map_err(|e| Error::io(format!("reading {}", root.path().display()), e))?;
-    Ok(plan::plan(&scan, &|k, n| record.has(k, n)))
+    Ok(plan::plan(&scan, &record))
 }
 
 fn emit(doc: &Document, json: bool, title: &str, all: bool) {
@@ -129,7 +129,7 @@ fn run(command: Command) -> Result<u8> {
     match command {
         Command::Plan { root, json, all } => {
             let root = Root::open(&root)?;
-            root.refuse_if_viewed("plan")?;
+            root.refuse_if_viewed("plan", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, json, "plan for", all);
@@ -137,7 +137,7 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Migrate { root, json, all, batch } => {
             let root = Root::open(&root)?;
-            root.refuse_if_viewed("migrate")?;
+            root.refuse_if_viewed("migrate", true)?;
             // Refuse a hostile layout (a symlinked graph, containers or aufs)
             // before writing anything, even the lock.
             legacy::Dirs::open(&root).map_err(|e| Error::Env(e.to_string()))?;
@@ -171,7 +171,7 @@ fn run(command: Command) -> Result<u8> {
         }),
         Command::Status { root, json, all } => {
             let root = Root::open(&root)?;
-            root.refuse_if_viewed("status")?;
+            root.refuse_if_viewed("status", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, json, "status of", all);
@@ -181,7 +181,7 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Verify { root, json } => {
             let root = Root::open(&root)?;
-            root.refuse_if_viewed("verify")?;
+            root.refuse_if_viewed("verify", false)?;
             let v = verify::verify(&root)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).expect("verdicts serialize"));
@@ -203,7 +203,7 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Rollback { root, json } => {
             let root = Root::open(&root)?;
-            root.refuse_if_viewed("rollback")?;
+            root.refuse_if_viewed("rollback", true)?;
             if !Record::exists(&root) {
                 println!(
                     "graph2aufs has migrated nothing in {}: nothing to roll back",

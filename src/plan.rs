@@ -7,6 +7,7 @@ use crate::id::LayerId;
 use crate::layout;
 use crate::legacy::{ContainerScan, ImageScan, Places, Scan};
 use crate::names::escape_os;
+use crate::record::Record;
 use crate::sys::Kind;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -207,8 +208,8 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool) -> R
         // Interrupted between the swap and the removal of the symlink.
         (Kind::Symlink(_), Kind::Dir) if swapped => Ok(Source::Native),
         (Kind::Symlink(t), _) => Err(format!(
-            "{legacy_rel} is a symlink to {} (not a directory; never followed)",
-            crate::names::escape(t)
+            "{legacy_rel} is {} (not a directory; never followed)",
+            Kind::Symlink(t.clone()).describe()
         )),
         (Kind::Other(w), _) => Err(format!("{legacy_rel} is a {w}, not a directory")),
         (Kind::Dir, _) if p.quarantine.exists() => Err(format!(
@@ -221,8 +222,8 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool) -> R
         (_, Kind::Other(w)) => Err(format!("{native_rel} is a {w}, not a directory")),
         (Kind::Missing, Kind::Dir) => Ok(Source::Native),
         (Kind::Missing, Kind::Symlink(t)) => Err(format!(
-            "{native_rel} is a symlink to {} and {legacy_rel} does not exist",
-            crate::names::escape(t)
+            "{native_rel} is {} and {legacy_rel} does not exist",
+            Kind::Symlink(t.clone()).describe()
         )),
         (Kind::Missing, Kind::Missing) if p.quarantine == Kind::Dir => Ok(Source::Quarantine),
         (Kind::Missing, Kind::Missing) if p.quarantine.exists() => Err(format!(
@@ -248,8 +249,8 @@ fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
         .map_err(|e| format!("the directory name is not a safe id: {e}"))?;
     if let Kind::Symlink(t) = &img.dir {
         return Err(format!(
-            "graph/{name} is a symlink to {} (never followed)",
-            crate::names::escape(t)
+            "graph/{name} is {} (never followed)",
+            Kind::Symlink(t.clone()).describe()
         ));
     }
     let json = img.json.as_ref().map_err(|e| e.clone())?;
@@ -287,8 +288,8 @@ fn container_own(c: &ContainerScan, index: &HashMap<LayerId, usize>) -> Result<(
             .map_err(|e| format!("the directory name is not a safe id: {e}"))?;
     if let Kind::Symlink(t) = &c.dir {
         return Err(format!(
-            "containers/{name} is a symlink to {} (never followed)",
-            crate::names::escape(t)
+            "containers/{name} is {} (never followed)",
+            Kind::Symlink(t.clone()).describe()
         ));
     }
     let config = c.config.as_ref().map_err(|e| e.clone())?;
@@ -327,7 +328,8 @@ enum Res {
 }
 
 /// Decides everything about ROOT from its scan and graph2aufs's record.
-pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
+pub fn plan(scan: &Scan, record: &Record) -> Plan {
+    let ours = |k: ItemKind, n: &OsString| record.has(k, n);
     let mut notes: Vec<Note> = scan
         .ignored
         .iter()
@@ -467,7 +469,7 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
     for c in &scan.containers {
         let (state, reason, source, parent) = match container_own(c, &index) {
             Err(r) => (State::Quarantined, Some(r), Source::None, None),
-            Ok((image, source)) => match plan_index.get(&image) {
+            Ok((image, source)) => match plan_index.get(&image).filter(|&&pi| items[pi].kind == ItemKind::Image) {
                 None => (
                     State::Quarantined,
                     Some(format!("its image {image} does not exist")),
@@ -532,6 +534,14 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
             // still to be removed: the item stays pending.)
             item.state = State::Registered;
         }
+        // An item the last run could not migrate, still not done.
+        if item.state != State::Registered {
+            let key = crate::record::key(item.kind, &item.name);
+            if let Some(why) = record.items.get(&key).and_then(|e| e.failed.clone()) {
+                item.state = State::Failed;
+                item.reason = Some(why);
+            }
+        }
     }
     // Tags that name no usable image.
     if let Ok(tags) = &scan.repositories.tags {
@@ -539,7 +549,7 @@ pub fn plan(scan: &Scan, ours: &dyn Fn(ItemKind, &OsString) -> bool) -> Plan {
             let usable = LayerId::parse(id.as_bytes())
                 .ok()
                 .and_then(|id| plan.find(&id))
-                .is_some_and(|i| !plan.items[i].blocked());
+                .is_some_and(|i| plan.items[i].kind == ItemKind::Image && !plan.items[i].blocked());
             if !usable {
                 notes.push(Note {
                     path: "repositories".into(),

@@ -49,6 +49,16 @@ pub struct RecordItem {
     pub empty_rw: bool,
     #[serde(default)]
     pub prior: Prior,
+    /// Its legacy data existed when claimed (and is moved by graph2aufs).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub moved_legacy: bool,
+    /// Why the last run could not migrate it (cleared when a run does).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub failed: Option<String>,
+    /// Whether `aufs/diff/<id>` was an empty directory before graph2aufs
+    /// put the data there (Docker's Create makes them).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub empty_native: bool,
     /// mtime of `graph/<id>` or `containers/<id>` before the move, which
     /// changes it (seconds, nanoseconds).
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -79,7 +79,7 @@ impl Document {
             totals.insert(s.as_str(), items.iter().filter(|r| r.state == s).count());
         }
         Document {
-            root: root.display().to_string(),
+            root: crate::names::escape_os(root.as_os_str()),
             items,
             totals,
             repositories: plan.repositories.clone(),

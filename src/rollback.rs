@@ -45,7 +45,7 @@ struct Rollback<'a> {
 pub fn rollback(root: &Root) -> Result<RollbackReport> {
     let r = root.path().display().to_string();
     let mut report = RollbackReport {
-        root: r.clone(),
+        root: crate::names::escape_os(root.path().as_os_str()),
         ..Default::default()
     };
     if !Record::exists(root) {
@@ -53,7 +53,7 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
     }
     let record = Record::load(root)?;
     let scan = legacy::scan(root).step(|| format!("reading {r}"))?;
-    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let plan = plan::plan(&scan, &record);
     let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
     // An interrupted migrate's half-built init layers and layers/ files.
     crate::migrate::remove_temporaries(&dirs)?;
@@ -196,7 +196,47 @@ impl Rollback<'_> {
             }
             let _ = sys::rmdir(q.as_ref().expect("opened above"), &it.name);
         }
+        // Its aufs registrations, if quarantine took them.
+        if let Some(id) = &it.id {
+            let mut names = vec![id.to_os_string()];
+            if it.kind == ItemKind::Container {
+                names.push(id.init_layer().to_os_string());
+            }
+            for (sub, dir) in [
+                ("diff", &self.dirs.diff),
+                ("layers", &self.dirs.layers),
+                ("mnt", &self.dirs.mnt),
+            ] {
+                let (Some(dir), Some(q)) = (
+                    dir,
+                    sys::open_dir(self.root.fd(), format!(".graph2aufs/quarantine/aufs/{sub}"))?,
+                ) else {
+                    continue;
+                };
+                for n in &names {
+                    if sys::lstat(&q, n)?.is_some() {
+                        sys::rename_noreplace(&q, n, dir, n)
+                            .context(|| format!("moving aufs/{sub}/{} back from the quarantine", escape_os(n)))?;
+                    }
+                }
+            }
+        }
+        if !it.legacy_present && !sys::kind(&dst, it.legacy_leaf())?.exists() && self.had_legacy(it) {
+            return Err(io::Error::other(format!(
+                "{} is neither in the quarantine nor in its place",
+                it.legacy_path()
+            )));
+        }
         self.restore_dir_mtime(it)
+    }
+
+    /// Whether the quarantine took legacy data of this item (recorded as the
+    /// directory mtime it changed).
+    fn had_legacy(&self, it: &plan::Item) -> bool {
+        self.record
+            .items
+            .get(&record::key(it.kind, &it.name))
+            .is_some_and(|e| e.moved_legacy)
     }
 
     fn restore_dir_mtime(&self, it: &plan::Item) -> io::Result<()> {
@@ -277,6 +317,10 @@ impl Rollback<'_> {
                     n.describe()
                 )))
             }
+        }
+        if entry.empty_native && sys::kind(&diff, &name)? == Kind::Missing {
+            // The empty directory Docker's Create had made there.
+            sys::ensure_dir(&diff, &name, 0o755)?;
         }
         if let Some(saved) = &entry.prior.symlink {
             if sys::kind(&diff, &name)? == Kind::Missing {
@@ -374,10 +418,21 @@ impl Rollback<'_> {
                 }
             }
         }
+        // Items' directories the quarantine emptied (a later run migrated
+        // them from there).
+        for rel in [".graph2aufs/quarantine/graph", ".graph2aufs/quarantine/containers"] {
+            if let Ok(Some(q)) = sys::open_dir(root.fd(), rel) {
+                for (name, _) in sys::list_dir(&q).unwrap_or_default() {
+                    let _ = sys::rmdir(&q, &name);
+                }
+            }
+        }
         for rel in [
             ".graph2aufs/quarantine/graph",
             ".graph2aufs/quarantine/containers",
+            ".graph2aufs/quarantine/aufs/diff",
             ".graph2aufs/quarantine/aufs/layers",
+            ".graph2aufs/quarantine/aufs/mnt",
             ".graph2aufs/quarantine/aufs",
             ".graph2aufs/quarantine",
         ] {

@@ -61,17 +61,22 @@ impl Root {
         self.fd.as_fd()
     }
 
-    /// Refuses a ROOT covered by a live graph2aufs view: through it a command
-    /// would see the view, not the disk.
-    pub fn refuse_if_viewed(&self, command: &str) -> Result<()> {
+    /// Refuses a ROOT covered by a live graph2aufs view (through it a
+    /// command would see the view, not the disk) and, for commands that
+    /// change ROOT (`changes`), a ROOT a view shows from elsewhere.
+    pub fn refuse_if_viewed(&self, command: &str, changes: bool) -> Result<()> {
         if let Some(mp) = viewed_by_graph2aufs(&self.path) {
-            return Err(Error::Env(format!(
-                "{} is covered by a live graph2aufs mount (at {}); {command} works on the disk, not the view: \
-                 unmount it first (umount {})",
-                self.path.display(),
-                mp.display(),
-                mp.display()
-            )));
+            let covered = self.path.starts_with(&mp);
+            if covered || changes {
+                let how = if covered { "covered by" } else { "shown by" };
+                return Err(Error::Env(format!(
+                    "{} is {how} a live graph2aufs mount (at {}); {command} works on the disk, not under a view: \
+                     unmount it first (umount {})",
+                    self.path.display(),
+                    mp.display(),
+                    mp.display()
+                )));
+            }
         }
         Ok(())
     }
@@ -110,9 +115,12 @@ pub fn viewed_by_graph2aufs(path: &Path) -> Option<PathBuf> {
         let mut fields = right.split(' ');
         let fstype = fields.next().unwrap_or("");
         let source = fields.next().unwrap_or("");
-        // fuser mounts as plain "fuse" with the FSName as the source.
-        let ours = fstype.contains("graph2aufs") || source == "graph2aufs";
-        if fstype.starts_with("fuse") && ours && path.starts_with(&mp) {
+        // fuser mounts as plain "fuse" with the FSName as the source:
+        // "graph2aufs:<ROOT>". A view covers `path` when mounted over it,
+        // or views it from elsewhere.
+        let viewed = source.strip_prefix("graph2aufs:").map(unescape_mountinfo);
+        let ours = fstype.contains("graph2aufs") || source == "graph2aufs" || viewed.is_some();
+        if fstype.starts_with("fuse") && ours && (path.starts_with(&mp) || viewed.as_deref() == Some(path)) {
             return Some(mp);
         }
     }

@@ -39,6 +39,7 @@ impl Kind {
         match self {
             Kind::Missing => "missing".into(),
             Kind::Dir => "a directory".into(),
+            Kind::Symlink(t) if t.is_empty() => "a symlink".into(),
             Kind::Symlink(t) => format!("a symlink to {}", crate::names::escape(t)),
             Kind::Other(what) => format!("a {what}"),
         }
@@ -76,6 +77,19 @@ pub fn kind(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<Kind> {
     Ok(match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => Kind::Dir,
         FileType::Symlink => Kind::Symlink(readlink(dir, name)?),
+        ft => Kind::Other(type_name(ft)),
+    })
+}
+
+/// Like [`kind`], but a symlink's target is not read (reading it updates
+/// the symlink's atime, which `plan` and the read-only view must not).
+pub fn kind_unread(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<Kind> {
+    let Some(st) = lstat(dir.as_fd(), name.as_ref())? else {
+        return Ok(Kind::Missing);
+    };
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Symlink(Vec::new()),
         ft => Kind::Other(type_name(ft)),
     })
 }

@@ -28,7 +28,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
     let r = root.path().display().to_string();
     let record = Record::load(root)?;
     let scan = legacy::scan(root).step(|| format!("reading {r}"))?;
-    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let plan = plan::plan(&scan, &record);
     let mut problems = Vec::new();
     let mut problem = |path: String, reason: String| problems.push(Note { path, reason });
     for k in 0..4 {
@@ -120,7 +120,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
     }
     let images = plan.items.iter().filter(|i| i.kind == plan::ItemKind::Image).count();
     Ok(Verdict {
-        root: r,
+        root: crate::names::escape_os(root.path().as_os_str()),
         ok: problems.is_empty(),
         images,
         containers: plan.items.len() - images,

@@ -734,7 +734,6 @@ fn assert_init_layer_cases_are_covered(s: &Summary) {
 
 /// What the reason given for a broken item must say.
 fn reason_names_problem(kind: Option<BrokenKind>, reason: &str, s: &Summary) -> bool {
-    let outside = s.outside.as_ref().map(|o| o.display().to_string()).unwrap_or_default();
     let named = |kind: BrokenKind| {
         s.broken
             .iter()
@@ -757,13 +756,19 @@ fn reason_names_problem(kind: Option<BrokenKind>, reason: &str, s: &Summary) -> 
         }
         Some(BrokenKind::MissingParent) => reason.contains("parent") && reason.contains("does not exist"),
         Some(BrokenKind::LayerNotDir) => reason.contains("/layer is a regular file, not a directory"),
-        Some(BrokenKind::LayerSymlinkOutside) => reason.contains(&format!("/layer is a symlink to {outside}/layer")),
+        // The target is not read: reading a symlink updates its atime, and
+        // plan changes nothing.
+        Some(BrokenKind::LayerSymlinkOutside) => {
+            reason.contains("/layer is a symlink (not a directory; never followed)")
+        }
         Some(BrokenKind::ChildOfBroken) => {
             reason.contains(&format!("its parent {} is blocked", named(BrokenKind::InvalidJson)))
         }
         Some(BrokenKind::ContainerUnknownImage) => reason.contains("its image") && reason.contains("does not exist"),
         Some(BrokenKind::ContainerBadConfig) => reason.contains("config.json is not valid JSON"),
-        Some(BrokenKind::ContainerRwSymlinkOutside) => reason.contains(&format!("/rw is a symlink to {outside}/rw")),
+        Some(BrokenKind::ContainerRwSymlinkOutside) => {
+            reason.contains("/rw is a symlink (not a directory; never followed)")
+        }
         Some(BrokenKind::ContainerIdMismatch) => reason.contains("config.json ID") && reason.contains("does not match"),
         Some(BrokenKind::UnsafeId) => reason.contains("not a safe id") && reason.contains("-init"),
         // A container on the ChildOfBroken image.

@@ -265,3 +265,153 @@ fn a_directory_of_100000_entries_lists_and_stats_through_the_read_only_view() {
     assert_eq!(n, 200_000);
     mount.unmount();
 }
+
+fn run_code(args: &[&std::ffi::OsStr]) -> RunResult {
+    run(args.iter().copied())
+}
+
+/// A Docker-1.8 registration of an image: the symlink, the layers file, the
+/// mount point.
+fn docker18(root: &Path, id: &str) {
+    for d in ["diff", "layers", "mnt"] {
+        fs::create_dir_all(root.join("aufs").join(d)).unwrap();
+    }
+    symlink(
+        root.join("graph").join(id).join("layer"),
+        root.join("aufs/diff").join(id),
+    )
+    .unwrap();
+    fs::write(root.join("aufs/layers").join(id), b"").unwrap();
+    fs::create_dir(root.join("aufs/mnt").join(id)).unwrap();
+}
+
+#[test]
+fn a_broken_image_docker_18_registered_is_quarantined_with_its_registration_and_rollback_restores_all() {
+    let (_t, root) = scratch();
+    let id = hex_id(10);
+    image(&root, &id, None);
+    docker18(&root, &id);
+    fs::write(root.join("graph").join(&id).join("json"), b"{not json").unwrap();
+    let before = snapshot(&root);
+    run_code(&["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    for d in ["diff", "layers", "mnt"] {
+        assert!(
+            fs::symlink_metadata(root.join("aufs").join(d).join(&id)).is_err(),
+            "aufs/{d}/{id} left in Docker's way"
+        );
+        assert!(fs::symlink_metadata(root.join(".graph2aufs/quarantine/aufs").join(d).join(&id)).is_ok());
+    }
+    let v = run_code(&["verify".as_ref(), root.as_os_str()]);
+    v.expect_code(1);
+    assert!(
+        !v.stdout.contains("has no aufs/diff") && !v.stdout.contains("is a symlink"),
+        "{v}"
+    );
+    run_code(&["rollback".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_same(&before, &snapshot(&root), "the root after rollback");
+}
+
+#[test]
+fn an_item_quarantined_then_migrated_by_a_later_run_rolls_back_to_its_legacy_place() {
+    let (_t, root) = scratch();
+    let (base, kid) = (hex_id(11), hex_id(12));
+    image(&root, &kid, Some(&base));
+    let with_kid = snapshot(&root);
+    run_code(&["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    assert!(root
+        .join(".graph2aufs/quarantine/graph")
+        .join(&kid)
+        .join("layer")
+        .is_dir());
+    image(&root, &base, None);
+    let before = snapshot(&root).without([".graph2aufs"]);
+    run_code(&["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_eq!(
+        fs::read_to_string(root.join("aufs/layers").join(&kid)).unwrap(),
+        format!("{base}\n")
+    );
+    let r = run_code(&["rollback".as_ref(), root.as_os_str()]);
+    r.expect_code(0);
+    let after = snapshot(&root);
+    assert!(after.get(Path::new(".graph2aufs")).is_none(), "{r}");
+    // The kid is back in graph/ (where it was before the first run), not lost.
+    assert_same(
+        &before.without([""]).normalized(|_, e| e.mtime_ns = 0),
+        &after.without([""]).normalized(|_, e| e.mtime_ns = 0),
+        "the root after rollback",
+    );
+    drop(with_kid);
+}
+
+#[test]
+fn a_container_whose_image_is_another_container_is_quarantined() {
+    let (_t, root) = scratch();
+    let img = hex_id(13);
+    image(&root, &img, None);
+    let (a, b) = (hex_id(14), hex_id(15));
+    for (c, image) in [(&a, &img), (&b, &a)] {
+        let d = root.join("containers").join(c);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("config.json"), format!(r#"{{"ID":"{c}","Image":"{image}"}}"#)).unwrap();
+    }
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1, "{plan}");
+    assert_eq!(item(&plan, &a)["state"], "pending");
+    assert_eq!(item(&plan, &b)["state"], "quarantined");
+    assert!(
+        item(&plan, &b)["reason"].as_str().unwrap().contains("does not exist"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn an_id_too_long_for_the_names_derived_from_it_is_quarantined_before_anything_moves() {
+    let (_t, root) = scratch();
+    let long = "b".repeat(231);
+    image(&root, &long, None);
+    let (code, plan) = run_json(["plan".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1);
+    assert!(
+        item(&plan, &long)["reason"].as_str().unwrap().contains("at most 230"),
+        "{plan}"
+    );
+    run_code(&["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    assert!(root
+        .join(".graph2aufs/quarantine/graph")
+        .join(&long)
+        .join("layer/file")
+        .is_file());
+}
+
+#[test]
+fn plan_reads_no_symlink_so_their_access_times_stay() {
+    let (_t, root) = scratch();
+    let id = hex_id(16);
+    image(&root, &id, None);
+    docker18(&root, &id);
+    let link = root.join("aufs/diff").join(&id);
+    // An old atime: relatime would update it on any read of the link.
+    let old = libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
+    let times = [
+        old,
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    let c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C path and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) },
+        0
+    );
+    run_code(&["plan".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_eq!(
+        fs::symlink_metadata(&link).unwrap().atime(),
+        1_000_000,
+        "plan read the symlink"
+    );
+}

@@ -166,13 +166,31 @@ fn kind_listed(listing: &HashMap<OsString, FileType>, dir: &Option<OwnedFd>, nam
     Ok(match (listing.get(name), dir) {
         (None, _) | (_, None) => Kind::Missing,
         (Some(FileType::Directory), _) => Kind::Dir,
-        (Some(FileType::Symlink), Some(d)) => sys::kind(d, name)?,
+        (Some(FileType::Symlink), Some(d)) => sys::kind_unread(d, name)?,
         (Some(ft), _) => Kind::Other(sys::type_name(*ft)),
     })
 }
 
-fn places(dirs: &Dirs, aufs: &Aufs, name: &OsStr, legacy: Kind, quarantine: Kind) -> io::Result<Places> {
+fn places(
+    dirs: &Dirs,
+    aufs: &Aufs,
+    name: &OsStr,
+    legacy: Kind,
+    quarantine: Kind,
+    legacy_dir: Option<&OwnedFd>,
+    leaf: &str,
+) -> io::Result<Places> {
     let native = kind_listed(&aufs.diff, &dirs.diff, name)?;
+    // A symlink at the legacy place with the data in aufs/diff may be the
+    // Docker 1.8 symlink an interrupted migrate swapped there: its target
+    // tells (the only symlink a scan reads).
+    let legacy = match (&legacy, &native, legacy_dir) {
+        (Kind::Symlink(_), Kind::Dir, Some(parent)) => match sys::open_dir(parent, name)? {
+            Some(d) => Kind::Symlink(sys::readlink(&d, leaf)?),
+            None => legacy,
+        },
+        _ => legacy,
+    };
     let native_empty = match (&legacy, &native, &dirs.diff) {
         (Kind::Dir, Kind::Dir, Some(diff)) => match sys::open_dir(diff, name)? {
             Some(d) => Some(sys::dir_is_empty(&d)?),
@@ -197,7 +215,7 @@ fn places(dirs: &Dirs, aufs: &Aufs, name: &OsStr, legacy: Kind, quarantine: Kind
 fn entry_kind(dir: impl AsFd, name: &OsStr, ft: FileType) -> io::Result<Kind> {
     match ft {
         FileType::Directory => Ok(Kind::Dir),
-        FileType::Unknown | FileType::Symlink => sys::kind(dir, name),
+        FileType::Unknown | FileType::Symlink => sys::kind_unread(dir, name),
         other => Ok(Kind::Other(sys::type_name(other))),
     }
 }
@@ -223,7 +241,7 @@ fn item_dir<T>(
     let Some(d) = sys::open_dir(parent, name)? else {
         return Ok((Kind::Missing, Err("its directory vanished".into()), zero));
     };
-    let legacy = sys::kind(&d, leaf)?;
+    let legacy = sys::kind_unread(&d, leaf)?;
     let mut mtime = zero;
     let json = match sys::read_file_stat(&d, file, JSON_CAP) {
         Ok((bytes, st)) => {
@@ -239,7 +257,7 @@ fn item_dir<T>(
 fn kind_below(dir: &Option<OwnedFd>, name: &OsStr, leaf: &str) -> io::Result<Kind> {
     let Some(d) = dir else { return Ok(Kind::Missing) };
     match sys::open_dir(d, name) {
-        Ok(Some(sub)) => sys::kind(&sub, leaf),
+        Ok(Some(sub)) => sys::kind_unread(&sub, leaf),
         Ok(None) => Ok(Kind::Missing),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => Ok(Kind::Missing),
         Err(e) => Err(e),
@@ -318,7 +336,7 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             Ok(Some(ImageScan {
                 id: LayerId::from_os(name),
                 json,
-                places: places(&dirs, &aufs, name, legacy, quarantine)?,
+                places: places(&dirs, &aufs, name, legacy, quarantine, Some(graph), "layer")?,
                 dir,
                 name: name.clone(),
             }))
@@ -337,13 +355,21 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             let quarantine = kind_below(&dirs.quarantine_containers, name, "rw")?;
             let id = LayerId::from_os(name);
             let init = match &id {
-                Ok(id) => places(&dirs, &aufs, id.init_layer().as_os_str(), Kind::Missing, Kind::Missing)?,
+                Ok(id) => places(
+                    &dirs,
+                    &aufs,
+                    id.init_layer().as_os_str(),
+                    Kind::Missing,
+                    Kind::Missing,
+                    None,
+                    "",
+                )?,
                 Err(_) => Places::missing(),
             };
             Ok(Some(ContainerScan {
                 config,
                 created,
-                places: places(&dirs, &aufs, name, legacy, quarantine)?,
+                places: places(&dirs, &aufs, name, legacy, quarantine, Some(cdir), "rw")?,
                 init,
                 id,
                 dir,

@@ -38,6 +38,7 @@ pub struct Engine<'r> {
     dirs: Dirs,
     pub record: Record,
     faults: Faults,
+    failures_changed: bool,
 }
 
 pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
@@ -86,6 +87,7 @@ impl<'r> Engine<'r> {
             dirs,
             record,
             faults,
+            failures_changed: false,
         };
         engine.clean_temporaries()?;
         Ok(engine)
@@ -115,7 +117,13 @@ impl<'r> Engine<'r> {
         for &i in items {
             let it = &plan.items[i];
             let key = record::key(it.kind, &it.name);
-            if self.record.items.contains_key(&key) {
+            if let Some(e) = self.record.items.get_mut(&key) {
+                // Quarantined by an earlier run, migrated now: rollback must
+                // put it back in its legacy place, not the quarantine.
+                if e.quarantined && !it.blocked() {
+                    e.quarantined = false;
+                    changed = true;
+                }
                 continue;
             }
             let entry = self.prior_of(it).step(|| format!("reading the aufs places of {key}"))?;
@@ -167,11 +175,15 @@ impl<'r> Engine<'r> {
             Some(p) => sys::lstat(p, name)?.map(|st| ts(sys::mtime(&st))),
             None => None,
         };
+        let native = sys::kind(self.diff(), name)?;
         Ok(RecordItem {
             quarantined: it.blocked(),
-            empty_rw: it.source == Source::Empty && sys::kind(self.diff(), name)? == Kind::Missing,
+            empty_rw: it.source == Source::Empty && native == Kind::Missing,
+            empty_native: it.source == Source::Legacy && native == Kind::Dir,
+            moved_legacy: it.legacy_present,
             prior,
             dir_mtime,
+            failed: None,
         })
     }
 
@@ -185,8 +197,45 @@ impl<'r> Engine<'r> {
     }
 
     /// Moves a blocked item's legacy data, untouched, to the quarantine.
+    /// A blocked item's entries in the aufs directories (left by Docker
+    /// 1.8's migration): they would make Docker's `Exists` true for it.
+    /// Only for valid ids: an unsafe name may be another layer's.
+    pub fn registrations(&self, it: &plan::Item) -> io::Result<Vec<(&'static str, OsString)>> {
+        let Some(id) = &it.id else { return Ok(Vec::new()) };
+        let mut names = vec![id.to_os_string()];
+        if it.kind == ItemKind::Container {
+            names.push(id.init_layer().to_os_string());
+        }
+        let mut out = Vec::new();
+        for (sub, dir) in [("diff", self.diff()), ("layers", self.layers()), ("mnt", self.mnt())] {
+            for n in &names {
+                if sys::lstat(dir, n)?.is_some() {
+                    out.push((sub, n.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a blocked item's legacy data, untouched, to the quarantine,
+    /// and its aufs registrations, if any, to `.graph2aufs/quarantine/aufs/`.
     pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
         let it = &plan.items[i];
+        for (sub, name) in self.registrations(it)? {
+            let mut q = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
+            for c in ["quarantine", "aufs", sub] {
+                sys::ensure_dir(&q, c, 0o700)?;
+                q = sys::open_dir_required(&q, c)?;
+            }
+            let from = match sub {
+                "diff" => self.diff(),
+                "layers" => self.layers(),
+                _ => self.mnt(),
+            };
+            self.faults.step()?;
+            sys::rename_noreplace(from, &name, &q, &name)
+                .context(|| format!("moving aufs/{sub}/{} to the quarantine", escape_os(&name)))?;
+        }
         if !it.legacy_present {
             return Ok(());
         }
@@ -359,6 +408,24 @@ impl<'r> Engine<'r> {
         self.register(&it.name, &plan.layers_bytes(i))
     }
 
+    /// Remembers why an item failed (or that it no longer does), for
+    /// `status`; written with [`Engine::save_failures`].
+    pub fn note_failure(&mut self, it: &plan::Item, why: Option<String>) {
+        if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
+            if e.failed != why {
+                e.failed = why;
+                self.failures_changed = true;
+            }
+        }
+    }
+
+    pub fn save_failures(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.failures_changed) {
+            self.record.save(self.root)?;
+        }
+        Ok(())
+    }
+
     pub fn sync(&self) -> Result<()> {
         sys::syncfs(self.root.fd()).step(|| format!("syncing {}", self.root.path().display()))
     }
@@ -410,7 +477,7 @@ pub struct Outcome {
 pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let record = Record::load(root)?;
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
-    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let plan = plan::plan(&scan, &record);
     let mut engine = Engine::open(root, record, Faults::from_env())?;
     let mut results: Vec<ItemResult> = plan
         .items
@@ -423,9 +490,13 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
         })
         .collect();
     // Blocked items first: out of the daemon's way.
-    let blocked: Vec<usize> = (0..plan.items.len())
-        .filter(|&i| plan.items[i].blocked() && plan.items[i].legacy_present)
-        .collect();
+    let mut blocked = Vec::new();
+    for (i, it) in plan.items.iter().enumerate() {
+        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
+        if it.blocked() && (it.legacy_present || registered()) {
+            blocked.push(i);
+        }
+    }
     if !blocked.is_empty() {
         engine.claim(&plan, &blocked)?;
         for &i in &blocked {
@@ -462,10 +533,12 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
                     results[i].reason = Some(e.to_string());
                 }
             }
+            engine.note_failure(it, results[i].reason.clone());
             if let Some(b) = &bar {
                 b.inc(1);
             }
         }
+        engine.save_failures()?;
         engine.sync()?;
         if bar.is_none() {
             log::info!(

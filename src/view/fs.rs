@@ -3,7 +3,7 @@
 //! operation that would write answers EROFS.
 
 use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
-use super::transform::{Role, Shown, Transform};
+use super::transform::{AufsDir, Role, Shown, Transform};
 use crate::initlayer::{InitKind, InitLayer};
 use crate::legacy::Dirs;
 use crate::plan::{ItemKind, Source};
@@ -236,6 +236,15 @@ impl View {
         }))
     }
 
+    fn aufs_dir(&self, d: AufsDir) -> io::Result<&OwnedFd> {
+        let dir = match d {
+            AufsDir::Diff => &self.dirs.diff,
+            AufsDir::Layers => &self.dirs.layers,
+            AufsDir::Mnt => &self.dirs.mnt,
+        };
+        dir.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
     fn data_place(&self, i: usize) -> io::Result<(OwnedFd, OsString)> {
         crate::place::data_place(&self.dirs, &self.transform.plan.items[i])
     }
@@ -291,6 +300,7 @@ impl View {
                 self.real_node(&Arc::new(dir), &leaf, Role::Plain)?
             }
             Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
+            Shown::Registration(d) => self.real_node(&Arc::new(self.aufs_dir(d)?.try_clone()?), name, Role::Plain)?,
             Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
             Shown::Empty => self.table.lookup(key(), || Backing::Empty),
             Shown::Layers(i, init) => {
@@ -385,6 +395,8 @@ impl View {
         let shown_kind = |s: &Shown| -> FileType {
             match s {
                 Shown::Layers(..) | Shown::Repositories => FileType::RegularFile,
+                // What Docker 1.8 left: a symlink, a file or a directory.
+                Shown::Registration(_) => FileType::RegularFile,
                 _ => FileType::Directory,
             }
         };
@@ -417,8 +429,15 @@ impl View {
             }
             Backing::Dir { role } => {
                 for (name, s) in self.transform.added(*role) {
+                    let kind = match &s {
+                        Shown::Registration(d) => match sys::lstat(self.aufs_dir(*d)?, &name)? {
+                            Some(st) => kind_of(rfs::FileType::from_raw_mode(st.st_mode)),
+                            None => continue,
+                        },
+                        s => shown_kind(s),
+                    };
                     out.push(DirEntry {
-                        kind: shown_kind(&s),
+                        kind,
                         name,
                         ino: synth_ino,
                     });

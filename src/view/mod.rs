@@ -46,6 +46,13 @@ fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
         std::io::ErrorKind::NotFound => Error::Usage(format!("MOUNTPOINT {} does not exist", mp.display())),
         _ => Error::io(format!("MOUNTPOINT {}", mp.display()), e),
     })?;
+    if canon != root.path() && canon.starts_with(root.path()) {
+        return Err(Error::Usage(format!(
+            "MOUNTPOINT {} is inside ROOT {}: the view would contain itself (mount it outside ROOT, or over ROOT itself)",
+            mp.display(),
+            root.path().display()
+        )));
+    }
     if canon != root.path() {
         if !canon.is_dir() {
             return Err(Error::Usage(format!("MOUNTPOINT {} is not a directory", mp.display())));
@@ -114,7 +121,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     let t0 = std::time::Instant::now();
     let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
     let t1 = std::time::Instant::now();
-    let plan = plan::plan(&scan, &|k, n| record.has(k, n));
+    let plan = plan::plan(&scan, &record);
     let counts = plan.counts();
     let t2 = std::time::Instant::now();
     let transform = transform::Transform::new(&scan, plan, opts.read_only);
@@ -126,7 +133,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         .step(|| format!("preparing the view of {}", root.path().display()))?;
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName("graph2aufs".into()),
+        // The source names ROOT, so that commands on ROOT find the view
+        // wherever it is mounted (see `root::viewed_by_graph2aufs`).
+        MountOption::FSName(format!("graph2aufs:{}", root.path().display())),
         MountOption::Subtype("graph2aufs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,

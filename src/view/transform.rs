@@ -28,6 +28,28 @@ pub enum Role {
     Quarantine,
     QuarantineKind(ItemKind),
     QuarantineItem(usize),
+    /// `.graph2aufs/quarantine/aufs`, and its `diff`, `layers`, `mnt`.
+    QuarantineAufs,
+    QuarantineAufsDir(AufsDir),
+}
+
+/// One of the aufs driver's directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AufsDir {
+    Diff,
+    Layers,
+    Mnt,
+}
+
+impl AufsDir {
+    pub const ALL: [AufsDir; 3] = [AufsDir::Diff, AufsDir::Layers, AufsDir::Mnt];
+    pub fn name(self) -> &'static str {
+        match self {
+            AufsDir::Diff => "diff",
+            AufsDir::Layers => "layers",
+            AufsDir::Mnt => "mnt",
+        }
+    }
 }
 
 impl Role {
@@ -36,7 +58,12 @@ impl Role {
     /// the aufs directories 0755).
     pub fn synth_mode(self) -> u16 {
         match self {
-            Role::Own | Role::Quarantine | Role::QuarantineKind(_) | Role::QuarantineItem(_) => 0o700,
+            Role::Own
+            | Role::Quarantine
+            | Role::QuarantineKind(_)
+            | Role::QuarantineItem(_)
+            | Role::QuarantineAufs
+            | Role::QuarantineAufsDir(_) => 0o700,
             _ => 0o755,
         }
     }
@@ -51,6 +78,9 @@ pub enum Shown {
     Data(usize),
     /// `repositories`, shown as `repositories-aufs`.
     Repositories,
+    /// A blocked item's entry in an aufs directory (left by Docker 1.8),
+    /// shown where `migrate` quarantines it.
+    Registration(AufsDir),
     /// A directory graph2aufs synthesizes, shown only where the disk has none.
     Dir(Role),
     /// An empty directory (a never-started container's rw layer; a mount point).
@@ -81,6 +111,8 @@ pub struct Transform {
     mnt: HashMap<OsString, Shown>,
     root: Vec<(OsString, Shown)>,
     quarantined: bool,
+    /// Blocked items' aufs entries, per aufs directory.
+    registrations: HashMap<AufsDir, Vec<OsString>>,
 }
 
 const TMP_PREFIX: &[u8] = b".graph2aufs-tmp-";
@@ -92,6 +124,7 @@ impl Transform {
         let mut layers = HashMap::new();
         let mut mnt = HashMap::new();
         let mut quarantined = false;
+        let mut registrations: HashMap<AufsDir, Vec<OsString>> = HashMap::new();
         let n_images = scan.images.len();
         // Plan order differs from scan order for images: index the scan.
         let image_places: HashMap<&OsStr, &crate::legacy::Places> =
@@ -100,6 +133,35 @@ impl Transform {
             items.insert((it.kind, it.name.clone()), i);
             if it.blocked() {
                 quarantined |= it.legacy_present;
+                // Its aufs registrations (Docker 1.8 made them) go to the
+                // quarantine too: out of the daemon's way.
+                if let Some(id) = &it.id {
+                    let mut names = vec![(id.to_os_string(), image_places.get(it.name.as_os_str()).copied())];
+                    if it.kind == ItemKind::Container {
+                        let c = &scan.containers[i - n_images];
+                        names = vec![
+                            (id.to_os_string(), Some(&c.places)),
+                            (id.init_layer().to_os_string(), Some(&c.init)),
+                        ];
+                    }
+                    for (name, p) in names {
+                        let Some(p) = p else { continue };
+                        for (dir, there) in [
+                            (AufsDir::Diff, p.native.exists()),
+                            (AufsDir::Layers, p.layers.is_some()),
+                            (AufsDir::Mnt, p.mnt.exists()),
+                        ] {
+                            if there {
+                                registrations.entry(dir).or_default().push(name.clone());
+                                match dir {
+                                    AufsDir::Diff => diff.insert(name.clone(), Shown::Hidden),
+                                    AufsDir::Layers => layers.insert(name.clone(), Shown::Hidden),
+                                    AufsDir::Mnt => mnt.insert(name.clone(), Shown::Hidden),
+                                };
+                            }
+                        }
+                    }
+                }
                 continue;
             }
             let (places, init_places) = match it.kind {
@@ -150,6 +212,7 @@ impl Transform {
             root.push((OsString::from("repositories-aufs"), Shown::Repositories));
         }
         root.push((OsString::from("aufs"), Shown::Dir(Role::Aufs)));
+        quarantined |= !registrations.is_empty();
         if quarantined {
             root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
         }
@@ -162,6 +225,7 @@ impl Transform {
             mnt,
             root,
             quarantined,
+            registrations,
         }
     }
 
@@ -186,6 +250,10 @@ impl Transform {
             (Role::Own, b"quarantine") => Role::Quarantine,
             (Role::Quarantine, b"graph") => Role::QuarantineKind(ItemKind::Image),
             (Role::Quarantine, b"containers") => Role::QuarantineKind(ItemKind::Container),
+            (Role::Quarantine, b"aufs") => Role::QuarantineAufs,
+            (Role::QuarantineAufs, b"diff") => Role::QuarantineAufsDir(AufsDir::Diff),
+            (Role::QuarantineAufs, b"layers") => Role::QuarantineAufsDir(AufsDir::Layers),
+            (Role::QuarantineAufs, b"mnt") => Role::QuarantineAufsDir(AufsDir::Mnt),
             (Role::QuarantineKind(k), _) => self.item(k, name).map_or(Role::Plain, Role::QuarantineItem),
             _ => Role::Plain,
         }
@@ -221,8 +289,18 @@ impl Transform {
             Role::Quarantine if self.quarantined => match b {
                 b"graph" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
                 b"containers" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Container))),
+                b"aufs" if !self.registrations.is_empty() => Some(Shown::Dir(Role::QuarantineAufs)),
                 _ => None,
             },
+            Role::QuarantineAufs => AufsDir::ALL
+                .into_iter()
+                .find(|d| d.name().as_bytes() == b && self.registrations.contains_key(d))
+                .map(|d| Shown::Dir(Role::QuarantineAufsDir(d))),
+            Role::QuarantineAufsDir(d) => self
+                .registrations
+                .get(&d)
+                .is_some_and(|names| names.iter().any(|n| n == name))
+                .then_some(Shown::Registration(d)),
             Role::QuarantineKind(k) => self
                 .item(k, name)
                 .filter(|&i| self.to_quarantine(i))
@@ -266,13 +344,19 @@ impl Transform {
                 })
                 .collect(),
             Role::Own if self.quarantined => vec![("quarantine".into(), Shown::Dir(Role::Quarantine))],
-            Role::Quarantine if self.quarantined => vec![
-                ("graph".into(), Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
-                (
-                    "containers".into(),
-                    Shown::Dir(Role::QuarantineKind(ItemKind::Container)),
-                ),
-            ],
+            Role::Quarantine if self.quarantined => {
+                let mut v = vec![
+                    ("graph".into(), Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
+                    (
+                        "containers".into(),
+                        Shown::Dir(Role::QuarantineKind(ItemKind::Container)),
+                    ),
+                ];
+                if !self.registrations.is_empty() {
+                    v.push(("aufs".into(), Shown::Dir(Role::QuarantineAufs)));
+                }
+                v
+            }
             Role::QuarantineKind(k) => self
                 .plan
                 .items
@@ -282,6 +366,16 @@ impl Transform {
                 .map(|(i, it)| (it.name.clone(), Shown::Dir(Role::QuarantineItem(i))))
                 .collect(),
             Role::QuarantineItem(i) => vec![(self.plan.items[i].legacy_leaf().into(), Shown::Data(i))],
+            Role::QuarantineAufs => AufsDir::ALL
+                .into_iter()
+                .filter(|d| self.registrations.contains_key(d))
+                .map(|d| (OsString::from(d.name()), Shown::Dir(Role::QuarantineAufsDir(d))))
+                .collect(),
+            Role::QuarantineAufsDir(d) => self
+                .registrations
+                .get(&d)
+                .map(|names| names.iter().map(|n| (n.clone(), Shown::Registration(d))).collect())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
