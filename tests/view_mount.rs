@@ -276,3 +276,47 @@ fn read_write_mounts_are_refused_and_mount_nothing() {
         "ROOT before (a) and after (b) the refused mounts",
     );
 }
+
+#[test]
+fn mount_refuses_a_mountpoint_inside_root() {
+    if !require_root_and_fuse("mount_refuses_a_mountpoint_inside_root") {
+        return;
+    }
+    let fx = Fixture::new(76);
+    let mp = fx.root.join("volumes").join("view");
+    fs::create_dir_all(&mp).expect("a mount point inside ROOT");
+    let r = run_refused(
+        &[
+            OsStr::new("mount"),
+            fx.root.as_os_str(),
+            mp.as_os_str(),
+            OsStr::new("--read-only"),
+        ],
+        &mp,
+    );
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("inside ROOT"), "{r}");
+}
+
+#[test]
+fn migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it() {
+    if !require_root_and_fuse("migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it") {
+        return;
+    }
+    let fx = Fixture::new(77);
+    let mp = fx.scratch("mp");
+    let before = snapshot(&fx.root);
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    for cmd in ["migrate", "rollback"] {
+        let r = run([OsStr::new(cmd), fx.root.as_os_str()]);
+        assert_eq!(r.code, 2, "{r}");
+        assert!(r.stderr.contains("shown by a live graph2aufs mount"), "{r}");
+    }
+    let r = run([OsStr::new("plan"), fx.root.as_os_str()]);
+    assert_eq!(
+        r.code, 1,
+        "plan reads a viewed ROOT (and reports its broken items):\n{r}"
+    );
+    mount.unmount();
+    assert_same(&before, &snapshot(&fx.root), "ROOT");
+}
