@@ -5,7 +5,7 @@
 
 use crate::initlayer::InitLayer;
 use crate::legacy::Dirs;
-use crate::plan::{Item, ItemKind, Plan};
+use crate::plan::{Item, Plan};
 use crate::sys::{self, Kind};
 use std::ffi::OsString;
 use std::io;
@@ -22,10 +22,7 @@ fn not_found(it: &Item) -> io::Error {
 /// The directory holding an item's data and the data's name in it. For a
 /// blocked item, its legacy entry whatever it is (what the quarantine takes).
 pub fn data_place(dirs: &Dirs, it: &Item) -> io::Result<(OwnedFd, OsString)> {
-    let (legacy, quarantine) = match it.kind {
-        ItemKind::Image => (&dirs.graph, &dirs.quarantine_graph),
-        ItemKind::Container => (&dirs.containers, &dirs.quarantine_containers),
-    };
+    let (legacy, quarantine) = (dirs.legacy(it.kind), dirs.quarantine(it.kind));
     let leaf = it.legacy_leaf();
     for parent in [legacy, quarantine].into_iter().flatten() {
         // A symlinked item directory is never followed: no data there.

@@ -120,7 +120,12 @@ pub enum Repositories {
     Rename,
     /// Only `repositories-aufs` exists.
     Done,
-    /// Both exist (or one is not a file): left alone, reported.
+    /// Both exist: `repositories` is set aside in the quarantine, where
+    /// Docker's own Migrate cannot rename it over `repositories-aufs` at
+    /// its next start; reported.
+    #[serde(rename = "set-aside")]
+    SetAside(String),
+    /// `repositories` is unreadable or not a file: left alone, reported.
     Conflict(String),
 }
 
@@ -566,13 +571,14 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             Ok(_) => Repositories::Rename,
             Err(e) => Repositories::Conflict(e.clone()),
         },
-        (Kind::Other("regular file"), _) => Repositories::Conflict(
-            "both repositories and repositories-aufs exist: left as they are (the tags in repositories are not merged)"
+        (Kind::Other("regular file"), _) => Repositories::SetAside(
+            "both repositories and repositories-aufs exist: repositories-aufs is kept, repositories is set aside \
+             in .graph2aufs/quarantine/ (its tags are not merged)"
                 .into(),
         ),
         (other, _) => Repositories::Conflict(format!("repositories is {}, not a file", other.describe())),
     };
-    if let Repositories::Conflict(why) = &plan.repositories {
+    if let Repositories::Conflict(why) | Repositories::SetAside(why) = &plan.repositories {
         notes.push(Note {
             path: "repositories".into(),
             reason: why.clone(),

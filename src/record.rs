@@ -75,6 +75,9 @@ pub struct Record {
     pub created_dirs: Vec<String>,
     #[serde(default)]
     pub repositories_renamed: bool,
+    /// `repositories` was set aside in the quarantine (both files existed).
+    #[serde(default)]
+    pub repositories_set_aside: bool,
     /// mtimes of directories graph2aufs changes (ROOT as "", `graph`, ...)
     /// before it first changed them.
     #[serde(default)]

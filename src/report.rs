@@ -91,12 +91,8 @@ impl Document {
     /// Problems found: quarantined or failed items, or notes.
     pub fn has_problems(&self) -> bool {
         self.totals["quarantined"] + self.totals["failed"] > 0
-            || matches!(self.repositories, Repositories::Conflict(_))
+            || matches!(self.repositories, Repositories::Conflict(_) | Repositories::SetAside(_))
             || !self.notes.is_empty()
-    }
-
-    pub fn all_registered(&self) -> bool {
-        self.items.iter().all(|i| i.state == State::Registered)
     }
 
     pub fn print_json(&self) {
@@ -127,7 +123,7 @@ impl Document {
         }
         match &self.repositories {
             Repositories::Rename => println!("  repositories -> repositories-aufs"),
-            Repositories::Conflict(why) => println!("  repositories: {why}"),
+            Repositories::Conflict(why) | Repositories::SetAside(why) => println!("  repositories: {why}"),
             _ => {}
         }
         let totals: Vec<String> = self

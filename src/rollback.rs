@@ -147,6 +147,25 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
             }),
         }
     }
+    if rb.record.repositories_set_aside {
+        let q = sys::open_dir(root.fd(), ".graph2aufs/quarantine").step(|| "opening the quarantine".into())?;
+        let result = match q {
+            Some(q) if sys::lstat(&q, "repositories").ok().flatten().is_some() => {
+                sys::rename_noreplace(&q, "repositories", root.fd(), "repositories")
+            }
+            _ => Ok(()), // never set aside: the intent is recorded first
+        };
+        match result {
+            Ok(()) => {
+                rb.record.repositories_set_aside = false;
+                report.restored.push("repositories".into());
+            }
+            Err(e) => report.refused.push(Note {
+                path: ".graph2aufs/quarantine/repositories".into(),
+                reason: format!("cannot become repositories again: {e}"),
+            }),
+        }
+    }
     sys::syncfs(root.fd()).step(|| format!("syncing {r}"))?;
     if report.refused.is_empty() {
         rb.finish()?;
@@ -165,11 +184,7 @@ impl Rollback<'_> {
     }
 
     fn legacy_parent(&self, it: &plan::Item) -> io::Result<OwnedFd> {
-        let d = match it.kind {
-            ItemKind::Image => &self.dirs.graph,
-            ItemKind::Container => &self.dirs.containers,
-        };
-        let d = d.as_ref().ok_or_else(|| {
+        let d = self.dirs.legacy(it.kind).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{}/ does not exist", it.legacy_parent_dir()),
@@ -184,17 +199,14 @@ impl Rollback<'_> {
     }
 
     fn unquarantine(&mut self, it: &plan::Item) -> io::Result<()> {
-        let q = match it.kind {
-            ItemKind::Image => &self.dirs.quarantine_graph,
-            ItemKind::Container => &self.dirs.quarantine_containers,
-        };
+        let q = self.dirs.quarantine(it.kind);
         let dst = self.legacy_parent(it)?;
-        if let Some(qd) = q.as_ref().and_then(|q| sys::open_dir(q, &it.name).ok().flatten()) {
+        if let Some(qd) = q.and_then(|q| sys::open_dir(q, &it.name).ok().flatten()) {
             if sys::kind(&qd, it.legacy_leaf())?.exists() {
                 sys::rename_noreplace(&qd, it.legacy_leaf(), &dst, it.legacy_leaf())
                     .context(|| format!("moving the quarantined {} back", it.legacy_path()))?;
             }
-            let _ = sys::rmdir(q.as_ref().expect("opened above"), &it.name);
+            let _ = sys::rmdir(q.expect("opened above"), &it.name);
         }
         // Its aufs registrations, if quarantine took them.
         if let Some(id) = &it.id {
@@ -242,11 +254,7 @@ impl Rollback<'_> {
     fn restore_dir_mtime(&self, it: &plan::Item) -> io::Result<()> {
         let entry = self.record.items.get(&record::key(it.kind, &it.name));
         if let Some((s, ns)) = entry.and_then(|e| e.dir_mtime) {
-            let parent = match it.kind {
-                ItemKind::Image => self.dirs.graph.as_ref(),
-                ItemKind::Container => self.dirs.containers.as_ref(),
-            };
-            if let Some(p) = parent {
+            if let Some(p) = self.dirs.legacy(it.kind) {
                 let st = sys::lstat(p, &it.name)?.ok_or_else(|| io::Error::other("vanished"))?;
                 sys::set_times(p, &it.name, sys::atime(&st), time((s, ns)))?;
             }
@@ -324,7 +332,7 @@ impl Rollback<'_> {
         }
         if let Some(saved) = &entry.prior.symlink {
             if sys::kind(&diff, &name)? == Kind::Missing {
-                let target = unescape(&saved.text).unwrap_or_default();
+                let target = unescape(&saved.text).ok_or_else(|| damaged(&name))?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &diff, &name)?;
                 let t = time(saved.mtime);
                 sys::set_times(&diff, &name, t, t)?;
@@ -387,7 +395,8 @@ impl Rollback<'_> {
             match (aside, prior_layers) {
                 (Some(aside), _) => sys::rename_over(&aside, name, layers, name)?,
                 (None, Some(saved)) => {
-                    sys::write_atomic(layers, name, &unescape(&saved.text).unwrap_or_default(), 0o644, false)?;
+                    let bytes = unescape(&saved.text).ok_or_else(|| damaged(name))?;
+                    sys::write_atomic(layers, name, &bytes, 0o644, false)?;
                     let t = time(saved.mtime);
                     sys::set_times(layers, name, t, t)?;
                 }
@@ -454,6 +463,15 @@ impl Rollback<'_> {
         }
         sys::syncfs(root.fd()).step(|| "syncing".into())
     }
+}
+
+/// A record entry that cannot be decoded: refuse rather than write a wrong
+/// (for a `layers/` file, possibly truncated) value back.
+fn damaged(name: &OsStr) -> io::Error {
+    io::Error::other(format!(
+        "the record's saved copy for {} is damaged; it is not used",
+        escape_os(name)
+    ))
 }
 
 fn walk(dir: &OwnedFd, prefix: &mut Vec<OsString>, out: &mut Vec<(Vec<OsString>, FileType, u64)>) -> io::Result<()> {

@@ -57,7 +57,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
     }
     match &plan.repositories {
         Repositories::Rename => problem("repositories".into(), "not renamed to repositories-aufs".into()),
-        Repositories::Conflict(why) => problem("repositories".into(), why.clone()),
+        Repositories::Conflict(why) | Repositories::SetAside(why) => problem("repositories".into(), why.clone()),
         _ => {}
     }
     let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;

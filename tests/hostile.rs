@@ -415,3 +415,51 @@ fn plan_reads_no_symlink_so_their_access_times_stay() {
         "plan read the symlink"
     );
 }
+
+#[test]
+fn when_both_repositories_files_exist_the_legacy_one_is_set_aside_and_the_view_shows_it_there() {
+    let (t, root) = scratch();
+    let id = hex_id(17);
+    image(&root, &id, None);
+    let legacy = format!(r#"{{"Repositories":{{"old":{{"latest":"{id}"}}}}}}"#);
+    fs::write(root.join("repositories"), &legacy).unwrap();
+    fs::write(root.join("repositories-aufs"), br#"{"Repositories":{}}"#).unwrap();
+    let before = snapshot(&root);
+    if require_root_and_fuse(
+        "when_both_repositories_files_exist_the_legacy_one_is_set_aside_and_the_view_shows_it_there",
+    ) {
+        let mp = t.path().join("view");
+        fs::create_dir(&mp).unwrap();
+        let mount = Mount::start(&root, &mp, &["--read-only"], std::time::Duration::from_secs(60));
+        assert!(
+            fs::symlink_metadata(mp.join("repositories")).is_err(),
+            "the view hides repositories"
+        );
+        assert_eq!(
+            fs::read(mp.join("repositories-aufs")).unwrap(),
+            br#"{"Repositories":{}}"#
+        );
+        assert_eq!(
+            fs::read_to_string(mp.join(".graph2aufs/quarantine/repositories")).unwrap(),
+            legacy
+        );
+        mount.unmount();
+    }
+    let (code, doc) = run_json(["migrate".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1, "a conflict is a problem reported: {doc}");
+    assert_eq!(doc["repositories"]["action"], "set-aside", "{doc}");
+    assert!(
+        fs::symlink_metadata(root.join("repositories")).is_err(),
+        "Docker's Migrate would rename it over"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join(".graph2aufs/quarantine/repositories")).unwrap(),
+        legacy
+    );
+    assert_eq!(
+        fs::read(root.join("repositories-aufs")).unwrap(),
+        br#"{"Repositories":{}}"#
+    );
+    run(["rollback".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_same(&before, &snapshot(&root), "the root after rollback");
+}

@@ -5,6 +5,7 @@
 pub mod json;
 
 use crate::id::{BadId, LayerId, OWN_PREFIX};
+use crate::plan::ItemKind;
 use crate::root::Root;
 use crate::sys::{self, Kind};
 use json::{ContainerConfig, ImageJson, JSON_CAP};
@@ -106,6 +107,22 @@ pub struct Dirs {
 }
 
 impl Dirs {
+    /// `graph` or `containers`: where items of this kind live.
+    pub fn legacy(&self, kind: ItemKind) -> Option<&OwnedFd> {
+        match kind {
+            ItemKind::Image => self.graph.as_ref(),
+            ItemKind::Container => self.containers.as_ref(),
+        }
+    }
+
+    /// Their quarantine: `.graph2aufs/quarantine/graph` or `.../containers`.
+    pub fn quarantine(&self, kind: ItemKind) -> Option<&OwnedFd> {
+        match kind {
+            ItemKind::Image => self.quarantine_graph.as_ref(),
+            ItemKind::Container => self.quarantine_containers.as_ref(),
+        }
+    }
+
     pub fn open(root: &Root) -> io::Result<Dirs> {
         let d = |rel: &str| sys::open_dir(root.fd(), rel).map_err(|e| annotate(root, rel, e));
         Ok(Dirs {

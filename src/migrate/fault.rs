@@ -12,13 +12,6 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn none() -> Faults {
-        Faults {
-            kill_after: None,
-            steps: AtomicU64::new(0),
-        }
-    }
-
     pub fn from_env() -> Faults {
         let kill_after = std::env::var("GRAPH2AUFS_KILL_AFTER").ok().and_then(|v| v.parse().ok());
         Faults {

@@ -167,11 +167,7 @@ impl<'r> Engine<'r> {
                 prior.init_mnt = sys::kind(self.mnt(), init.as_os_str())? == Kind::Dir;
             }
         }
-        let parent = match it.kind {
-            ItemKind::Image => &self.dirs.graph,
-            ItemKind::Container => &self.dirs.containers,
-        };
-        let dir_mtime = match parent {
+        let dir_mtime = match self.dirs.legacy(it.kind) {
             Some(p) => sys::lstat(p, name)?.map(|st| ts(sys::mtime(&st))),
             None => None,
         };
@@ -188,15 +184,11 @@ impl<'r> Engine<'r> {
     }
 
     fn legacy_dir(&self, kind: ItemKind) -> io::Result<&OwnedFd> {
-        let d = match kind {
-            ItemKind::Image => &self.dirs.graph,
-            ItemKind::Container => &self.dirs.containers,
-        };
-        d.as_ref()
+        self.dirs
+            .legacy(kind)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the legacy directory vanished"))
     }
 
-    /// Moves a blocked item's legacy data, untouched, to the quarantine.
     /// A blocked item's entries in the aufs directories (left by Docker
     /// 1.8's migration): they would make Docker's `Exists` true for it.
     /// Only for valid ids: an unsafe name may be another layer's.
@@ -266,12 +258,9 @@ impl<'r> Engine<'r> {
         let native = sys::kind(&diff, name)?;
         let src_parent = match it.source {
             Source::Quarantine => {
-                let q = match it.kind {
-                    ItemKind::Image => &self.dirs.quarantine_graph,
-                    ItemKind::Container => &self.dirs.quarantine_containers,
-                };
-                let q = q
-                    .as_ref()
+                let q = self
+                    .dirs
+                    .quarantine(it.kind)
                     .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the quarantine vanished"))?;
                 sys::open_dir(q, name)?
             }
@@ -432,6 +421,18 @@ impl<'r> Engine<'r> {
 
     /// `repositories` becomes `repositories-aufs`, never over an existing one.
     pub fn rename_repositories(&mut self, plan: &Plan) -> Result<()> {
+        if let Repositories::SetAside(_) = plan.repositories {
+            if !self.record.repositories_set_aside {
+                self.record.repositories_set_aside = true;
+                self.record.save(self.root)?;
+            }
+            let own = sys::open_dir_required(self.root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
+            sys::ensure_dir(&own, "quarantine", 0o700).step(|| "creating the quarantine".into())?;
+            let q = sys::open_dir_required(&own, "quarantine").step(|| "opening the quarantine".into())?;
+            self.faults.step().step(|| "fault injection".into())?;
+            return sys::rename_noreplace(self.root.fd(), "repositories", &q, "repositories")
+                .step(|| "setting repositories aside in the quarantine".into());
+        }
         if plan.repositories != Repositories::Rename {
             return Ok(());
         }

@@ -856,9 +856,3 @@ pub fn atime_safe(root: &OwnedFd) -> bool {
         Err(_) => false,
     }
 }
-
-impl View {
-    pub fn inodes(&self) -> usize {
-        self.table.len()
-    }
-}

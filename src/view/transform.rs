@@ -4,7 +4,6 @@
 //! `migrate` executes.
 
 use crate::legacy::Scan;
-use crate::names::escape_os;
 use crate::plan::{ItemKind, Plan, Repositories, Source};
 use crate::sys::Kind;
 use std::collections::HashMap;
@@ -212,7 +211,11 @@ impl Transform {
             root.push((OsString::from("repositories-aufs"), Shown::Repositories));
         }
         root.push((OsString::from("aufs"), Shown::Dir(Role::Aufs)));
-        quarantined |= !registrations.is_empty();
+        let repositories_aside = matches!(plan.repositories, Repositories::SetAside(_));
+        if repositories_aside {
+            root.push((OsString::from("repositories"), Shown::Hidden));
+        }
+        quarantined |= !registrations.is_empty() || repositories_aside;
         if quarantined {
             root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
         }
@@ -287,6 +290,9 @@ impl Transform {
             },
             Role::Own if self.quarantined && b == b"quarantine" => Some(Shown::Dir(Role::Quarantine)),
             Role::Quarantine if self.quarantined => match b {
+                b"repositories" if matches!(self.plan.repositories, Repositories::SetAside(_)) => {
+                    Some(Shown::Repositories)
+                }
                 b"graph" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
                 b"containers" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Container))),
                 b"aufs" if !self.registrations.is_empty() => Some(Shown::Dir(Role::QuarantineAufs)),
@@ -355,6 +361,9 @@ impl Transform {
                 if !self.registrations.is_empty() {
                     v.push(("aufs".into(), Shown::Dir(Role::QuarantineAufs)));
                 }
+                if matches!(self.plan.repositories, Repositories::SetAside(_)) {
+                    v.push(("repositories".into(), Shown::Repositories));
+                }
                 v
             }
             Role::QuarantineKind(k) => self
@@ -378,9 +387,5 @@ impl Transform {
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
-    }
-
-    pub fn describe(&self, i: usize) -> String {
-        escape_os(&self.plan.items[i].name)
     }
 }
