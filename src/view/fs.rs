@@ -31,10 +31,6 @@ enum Handle {
         file: Arc<File>,
         _backing: Option<Arc<fuser::BackingId>>,
     },
-    /// A directory's entries, listed at the first read: with cached
-    /// directory contents the kernel often opens a directory without
-    /// reading it.
-    Dir(Arc<std::sync::OnceLock<Arc<Vec<DirEntry>>>>),
 }
 
 struct DirEntry {
@@ -49,6 +45,9 @@ pub struct View {
     transform: Transform,
     table: Table,
     handles: Mutex<HashMap<u64, Handle>>,
+    /// Listings being read by the kernel, chunk by chunk (by directory node
+    /// id): there is no open directory handle (see `opendir`).
+    listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
     /// One backing id per inode, shared by all its opens.
@@ -185,6 +184,7 @@ impl View {
             transform,
             table,
             handles: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             inits: Mutex::new(HashMap::new()),
             backing: Mutex::new(HashMap::new()),
@@ -476,16 +476,25 @@ impl View {
     }
 
     /// The entries of an open directory, listed once per open.
-    fn dir_entries(&self, ino: INodeNo, fh: FileHandle) -> Result<Arc<Vec<DirEntry>>, Errno> {
-        let cell = match self.handles.lock().expect("never poisoned").get(&fh.0) {
-            Some(Handle::Dir(c)) => c.clone(),
-            _ => return Err(Errno::EBADF),
-        };
-        if let Some(e) = cell.get() {
-            return Ok(e.clone());
+    /// A directory's entries for a read from `offset`: listed afresh at
+    /// offset 0, kept while the kernel reads the following chunks.
+    fn dir_entries(&self, ino: INodeNo, offset: u64) -> Result<Arc<Vec<DirEntry>>, Errno> {
+        if offset > 0 {
+            if let Some(e) = self.listings.lock().expect("never poisoned").get(&ino.0) {
+                return Ok(e.clone());
+            }
         }
         let entries = Arc::new(self.list(&*self.node(ino)?).map_err(errno)?);
-        Ok(cell.get_or_init(|| entries).clone())
+        self.listings
+            .lock()
+            .expect("never poisoned")
+            .insert(ino.0, entries.clone());
+        Ok(entries)
+    }
+
+    /// The kernel has read a listing to its end.
+    fn listing_done(&self, ino: INodeNo) {
+        self.listings.lock().expect("never poisoned").remove(&ino.0);
     }
 
     fn add_handle(&self, h: Handle) -> u64 {
@@ -546,6 +555,7 @@ impl Filesystem for View {
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_NO_OPENDIR_SUPPORT,
         ] {
             if config.add_capabilities(flag).is_err() {
                 log::debug!("the kernel does not offer {flag:?}");
@@ -571,6 +581,9 @@ impl Filesystem for View {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.table.forget(ino.0, nlookup);
+        if self.table.get(ino.0).is_none() {
+            self.listing_done(ino);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -697,33 +710,35 @@ impl Filesystem for View {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.node(ino) {
-            return reply.error(e);
-        }
-        let fh = self.add_handle(Handle::Dir(Arc::new(std::sync::OnceLock::new())));
-        // The read-only view never changes: the kernel may keep directory
-        // contents across opens.
-        reply.opened(
-            FileHandle(fh),
-            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-        );
+        // The read-only view never changes: no open directory state is
+        // needed, and ENOSYS tells the kernel to stop sending OPENDIR and
+        // RELEASEDIR and to cache directory contents (its defaults then are
+        // FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR): a warm walk costs no round
+        // trip per directory.
+        let _ = ino;
+        reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.dir_entries(ino, fh) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.dir_entries(ino, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
         };
+        let mut full = false;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
+                full = true;
                 break;
             }
+        }
+        if !full {
+            self.listing_done(ino);
         }
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let entries = match self.dir_entries(ino, fh) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.dir_entries(ino, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
         };
@@ -731,12 +746,14 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        let mut full = false;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let next = (i + 1) as u64;
             if e.name == "." || e.name == ".." {
                 // The kernel takes no reference for these.
                 let attr = synth_attr(e.ino, FileType::Directory, 0o755, 0, self.synth_time);
                 if reply.add(INodeNo(e.ino), next, &e.name, &self.ttl, &attr, Generation(0)) {
+                    full = true;
                     break;
                 }
                 continue;
@@ -748,14 +765,13 @@ impl Filesystem for View {
             if reply.add(attr.ino, next, &e.name, &self.ttl, &attr, Generation(0)) {
                 // Not sent: the kernel holds no reference to it.
                 self.table.forget(attr.ino.0, 1);
+                full = true;
                 break;
             }
         }
-        reply.ok();
-    }
-
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.handles.lock().expect("never poisoned").remove(&fh.0);
+        if !full {
+            self.listing_done(ino);
+        }
         reply.ok();
     }
 
