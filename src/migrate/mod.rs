@@ -70,7 +70,9 @@ impl<'r> Engine<'r> {
         }
         if !to_create.is_empty() {
             record.created_dirs.extend(to_create);
+            faults.step().step(|| "fault injection".into())?;
             record.save(root)?;
+            faults.step().step(|| "fault injection".into())?;
         }
         let aufs = {
             sys::ensure_dir(root.fd(), "aufs", 0o755).step(|| format!("creating {r}/aufs"))?;
@@ -131,7 +133,7 @@ impl<'r> Engine<'r> {
             changed = true;
         }
         if changed {
-            self.record.save(self.root)?;
+            self.save_record()?;
         }
         Ok(())
     }
@@ -214,6 +216,7 @@ impl<'r> Engine<'r> {
     pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
         let it = &plan.items[i];
         for (sub, name) in self.registrations(it)? {
+            self.faults.step()?;
             let mut q = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
             for c in ["quarantine", "aufs", sub] {
                 sys::ensure_dir(&q, c, 0o700)?;
@@ -232,6 +235,7 @@ impl<'r> Engine<'r> {
             return Ok(());
         }
         let rel = format!("{}/{}", crate::root::QUARANTINE, it.legacy_parent_dir());
+        self.faults.step()?;
         let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
         for c in ["quarantine", it.legacy_parent_dir()] {
             sys::ensure_dir(&dir, c, 0o700)?;
@@ -410,9 +414,16 @@ impl<'r> Engine<'r> {
 
     pub fn save_failures(&mut self) -> Result<()> {
         if std::mem::take(&mut self.failures_changed) {
-            self.record.save(self.root)?;
+            self.save_record()?;
         }
         Ok(())
+    }
+
+    /// Writes the record durably: a change to ROOT like any other, so a
+    /// crash test can stop just before it.
+    fn save_record(&mut self) -> Result<()> {
+        self.faults.step().step(|| "fault injection".into())?;
+        self.record.save(self.root)
     }
 
     pub fn sync(&self) -> Result<()> {
@@ -424,7 +435,7 @@ impl<'r> Engine<'r> {
         if let Repositories::SetAside(_) = plan.repositories {
             if !self.record.repositories_set_aside {
                 self.record.repositories_set_aside = true;
-                self.record.save(self.root)?;
+                self.save_record()?;
             }
             let own = sys::open_dir_required(self.root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
             sys::ensure_dir(&own, "quarantine", 0o700).step(|| "creating the quarantine".into())?;
@@ -438,7 +449,7 @@ impl<'r> Engine<'r> {
         }
         if !self.record.repositories_renamed {
             self.record.repositories_renamed = true;
-            self.record.save(self.root)?;
+            self.save_record()?;
         }
         self.faults.step().step(|| "fault injection".into())?;
         sys::rename_noreplace(self.root.fd(), "repositories", self.root.fd(), "repositories-aufs")
