@@ -205,6 +205,7 @@ fn run(command: Command) -> Result<u8> {
             let root = Root::open(&root)?;
             root.refuse_if_viewed("rollback", true)?;
             if !Record::exists(&root) {
+                root.remove_bare_lock()?;
                 println!(
                     "graph2aufs has migrated nothing in {}: nothing to roll back",
                     root.path().display()

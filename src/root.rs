@@ -81,9 +81,49 @@ impl Root {
         Ok(())
     }
 
+    /// Removes `.graph2aufs` when it holds nothing but the lock (a run
+    /// stopped before it wrote its record: it changed nothing else), and
+    /// gives ROOT back the mtime the lock file kept. Takes the lock first.
+    pub fn remove_bare_lock(&self) -> Result<()> {
+        let Some(own) = sys::open_dir(self.fd(), OWN_DIR).step(|| format!("opening {OWN_DIR}"))? else {
+            return Ok(());
+        };
+        let names = sys::list_dir(&own).step(|| format!("listing {OWN_DIR}"))?;
+        if names.len() != 1 || names[0].0 != "lock" {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let saved = self.saved_mtime();
+        sys::unlink(&own, "lock").step(|| format!("removing {OWN_DIR}/lock"))?;
+        sys::rmdir(self.fd(), OWN_DIR).step(|| format!("removing {OWN_DIR}"))?;
+        if let (Some(t), Ok(Some(st))) = (saved, sys::lstat(self.fd(), ".")) {
+            sys::set_times(self.fd(), ".", sys::atime(&st), t).step(|| "restoring ROOT's mtime".into())?;
+        }
+        Ok(())
+    }
+
+    /// ROOT's mtime from before graph2aufs first created `.graph2aufs` (kept
+    /// in the lock file), if it is there.
+    fn saved_mtime(&self) -> Option<rustix::fs::Timespec> {
+        let b = sys::read_file(self.fd(), ".graph2aufs/lock", 64).ok()?;
+        let s = String::from_utf8(b).ok()?;
+        let mut it = s.split_whitespace().map(|x| x.parse::<i64>());
+        Some(rustix::fs::Timespec {
+            tv_sec: it.next()?.ok()?,
+            tv_nsec: it.next()?.ok()? as _,
+        })
+    }
+
+    /// ROOT's mtime before graph2aufs changed anything, even in an earlier
+    /// run stopped before it wrote its record.
+    pub fn original_mtime(&self) -> rustix::fs::Timespec {
+        self.saved_mtime().unwrap_or(self.initial_mtime)
+    }
+
     /// Takes the per-ROOT lock: one graph2aufs at a time.
     pub fn lock(&self) -> Result<Lock> {
-        sys::ensure_dir(self.fd(), OWN_DIR, 0o700).step(|| format!("creating {}/{OWN_DIR}", self.path.display()))?;
+        let created = sys::ensure_dir(self.fd(), OWN_DIR, 0o700)
+            .step(|| format!("creating {}/{OWN_DIR}", self.path.display()))?;
         let fd = rfs::openat(
             self.fd(),
             ".graph2aufs/lock",
@@ -93,7 +133,15 @@ impl Root {
         .map_err(std::io::Error::from)
         .step(|| format!("opening {}/.graph2aufs/lock", self.path.display()))?;
         match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Lock { _fd: fd }),
+            Ok(()) => {
+                if created {
+                    // ROOT's mtime before .graph2aufs existed: what rollback
+                    // restores if a run stops before writing its record.
+                    let t = self.initial_mtime;
+                    let _ = rustix::io::write(&fd, format!("{} {}\n", t.tv_sec, t.tv_nsec).as_bytes());
+                }
+                Ok(Lock { _fd: fd })
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Env(format!(
                 "{} is locked by another graph2aufs (a running migrate, rollback or mount)",
                 self.path.display()

@@ -52,7 +52,7 @@ impl<'r> Engine<'r> {
         let r = root.path().display().to_string();
         // Remember directory mtimes the migration changes, for rollback.
         if record.mtimes.is_empty() {
-            record.mtimes.insert(String::new(), ts(root.initial_mtime()));
+            record.mtimes.insert(String::new(), ts(root.original_mtime()));
             for rel in ["graph", "containers", "aufs", "aufs/diff", "aufs/layers", "aufs/mnt"] {
                 let st = sys::lstat(root.fd(), rel);
                 if let Ok(Some(st)) = st {
