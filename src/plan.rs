@@ -239,6 +239,19 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool) -> R
     }
 }
 
+/// Where a blocked item's data is, as far as it can be told.
+fn blocked_source(p: &Places) -> Source {
+    if p.legacy.exists() {
+        Source::Legacy
+    } else if p.quarantine.exists() {
+        Source::Quarantine
+    } else if p.native.exists() {
+        Source::Native
+    } else {
+        Source::None
+    }
+}
+
 /// Whether a layer is fully registered; `expected` (its `layers/` bytes) is
 /// computed only when there is a file to compare with.
 fn registered(p: &Places, expected: impl FnOnce() -> Vec<u8>) -> bool {
@@ -449,7 +462,9 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             (Res::Blocked(r), own) => (
                 State::Quarantined,
                 Some(r.clone()),
-                own.as_ref().map(|o| o.1).unwrap_or(Source::None),
+                own.as_ref()
+                    .map(|o| o.1)
+                    .unwrap_or_else(|_| blocked_source(&img.places)),
                 None,
             ),
             _ => unreachable!("every image is resolved"),
@@ -473,7 +488,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
     }
     for c in &scan.containers {
         let (state, reason, source, parent) = match container_own(c, &index) {
-            Err(r) => (State::Quarantined, Some(r), Source::None, None),
+            Err(r) => (State::Quarantined, Some(r), blocked_source(&c.places), None),
             Ok((image, source)) => match plan_index.get(&image).filter(|&&pi| items[pi].kind == ItemKind::Image) {
                 None => (
                     State::Quarantined,
