@@ -602,3 +602,86 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
     plan.notes = notes;
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::json::ImageJson;
+    use crate::legacy::{ImageScan, RepositoriesScan};
+
+    fn image(id: &str, parent: Option<&str>) -> ImageScan {
+        let mut places = Places::missing();
+        places.legacy = Kind::Dir;
+        ImageScan {
+            name: id.into(),
+            id: LayerId::parse(id.as_bytes()),
+            dir: Kind::Dir,
+            json: Ok(ImageJson {
+                id: Some(id.into()),
+                parent: parent.map(Into::into),
+            }),
+            places,
+        }
+    }
+
+    fn scan(images: Vec<ImageScan>) -> Scan {
+        Scan {
+            images,
+            containers: Vec::new(),
+            repositories: RepositoriesScan {
+                legacy: Kind::Missing,
+                aufs: Kind::Missing,
+                tags: Ok(Vec::new()),
+            },
+            aufs_dirs: [Kind::Missing, Kind::Missing, Kind::Missing, Kind::Missing],
+            ignored: Vec::new(),
+        }
+    }
+
+    fn by_name<'a>(p: &'a Plan, name: &str) -> (usize, &'a Item) {
+        p.items
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.name == name)
+            .expect("the item is planned")
+    }
+
+    #[test]
+    fn parents_come_before_children_whatever_the_scan_order() {
+        let p = plan(
+            &scan(vec![image("c", Some("b")), image("b", Some("a")), image("a", None)]),
+            &Record::default(),
+        );
+        let pos = |n| by_name(&p, n).0;
+        assert!(pos("a") < pos("b") && pos("b") < pos("c"));
+        assert_eq!(p.layers_bytes(pos("c")), b"b\na\n");
+        assert!(p.items.iter().all(|i| i.state == State::Pending));
+    }
+
+    #[test]
+    fn a_cycle_blocks_its_members_and_their_descendants_only() {
+        let p = plan(
+            &scan(vec![
+                image("x", Some("y")),
+                image("y", Some("x")),
+                image("kid", Some("x")),
+                image("ok", None),
+            ]),
+            &Record::default(),
+        );
+        for n in ["x", "y"] {
+            assert!(by_name(&p, n).1.reason.as_deref().unwrap().contains("cycle"), "{n}");
+        }
+        assert!(by_name(&p, "kid").1.reason.as_deref().unwrap().contains("is blocked"));
+        assert_eq!(by_name(&p, "ok").1.state, State::Pending);
+    }
+
+    #[test]
+    fn a_missing_parent_blocks_the_child_and_names_the_parent() {
+        let p = plan(&scan(vec![image("kid", Some("gone"))]), &Record::default());
+        let it = by_name(&p, "kid").1;
+        assert_eq!(it.state, State::Quarantined);
+        assert_eq!(it.reason.as_deref(), Some("its parent gone does not exist"));
+        assert_eq!(it.source, Source::Legacy, "its data is still where it was");
+    }
+}

@@ -38,7 +38,7 @@ pub struct Places {
 }
 
 impl Places {
-    fn missing() -> Places {
+    pub fn missing() -> Places {
         Places {
             legacy: Kind::Missing,
             native: Kind::Missing,
