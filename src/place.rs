@@ -31,7 +31,7 @@ pub fn data_place(dirs: &Dirs, it: &Item) -> io::Result<(OwnedFd, OsString)> {
             r => r?,
         };
         if let Some(d) = d {
-            match sys::kind(&d, leaf)? {
+            match sys::kind_unread(&d, leaf)? {
                 Kind::Dir => return Ok((d, leaf.into())),
                 Kind::Missing => {}
                 _ if it.blocked() => return Ok((d, leaf.into())),
@@ -40,7 +40,7 @@ pub fn data_place(dirs: &Dirs, it: &Item) -> io::Result<(OwnedFd, OsString)> {
         }
     }
     if let Some(diff) = &dirs.diff {
-        if sys::kind(diff, &it.name)? == Kind::Dir {
+        if sys::kind_unread(diff, &it.name)? == Kind::Dir {
             return Ok((diff.try_clone()?, it.name.clone()));
         }
     }

@@ -22,6 +22,15 @@ pub struct Saved {
     pub mtime: (i64, i64),
 }
 
+/// A directory graph2aufs replaced: its mode, owner and mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedDir {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: (i64, i64),
+}
+
 /// What was at an item's aufs places before graph2aufs touched them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prior {
@@ -55,10 +64,10 @@ pub struct RecordItem {
     /// Why the last run could not migrate it (cleared when a run does).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub failed: Option<String>,
-    /// Whether `aufs/diff/<id>` was an empty directory before graph2aufs
-    /// put the data there (Docker's Create makes them).
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-    pub empty_native: bool,
+    /// The empty directory `aufs/diff/<id>` was before graph2aufs put the
+    /// data there (Docker's Create makes them).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub empty_native: Option<SavedDir>,
     /// mtime of `graph/<id>` or `containers/<id>` before the move, which
     /// changes it (seconds, nanoseconds).
     #[serde(skip_serializing_if = "Option::is_none", default)]

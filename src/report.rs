@@ -121,10 +121,9 @@ impl Document {
         for n in &self.notes {
             println!("  note        {}: {}", n.path, n.reason);
         }
-        match &self.repositories {
-            Repositories::Rename => println!("  repositories -> repositories-aufs"),
-            Repositories::Conflict(why) | Repositories::SetAside(why) => println!("  repositories: {why}"),
-            _ => {}
+        // (A repositories conflict is among the notes above.)
+        if self.repositories == Repositories::Rename {
+            println!("  repositories -> repositories-aufs");
         }
         let totals: Vec<String> = self
             .totals

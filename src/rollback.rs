@@ -290,6 +290,14 @@ impl Rollback<'_> {
         let leaf = it.legacy_leaf();
         let init = it.id.as_ref().map(|id| id.init_layer().to_os_string());
         // Check everything before changing anything.
+        for saved in [&entry.prior.symlink, &entry.prior.layers, &entry.prior.init_layers]
+            .into_iter()
+            .flatten()
+        {
+            if unescape(&saved.text).is_none() {
+                return Err(damaged(&name));
+            }
+        }
         if it.kind == ItemKind::Container {
             if let Some(init) = &init {
                 self.check_users(init, ours)?;
@@ -326,9 +334,18 @@ impl Rollback<'_> {
                 )))
             }
         }
-        if entry.empty_native && sys::kind(&diff, &name)? == Kind::Missing {
+        if let (Some(d), Kind::Missing) = (&entry.empty_native, sys::kind(&diff, &name)?) {
             // The empty directory Docker's Create had made there.
-            sys::ensure_dir(&diff, &name, 0o755)?;
+            sys::ensure_dir(&diff, &name, d.mode)?;
+            sys::chown(&diff, &name, d.uid, d.gid)?;
+            rustix::fs::chmodat(
+                &diff,
+                &name,
+                rustix::fs::Mode::from_raw_mode(d.mode),
+                rustix::fs::AtFlags::empty(),
+            )?;
+            let t = time(d.mtime);
+            sys::set_times(&diff, &name, t, t)?;
         }
         if let Some(saved) = &entry.prior.symlink {
             if sys::kind(&diff, &name)? == Kind::Missing {

@@ -463,3 +463,100 @@ fn when_both_repositories_files_exist_the_legacy_one_is_set_aside_and_the_view_s
     run(["rollback".as_ref(), root.as_os_str()]).expect_code(0);
     assert_same(&before, &snapshot(&root), "the root after rollback");
 }
+
+#[test]
+fn a_failed_item_is_tried_again_and_its_children_wait_for_it() {
+    let (_t, root) = scratch();
+    let (a, b, c) = (hex_id(20), hex_id(21), hex_id(22));
+    image(&root, &a, None);
+    image(&root, &b, Some(&a));
+    image(&root, &c, Some(&b));
+    fs::create_dir_all(root.join("aufs/mnt")).unwrap();
+    fs::write(root.join("aufs/mnt").join(&b), b"in the way").unwrap();
+    let (code, doc) = run_json(["migrate".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(item(&doc, &b)["state"], "failed");
+    assert_eq!(
+        item(&doc, &c)["state"],
+        "failed",
+        "never registered on an unregistered parent"
+    );
+    assert!(!root.join("aufs/layers").join(&c).exists());
+    let (_, status) = run_json(["status".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(item(&status, &b)["state"], "failed", "status reports why: {status}");
+    fs::remove_file(root.join("aufs/mnt").join(&b)).unwrap();
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    run(["verify".as_ref(), root.as_os_str()]).expect_code(0);
+}
+
+#[test]
+fn an_item_quarantined_with_its_docker_18_registration_then_migrated_rolls_back_exactly() {
+    let (_t, root) = scratch();
+    let (base, kid) = (hex_id(23), hex_id(24));
+    image(&root, &kid, Some(&base));
+    docker18(&root, &kid);
+    let before = snapshot(&root);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(1);
+    image(&root, &base, None);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    assert!(fs::symlink_metadata(root.join("aufs/diff").join(&kid))
+        .unwrap()
+        .is_dir());
+    run(["rollback".as_ref(), root.as_os_str()]).expect_code(0);
+    assert!(
+        fs::symlink_metadata(root.join(".graph2aufs")).is_err(),
+        "nothing of graph2aufs is left"
+    );
+    let after = snapshot(&root);
+    for sub in [
+        format!("graph/{kid}"),
+        "aufs/diff".into(),
+        "aufs/layers".into(),
+        "aufs/mnt".into(),
+    ] {
+        assert_same(
+            &before.subtree(&sub).without([""]),
+            &after.subtree(&sub).without([""]),
+            &sub,
+        );
+    }
+}
+
+#[test]
+fn rollback_gives_back_an_empty_aufs_diff_directory_with_its_mode_owner_and_mtime() {
+    if !require_root("rollback_gives_back_an_empty_aufs_diff_directory_with_its_mode_owner_and_mtime") {
+        return;
+    }
+    let (_t, root) = scratch();
+    let id = hex_id(25);
+    image(&root, &id, None);
+    let empty = root.join("aufs/diff").join(&id);
+    fs::create_dir_all(&empty).unwrap();
+    std::os::unix::fs::chown(&empty, Some(1), Some(2)).unwrap();
+    fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let before = snapshot(&root);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    run(["rollback".as_ref(), root.as_os_str()]).expect_code(0);
+    assert_same(&before, &snapshot(&root), "the root after rollback");
+}
+
+#[test]
+fn a_damaged_record_entry_is_refused_before_anything_of_its_item_moves() {
+    let (_t, root) = scratch();
+    let id = hex_id(26);
+    image(&root, &id, None);
+    docker18(&root, &id);
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    let rec = root.join(".graph2aufs/record.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&rec).unwrap()).unwrap();
+    doc["items"][format!("image/{id}")]["prior"]["symlink"]["text"] = "abc%".into();
+    fs::write(&rec, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let r = run(["rollback".as_ref(), root.as_os_str()]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("damaged"), "{r}");
+    assert!(
+        root.join("aufs/diff").join(&id).is_dir(),
+        "the item stays migrated, whole"
+    );
+    assert!(root.join("aufs/layers").join(&id).exists());
+}

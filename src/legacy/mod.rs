@@ -394,8 +394,8 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             }))
         })?;
     }
-    let legacy = sys::kind(root.fd(), "repositories")?;
-    let aufs = sys::kind(root.fd(), "repositories-aufs")?;
+    let legacy = sys::kind_unread(root.fd(), "repositories")?;
+    let aufs = sys::kind_unread(root.fd(), "repositories-aufs")?;
     let tags = if legacy == Kind::Dir || !legacy.exists() {
         Ok(Vec::new())
     } else {
@@ -405,11 +405,11 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
     };
     let aufs_dir = sys::open_dir(root.fd(), "aufs").ok().flatten();
     let below = |name: &str| match &aufs_dir {
-        Some(d) => sys::kind(d, name),
+        Some(d) => sys::kind_unread(d, name),
         None => Ok(Kind::Missing),
     };
     let aufs_dirs = [
-        sys::kind(root.fd(), "aufs")?,
+        sys::kind_unread(root.fd(), "aufs")?,
         below("diff")?,
         below("layers")?,
         below("mnt")?,

@@ -177,7 +177,15 @@ impl<'r> Engine<'r> {
         Ok(RecordItem {
             quarantined: it.blocked(),
             empty_rw: it.source == Source::Empty && native == Kind::Missing,
-            empty_native: it.source == Source::Legacy && native == Kind::Dir,
+            empty_native: match (it.source, &native, sys::lstat(self.diff(), name)?) {
+                (Source::Legacy, Kind::Dir, Some(st)) => Some(record::SavedDir {
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    mtime: ts(sys::mtime(&st)),
+                }),
+                _ => None,
+            },
             moved_legacy: it.legacy_present,
             prior,
             dir_mtime,
@@ -209,6 +217,37 @@ impl<'r> Engine<'r> {
             }
         }
         Ok(out)
+    }
+
+    /// An item an earlier run quarantined and this one migrates: what the
+    /// quarantine took from `aufs/` goes back first, so that migrating it
+    /// (and rolling it back) starts from what Docker 1.8 had left.
+    fn unquarantine_registrations(&mut self, it: &plan::Item) -> io::Result<()> {
+        let Some(id) = &it.id else { return Ok(()) };
+        let Some(q) = sys::open_dir(self.root.fd(), ".graph2aufs/quarantine/aufs")? else {
+            return Ok(());
+        };
+        let mut names = vec![id.to_os_string()];
+        if it.kind == ItemKind::Container {
+            names.push(id.init_layer().to_os_string());
+        }
+        for sub in ["diff", "layers", "mnt"] {
+            let Some(qsub) = sys::open_dir(&q, sub)? else { continue };
+            let to = match sub {
+                "diff" => self.diff(),
+                "layers" => self.layers(),
+                _ => self.mnt(),
+            }
+            .try_clone()?;
+            for n in &names {
+                if sys::lstat(&qsub, n)?.is_some() {
+                    self.faults.step()?;
+                    sys::rename_noreplace(&qsub, n, &to, n)
+                        .context(|| format!("moving aufs/{sub}/{} back from the quarantine", escape_os(n)))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves a blocked item's legacy data, untouched, to the quarantine,
@@ -392,6 +431,7 @@ impl<'r> Engine<'r> {
     /// Migrates one unblocked item (its parents are done).
     pub fn migrate_item(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
         let it = plan.items[i].clone();
+        self.unquarantine_registrations(&it)?;
         self.place_data(&it)?;
         if it.kind == ItemKind::Container {
             self.build_init(plan, i)?;
@@ -518,8 +558,9 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
             }
         }
     }
+    // Failed items are tried again: whatever stopped them may be gone.
     let todo: Vec<usize> = (0..plan.items.len())
-        .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback))
+        .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback | State::Failed))
         .collect();
     let bar = progress_bar(opts.progress, todo.len() as u64);
     let mut failed = vec![false; plan.items.len()];
@@ -527,10 +568,19 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
         engine.claim(&plan, batch)?;
         for &i in batch {
             let it = &plan.items[i];
-            if let Some(p) = it.parent.filter(|&p| failed[p]) {
+            // Never register a layer on a parent that is not (Docker's bug
+            // 5.1: a chain naming a layer that does not exist).
+            if let Some(p) = it
+                .parent
+                .filter(|&p| failed[p] || results[p].state != State::Registered)
+            {
                 failed[i] = true;
                 results[i].state = State::Failed;
-                results[i].reason = Some(format!("its parent {} failed", escape_os(&plan.items[p].name)));
+                results[i].reason = Some(format!(
+                    "its parent {} is not registered",
+                    escape_os(&plan.items[p].name)
+                ));
+                engine.note_failure(it, results[i].reason.clone());
                 continue;
             }
             match engine.migrate_item(&plan, i) {
