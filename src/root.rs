@@ -49,6 +49,12 @@ impl Root {
         })
     }
 
+    /// The same ROOT reached through another descriptor of it (a private,
+    /// read-only copy of its mount, see `sys::read_only_noatime_clone`).
+    pub fn through(self, fd: OwnedFd) -> Root {
+        Root { fd, ..self }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

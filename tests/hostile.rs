@@ -560,3 +560,51 @@ fn a_damaged_record_entry_is_refused_before_anything_of_its_item_moves() {
     );
     assert!(root.join("aufs/layers").join(&id).exists());
 }
+
+#[test]
+fn reading_symlinks_through_the_read_only_view_leaves_their_access_times() {
+    if !require_root_and_fuse("reading_symlinks_through_the_read_only_view_leaves_their_access_times") {
+        return;
+    }
+    let (t, root) = scratch();
+    let id = hex_id(27);
+    image(&root, &id, None);
+    let link = root.join("graph").join(&id).join("layer/link");
+    symlink("file", &link).unwrap();
+    let old = libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
+    let times = [
+        old,
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    let c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C path and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) },
+        0
+    );
+    let mp = t.path().join("view");
+    fs::create_dir(&mp).unwrap();
+    let mount = Mount::start(&root, &mp, &["--read-only"], std::time::Duration::from_secs(60));
+    for p in [
+        mp.join("aufs/diff").join(&id).join("link"),
+        mp.join("aufs/mnt").join(&id).join("link"),
+    ] {
+        assert_eq!(fs::read_link(&p).unwrap(), Path::new("file"));
+    }
+    assert_eq!(
+        fs::read(mp.join("aufs/mnt").join(&id).join("link")).unwrap(),
+        id.as_bytes()
+    );
+    mount.unmount();
+    assert_eq!(
+        fs::symlink_metadata(&link).unwrap().atime(),
+        1_000_000,
+        "the view changed a symlink's atime"
+    );
+}

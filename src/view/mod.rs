@@ -116,6 +116,19 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     check_fuse()?;
     raise_nofile_limit();
     let root = Root::open(&opts.root)?;
+    // Serve the read-only view from a private read-only, noatime copy of
+    // ROOT's mount: nothing can be written through it, no access time
+    // changes (symlinks included), and kernel passthrough is safe.
+    let root = match crate::sys::read_only_noatime_clone(root.fd()) {
+        Ok(fd) => root.through(fd),
+        Err(e) => {
+            log::info!(
+                "no private read-only copy of ROOT's mount ({e}): reads use O_NOATIME, \
+                 symlink targets read through the view update their access times"
+            );
+            root
+        }
+    };
     let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
     let record = Record::load(&root)?;
     let t0 = std::time::Instant::now();
