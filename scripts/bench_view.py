@@ -180,7 +180,7 @@ def tree_part(results, mp):
                        "seq_warm_mib_s": seq_warm, "rand4k_mib_s": rand}
 
     measure("native", None)
-    measure("view", tree)
+    measure("view of ROOT as it is", tree)
     ro = os.path.join(WORK, "ro")
     os.makedirs(ro)
     sh("mount", "--bind", tree, ro)
