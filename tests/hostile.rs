@@ -34,6 +34,25 @@ fn item<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no item {id} in {doc}"))
 }
 
+/// Gives a symlink itself an old atime (which relatime would update on any
+/// read of the link).
+fn set_link_atime(link: &Path, secs: i64) {
+    let times = [
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    let c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C path and two timespecs.
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    assert_eq!(r, 0, "utimensat {}", link.display());
+}
+
 fn sha(p: &Path) -> [u8; 32] {
     Sha256::digest(fs::read(p).unwrap()).into()
 }
@@ -391,23 +410,7 @@ fn plan_reads_no_symlink_so_their_access_times_stay() {
     docker18(&root, &id);
     let link = root.join("aufs/diff").join(&id);
     // An old atime: relatime would update it on any read of the link.
-    let old = libc::timespec {
-        tv_sec: 1_000_000,
-        tv_nsec: 0,
-    };
-    let times = [
-        old,
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-    ];
-    let c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid C path and two timespecs.
-    assert_eq!(
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) },
-        0
-    );
+    set_link_atime(&link, 1_000_000);
     run_code(&["plan".as_ref(), root.as_os_str()]).expect_code(0);
     assert_eq!(
         fs::symlink_metadata(&link).unwrap().atime(),
@@ -571,23 +574,7 @@ fn reading_symlinks_through_the_read_only_view_leaves_their_access_times() {
     image(&root, &id, None);
     let link = root.join("graph").join(&id).join("layer/link");
     symlink("file", &link).unwrap();
-    let old = libc::timespec {
-        tv_sec: 1_000_000,
-        tv_nsec: 0,
-    };
-    let times = [
-        old,
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-    ];
-    let c = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid C path and two timespecs.
-    assert_eq!(
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) },
-        0
-    );
+    set_link_atime(&link, 1_000_000);
     let mp = t.path().join("view");
     fs::create_dir(&mp).unwrap();
     let mount = Mount::start(&root, &mp, &["--read-only"], std::time::Duration::from_secs(60));
