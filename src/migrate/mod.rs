@@ -39,6 +39,9 @@ pub struct Engine<'r> {
     pub record: Record,
     faults: Faults,
     failures_changed: bool,
+    /// `.graph2aufs/quarantine/aufs` as an earlier run left it (registrations
+    /// of items it quarantined), opened once.
+    quarantined_aufs: Option<OwnedFd>,
 }
 
 pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
@@ -84,12 +87,15 @@ impl<'r> Engine<'r> {
             sys::ensure_dir(&aufs, sub, 0o755).step(|| format!("creating {r}/aufs/{sub}"))?;
         }
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
+        let quarantined_aufs = sys::open_dir(root.fd(), ".graph2aufs/quarantine/aufs")
+            .step(|| format!("opening {r}/.graph2aufs/quarantine/aufs"))?;
         let engine = Engine {
             root,
             dirs,
             record,
             faults,
             failures_changed: false,
+            quarantined_aufs,
         };
         engine.clean_temporaries()?;
         Ok(engine)
@@ -224,15 +230,13 @@ impl<'r> Engine<'r> {
     /// (and rolling it back) starts from what Docker 1.8 had left.
     fn unquarantine_registrations(&mut self, it: &plan::Item) -> io::Result<()> {
         let Some(id) = &it.id else { return Ok(()) };
-        let Some(q) = sys::open_dir(self.root.fd(), ".graph2aufs/quarantine/aufs")? else {
-            return Ok(());
-        };
+        let Some(q) = &self.quarantined_aufs else { return Ok(()) };
         let mut names = vec![id.to_os_string()];
         if it.kind == ItemKind::Container {
             names.push(id.init_layer().to_os_string());
         }
         for sub in ["diff", "layers", "mnt"] {
-            let Some(qsub) = sys::open_dir(&q, sub)? else { continue };
+            let Some(qsub) = sys::open_dir(q, sub)? else { continue };
             let to = match sub {
                 "diff" => self.diff(),
                 "layers" => self.layers(),

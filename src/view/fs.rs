@@ -228,6 +228,9 @@ impl View {
                 .table
                 .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Entry { dir, name }));
         }
+        if let Some(n) = self.table.existing(&Key::Real(st.st_dev, st.st_ino)) {
+            return Ok(n);
+        }
         let fd = open_path(dir.as_ref(), name)?;
         let st = stat_fd(&fd)?;
         Ok(self.table.lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real {
@@ -293,6 +296,13 @@ impl View {
 
     fn shown_node(&self, parent: &Node, name: &OsStr, shown: Shown) -> io::Result<Arc<Node>> {
         let key = || Key::Child(parent.id, name.to_os_string());
+        // A synthesized node the kernel already knows: no need to build its
+        // backing again (a merged directory opens every branch).
+        if matches!(shown, Shown::Layers(..) | Shown::Init(_) | Shown::Merged(..)) {
+            if let Some(n) = self.table.existing(&key()) {
+                return Ok(n);
+            }
+        }
         Ok(match shown {
             Shown::Hidden => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
             Shown::Data(i) => {
@@ -326,6 +336,13 @@ impl View {
     /// Resolves `name` in `parent`, counting a lookup of the result.
     fn child(&self, parent: &Node, name: &OsStr) -> io::Result<Arc<Node>> {
         let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        // A merged directory the kernel already knows below this one: not
+        // merged again (that opens a directory in every branch).
+        if let Backing::Merged { .. } = parent.backing {
+            if let Some(n) = self.table.existing(&Key::Child(parent.id, name.to_os_string())) {
+                return Ok(n);
+            }
+        }
         match &parent.backing {
             Backing::Real { fd, role } => {
                 let role = *role;

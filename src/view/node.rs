@@ -105,11 +105,8 @@ impl Table {
     /// the backing only when the node is new.
     pub fn lookup(&self, key: Key, make: impl FnOnce() -> Backing) -> Arc<Node> {
         let mut keys = self.keys.lock().expect("the key lock is never poisoned");
-        if let Some(&id) = keys.get(&key) {
-            if let Some(n) = self.get(id) {
-                n.lookups.fetch_add(1, Ordering::SeqCst);
-                return n;
-            }
+        if let Some(n) = self.known(&keys, &key) {
+            return n;
         }
         let id = match &key {
             Key::Real(dev, ino) if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE => *ino,
@@ -126,6 +123,20 @@ impl Table {
             .expect("the table lock is never poisoned")
             .insert(id, (node.clone(), key));
         node
+    }
+
+    /// The node for `key` if the table has it, counting one lookup: lets a
+    /// caller skip building a backing (opening descriptors, merging
+    /// branches) that an existing node already has.
+    pub fn existing(&self, key: &Key) -> Option<Arc<Node>> {
+        let keys = self.keys.lock().expect("the key lock is never poisoned");
+        self.known(&keys, key)
+    }
+
+    fn known(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
+        let n = self.get(*keys.get(key)?)?;
+        n.lookups.fetch_add(1, Ordering::SeqCst);
+        Some(n)
     }
 
     /// The kernel forgets `n` lookups of `id`; the node goes at zero.
