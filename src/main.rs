@@ -171,6 +171,11 @@ fn run(command: Command) -> Result<u8> {
         }),
         Command::Status { root, json, all } => {
             let root = Root::open(&root)?;
+            if let Some(doc) = graph2aufs::view::live_status(&root)? {
+                emit(&doc, json, "live status of", all);
+                let finished = doc.live.as_ref().is_some_and(|l| l.finished);
+                return Ok(u8::from(doc.has_problems() || !finished));
+            }
             root.refuse_if_viewed("status", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);

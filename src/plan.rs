@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 
 /// Item states: one vocabulary everywhere (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Pending,
@@ -40,7 +40,7 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ItemKind {
     Image,
@@ -48,7 +48,7 @@ pub enum ItemKind {
 }
 
 /// Where an item's data is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// `graph/<id>/layer` or `containers/<id>/rw`, to be renamed.
@@ -111,7 +111,7 @@ impl Item {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase", tag = "action", content = "reason")]
 pub enum Repositories {
     /// Neither file exists.
@@ -129,7 +129,7 @@ pub enum Repositories {
     Conflict(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Note {
     pub path: String,
     pub reason: String,

@@ -4,10 +4,10 @@
 use crate::migrate::ItemResult;
 use crate::names::escape_os;
 use crate::plan::{Item, ItemKind, Note, Plan, Repositories, Source, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ItemReport {
     pub kind: ItemKind,
     pub id: String,
@@ -15,7 +15,7 @@ pub struct ItemReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub source: Source,
-    pub action: &'static str,
+    pub action: String,
     pub ours: bool,
 }
 
@@ -33,15 +33,29 @@ pub fn action(it: &Item) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
+/// A read-write view's progress, in the status it keeps while mounted.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct LiveState {
+    pub mountpoint: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started: u64,
+    pub updated: u64,
+    /// Every item is migrated: the view is pure passthrough.
+    pub finished: bool,
+}
+
+#[derive(Serialize, Deserialize)]
 pub struct Document {
     pub root: String,
     pub items: Vec<ItemReport>,
-    pub totals: BTreeMap<&'static str, usize>,
+    pub totals: BTreeMap<String, usize>,
     pub repositories: Repositories,
     pub notes: Vec<Note>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub elapsed_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub live: Option<LiveState>,
 }
 
 impl Document {
@@ -61,7 +75,7 @@ impl Document {
                     state,
                     reason,
                     source: it.source,
-                    action: action(it),
+                    action: action(it).to_string(),
                     ours: it.ours,
                 }
             })
@@ -76,7 +90,7 @@ impl Document {
             State::Quarantined,
             State::Failed,
         ] {
-            totals.insert(s.as_str(), items.iter().filter(|r| r.state == s).count());
+            totals.insert(s.as_str().to_string(), items.iter().filter(|r| r.state == s).count());
         }
         Document {
             root: crate::names::escape_os(root.as_os_str()),
@@ -85,6 +99,7 @@ impl Document {
             repositories: plan.repositories.clone(),
             notes: plan.notes.clone(),
             elapsed_s: None,
+            live: None,
         }
     }
 
@@ -142,6 +157,18 @@ impl Document {
         );
         if let Some(t) = self.elapsed_s {
             println!("  in {t:.3} s");
+        }
+        if let Some(l) = &self.live {
+            println!(
+                "  served by graph2aufs (pid {}) at {}; {}",
+                l.pid,
+                l.mountpoint,
+                if l.finished {
+                    "every item is migrated: the view is pure passthrough"
+                } else {
+                    "migrating in the background"
+                }
+            );
         }
     }
 }

@@ -465,7 +465,7 @@ impl Rollback<'_> {
             let _ = rustix::fs::unlinkat(root.fd(), rel, rustix::fs::AtFlags::REMOVEDIR);
         }
         if let Some(own) = sys::open_dir(root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())? {
-            for f in ["record.json", "lock"] {
+            for f in ["record.json", crate::view::live::STATUS_FILE, "lock"] {
                 let _ = sys::unlink(&own, f);
             }
         }

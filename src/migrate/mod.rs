@@ -437,6 +437,57 @@ impl<'r> Engine<'r> {
         let it = plan.items[i].clone();
         self.unquarantine_registrations(&it)?;
         self.place_data(&it)?;
+        self.register_item(plan, i)
+    }
+
+    /// Migrates one unblocked item under a live view (its parents are
+    /// registered). Where its data cannot move because the directory is
+    /// busy (a mount point: EBUSY), it is registered with a symlink at
+    /// `aufs/diff/<id>` pointing back to it, to be moved later; the answer
+    /// is then why. Any other error is the item's.
+    pub fn migrate_item_live(&mut self, plan: &Plan, i: usize) -> io::Result<Option<String>> {
+        let it = plan.items[i].clone();
+        self.unquarantine_registrations(&it)?;
+        let busy = match self.place_data(&it) {
+            Ok(()) => None,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                self.link_back(&it)?;
+                Some(format!(
+                    "{} is busy ({e}); registered through a symlink, retried later",
+                    it.legacy_path()
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        self.register_item(plan, i)?;
+        Ok(busy)
+    }
+
+    /// A symlink at `aufs/diff/<name>` to the item's legacy directory (by
+    /// ROOT's absolute path, as Docker 1.8 made them), unless one is there.
+    fn link_back(&mut self, it: &plan::Item) -> io::Result<()> {
+        let name = &it.name;
+        if let Kind::Symlink(_) = sys::kind(self.diff(), name)? {
+            return Ok(());
+        }
+        let mut target = self.root.path().as_os_str().to_os_string();
+        target.push("/");
+        target.push(it.legacy_parent_dir());
+        target.push("/");
+        target.push(name);
+        target.push("/");
+        target.push(it.legacy_leaf());
+        let tmp = sys::temp_name(name);
+        let _ = sys::unlink(self.diff(), &tmp);
+        self.faults.step()?;
+        rustix::fs::symlinkat(target.as_os_str(), self.diff(), &tmp)?;
+        self.faults.step()?;
+        sys::rename_noreplace(self.diff(), &tmp, self.diff(), name)
+            .context(|| format!("placing the symlink aufs/diff/{}", escape_os(name)))
+    }
+
+    fn register_item(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
+        let it = &plan.items[i];
         if it.kind == ItemKind::Container {
             self.build_init(plan, i)?;
             let init = it.id.as_ref().expect("unblocked items have ids").init_layer();

@@ -10,9 +10,10 @@ use crate::plan::{ItemKind, Source};
 use crate::sys;
 use crate::union::{Entry, Leaf, Src, UnionDir};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request,
+    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Stat};
 use std::collections::HashMap;
@@ -42,8 +43,12 @@ struct DirEntry {
 pub struct View {
     dirs: Dirs,
     root_fd: Arc<OwnedFd>,
-    transform: Transform,
-    table: Table,
+    pub(super) transform: Arc<Transform>,
+    pub(super) table: Arc<Table>,
+    /// Read-write view: changes pass through to ROOT, and the migrator
+    /// moves items behind it.
+    pub(super) writable: bool,
+    pub(super) live: Option<Arc<super::live::Migrator>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Listings being read by the kernel, chunk by chunk (by directory node
     /// id): there is no open directory handle (see `opendir`).
@@ -157,7 +162,7 @@ fn stat_fd(fd: &OwnedFd) -> io::Result<Stat> {
     Ok(rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
-fn open_path(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+pub(super) fn open_path(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
     Ok(rfs::openat(
         dir,
         name,
@@ -167,20 +172,22 @@ fn open_path(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
 }
 
 impl View {
-    pub fn new(root_fd: OwnedFd, dirs: Dirs, transform: Transform, passthrough: bool) -> io::Result<View> {
+    pub fn new(root_fd: OwnedFd, dirs: Dirs, transform: Arc<Transform>, passthrough: bool) -> io::Result<View> {
         let st = stat_fd(&root_fd)?;
         let main_dev = st.st_dev;
         let synth_time = to_time(st.st_mtime, st.st_mtime_nsec as i64);
-        let table = Table::new(
+        let table = Arc::new(Table::new(
             Backing::Real {
                 fd: Arc::new(root_fd.try_clone()?),
                 role: Role::Root,
             },
             main_dev,
-        );
+        ));
         Ok(View {
             dirs,
             root_fd: Arc::new(root_fd),
+            writable: !transform.read_only,
+            live: None,
             transform,
             table,
             handles: Mutex::new(HashMap::new()),
@@ -194,14 +201,21 @@ impl View {
         })
     }
 
-    fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
+    pub(super) fn node_io(&self, ino: INodeNo) -> io::Result<Arc<Node>> {
+        self.table
+            .get(ino.0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    pub(super) fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
         self.table.get(ino.0).ok_or(Errno::ENOENT)
     }
 
-    fn attr(&self, node: &Node) -> io::Result<FileAttr> {
-        Ok(match &node.backing {
+    pub(super) fn attr(&self, node: &Node) -> io::Result<FileAttr> {
+        Ok(match &*node.backing() {
             Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
             Backing::Entry { dir, name } => attr_of(&entry_stat(dir, name)?, node.id),
+            Backing::Fd { fd } => attr_of(&stat_fd(fd)?, node.id),
             Backing::Dir { role } => synth_attr(node.id, FileType::Directory, role.synth_mode(), 4096, self.synth_time),
             Backing::Empty => synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time),
             Backing::File(bytes) => synth_attr(
@@ -220,7 +234,7 @@ impl View {
         })
     }
 
-    fn real_node(&self, dir: &Arc<OwnedFd>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
+    pub(super) fn real_node(&self, dir: &Arc<OwnedFd>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
         let st = entry_stat(dir, name)?;
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
             let (dir, name) = (dir.clone(), name.to_os_string());
@@ -296,6 +310,9 @@ impl View {
 
     fn shown_node(&self, parent: &Node, name: &OsStr, shown: Shown) -> io::Result<Arc<Node>> {
         let key = || Key::Child(parent.id, name.to_os_string());
+        // In a read-write view, what a pending item's transform makes is
+        // rebound to the disk once the item migrates.
+        let origin = |i: usize| Some(i).filter(|_| self.writable);
         // A synthesized node the kernel already knows: no need to build its
         // backing again (a merged directory opens every branch).
         if matches!(shown, Shown::Layers(..) | Shown::Init(_) | Shown::Merged(..)) {
@@ -312,7 +329,7 @@ impl View {
             Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
             Shown::Registration(d) => self.real_node(&Arc::new(self.aufs_dir(d)?.try_clone()?), name, Role::Plain)?,
             Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
-            Shown::Empty => self.table.lookup(key(), || Backing::Empty),
+            Shown::Empty(i) => self.table.lookup_from(key(), origin(i), || Backing::Empty),
             Shown::Layers(i, init) => {
                 let plan = &self.transform.plan;
                 let bytes = if init {
@@ -320,11 +337,12 @@ impl View {
                 } else {
                     plan.layers_bytes(i)
                 };
-                self.table.lookup(key(), || Backing::File(bytes.into()))
+                self.table.lookup_from(key(), origin(i), || Backing::File(bytes.into()))
             }
             Shown::Init(i) => {
                 let layer = self.init_layer(i)?;
-                self.table.lookup(key(), || Backing::Init { layer, index: None })
+                self.table
+                    .lookup_from(key(), origin(i), || Backing::Init { layer, index: None })
             }
             Shown::Merged(i, init) => {
                 let (dir, top) = self.merged(i, init)?;
@@ -338,12 +356,20 @@ impl View {
         let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
         // A merged directory the kernel already knows below this one: not
         // merged again (that opens a directory in every branch).
-        if let Backing::Merged { .. } = parent.backing {
+        if let Backing::Merged { .. } = *parent.backing() {
             if let Some(n) = self.table.existing(&Key::Child(parent.id, name.to_os_string())) {
                 return Ok(n);
             }
         }
-        match &parent.backing {
+        // A node a pending item's transform made, now maybe rebound to the
+        // disk: the same node id for as long as the kernel keeps it (an
+        // `aufs/mnt/<id>` may be a mount point).
+        if self.writable && parent.origin.is_none() {
+            if let Some(n) = self.table.existing(&Key::Child(parent.id, name.to_os_string())) {
+                return Ok(n);
+            }
+        }
+        match &*parent.backing() {
             Backing::Real { fd, role } => {
                 let role = *role;
                 match self.transform.shown(role, name) {
@@ -360,7 +386,7 @@ impl View {
                 None => Err(enoent()),
             },
             Backing::Empty | Backing::File(_) => Err(enoent()),
-            Backing::Entry { .. } => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            Backing::Entry { .. } | Backing::Fd { .. } => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
             Backing::Init { layer, index } => {
                 let mut path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
                 path.push(name.to_os_string());
@@ -368,9 +394,8 @@ impl View {
                 let layer = layer.clone();
                 Ok(self
                     .table
-                    .lookup(Key::Child(parent.id, name.to_os_string()), || Backing::Init {
-                        layer,
-                        index: Some(i),
+                    .lookup_from(Key::Child(parent.id, name.to_os_string()), parent.origin, || {
+                        Backing::Init { layer, index: Some(i) }
                     }))
             }
             Backing::Merged { dir, .. } => match dir.lookup(name)?.ok_or_else(enoent)? {
@@ -417,7 +442,7 @@ impl View {
                 _ => FileType::Directory,
             }
         };
-        match &node.backing {
+        match &*node.backing() {
             Backing::Real { fd, role } => {
                 let mut names = std::collections::HashSet::new();
                 for (name, ft, ino) in sys::list_dir_inos(fd)? {
@@ -460,7 +485,7 @@ impl View {
                     });
                 }
             }
-            Backing::Empty | Backing::File(_) | Backing::Entry { .. } => {}
+            Backing::Empty | Backing::File(_) | Backing::Entry { .. } | Backing::Fd { .. } => {}
             Backing::Init { layer, index } => {
                 let path = index.map(|i| layer.entries[i].path.clone()).unwrap_or_default();
                 for i in layer.children(&path) {
@@ -514,18 +539,86 @@ impl View {
         self.listings.lock().expect("never poisoned").remove(&ino.0);
     }
 
+    /// The backing file of an open handle.
+    pub(super) fn handle_file(&self, fh: u64) -> Option<Arc<File>> {
+        let handles = self.handles.lock().expect("never poisoned");
+        handles.get(&fh).map(|Handle::File { file, .. }| file.clone())
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
         self.handles.lock().expect("never poisoned").insert(fh, h);
         fh
     }
 
-    fn backing_id(&self, ino: u64, reply: &ReplyOpen, file: &File) -> Option<Arc<fuser::BackingId>> {
+    /// Page cache flags of a file served by graph2aufs (no passthrough):
+    /// the read-only view never changes, so its pages stay valid.
+    fn cache_flags(&self) -> FopenFlags {
+        if self.writable {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        }
+    }
+
+    /// Opens node `ino`'s file for the kernel: a handle, and the backing id
+    /// to pass its data through the kernel (one per inode, shared by all
+    /// its opens) where passthrough is on. A synthesized file opened for
+    /// reading has no handle (its bytes are the node's); opened for writing,
+    /// its item migrates first.
+    pub(super) fn open_file(
+        &self,
+        ino: INodeNo,
+        flags: i32,
+        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
+        let node = if flags & WRITE_FLAGS != 0 {
+            if !self.writable {
+                return Err(io::Error::from_raw_os_error(libc::EROFS));
+            }
+            self.writable_node(ino)?
+        } else {
+            self.node_io(ino)?
+        };
+        let file = match &*node.backing() {
+            Backing::Entry { dir, name } => open_entry(dir, name, flags, self.writable)?,
+            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
+            Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
+            _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
+        };
+        self.add_file(node.id, file, open_backing)
+    }
+
+    /// A handle for an open file, with its inode's backing id.
+    pub(super) fn add_file(
+        &self,
+        ino: u64,
+        file: File,
+        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
+        let backing = if self.passthrough {
+            self.backing_id(ino, open_backing, &file)
+        } else {
+            None
+        };
+        let fh = self.add_handle(Handle::File {
+            file: Arc::new(file),
+            _backing: backing.clone(),
+        });
+        Ok((fh, backing))
+    }
+
+    fn backing_id(
+        &self,
+        ino: u64,
+        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+        file: &File,
+    ) -> Option<Arc<fuser::BackingId>> {
         let mut map = self.backing.lock().expect("never poisoned");
         if let Some(id) = map.get(&ino).and_then(|w| w.upgrade()) {
             return Some(id);
         }
-        match reply.open_backing(file) {
+        match open_backing(file) {
             Ok(id) => {
                 let id = Arc::new(id);
                 map.insert(ino, Arc::downgrade(&id));
@@ -544,10 +637,11 @@ impl View {
 /// directory its topmost branch's directory (as aufs shows them); and
 /// whether the path's last component must be followed (a magic link to a
 /// directory) or not (a name in a directory, maybe a symlink).
-fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
-    match &node.backing {
+pub(super) fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
+    match &*node.backing() {
         Backing::Real { fd, .. } => Some((proc_path(fd.as_ref()).into(), true)),
         Backing::Entry { dir, name } => Some((std::path::Path::new(&proc_path(dir.as_ref())).join(name), false)),
+        Backing::Fd { fd } => Some((proc_path(fd.as_ref()).into(), true)),
         Backing::Merged { dir, .. } => match dir.parts.first().map(|p| &p.src) {
             Some(Src::Real(fd)) => Some((proc_path(fd.as_ref()).into(), true)),
             _ => None,
@@ -556,11 +650,21 @@ fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
     }
 }
 
-/// Opens a real file for reading, without updating its atime.
-fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32) -> io::Result<File> {
-    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
-    let flags = OFlags::from_bits_retain((flags & keep) as u32) | OFlags::NOFOLLOW;
-    Ok(File::from(sys::open_noatime(dir, name, flags)?))
+/// Opens a real file (`name` in `dir`, or with an empty name the
+/// descriptor's own file), for reading without updating its atime; in a
+/// read-write view also for writing.
+fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32, writable: bool) -> io::Result<File> {
+    let mut keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
+    if writable {
+        keep |= libc::O_TRUNC;
+    }
+    let flags = OFlags::from_bits_retain((flags & keep) as u32) | OFlags::CLOEXEC;
+    if name.is_empty() {
+        // The descriptor's own file, through its magic link.
+        let fd = rfs::open(proc_path(dir), flags, Mode::empty())?;
+        return Ok(File::from(fd));
+    }
+    Ok(File::from(sys::open_noatime(dir, name, flags | OFlags::NOFOLLOW)?))
 }
 
 const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND;
@@ -576,6 +680,13 @@ impl Filesystem for View {
         ] {
             if config.add_capabilities(flag).is_err() {
                 log::debug!("the kernel does not offer {flag:?}");
+            }
+        }
+        if self.writable {
+            for flag in [InitFlags::FUSE_ATOMIC_O_TRUNC, InitFlags::FUSE_BIG_WRITES] {
+                if config.add_capabilities(flag).is_err() {
+                    log::debug!("the kernel does not offer {flag:?}");
+                }
             }
         }
         if self.passthrough {
@@ -615,8 +726,12 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match &node.backing {
+        match &*node.backing() {
             Backing::Entry { dir, name } => match sys::readlink(dir.as_ref(), name) {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(e)),
+            },
+            Backing::Fd { fd } => match sys::readlink(fd.as_ref(), "") {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno(e)),
             },
@@ -625,45 +740,14 @@ impl Filesystem for View {
                 _ => reply.error(Errno::EINVAL),
             },
             _ => reply.error(Errno::EINVAL),
-        }
+        };
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & WRITE_FLAGS != 0 {
-            return reply.error(Errno::EROFS);
-        }
-        let node = match self.node(ino) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        match &node.backing {
-            Backing::Entry { dir, name } => {
-                let file = match open_entry(dir, name, flags.0) {
-                    Ok(f) => f,
-                    Err(e) => return reply.error(errno(e)),
-                };
-                let backing = if self.passthrough {
-                    self.backing_id(node.id, &reply, &file)
-                } else {
-                    None
-                };
-                let file = Arc::new(file);
-                match backing {
-                    Some(id) => {
-                        let fh = self.add_handle(Handle::File {
-                            file,
-                            _backing: Some(id.clone()),
-                        });
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id);
-                    }
-                    None => {
-                        let fh = self.add_handle(Handle::File { file, _backing: None });
-                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
-                    }
-                }
-            }
-            Backing::File(_) | Backing::Init { .. } => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            _ => reply.error(Errno::EISDIR),
+        match self.open_file(ino, flags.0, |f| reply.open_backing(f)) {
+            Ok((fh, Some(id))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+            Ok((fh, None)) => reply.opened(FileHandle(fh), self.cache_flags()),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -678,11 +762,7 @@ impl Filesystem for View {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = match self.handles.lock().expect("never poisoned").get(&fh.0) {
-            Some(Handle::File { file, .. }) => Some(file.clone()),
-            _ => None,
-        };
-        if let Some(file) = file {
+        if let Some(file) = self.handle_file(fh.0) {
             let mut buf = vec![0u8; size as usize];
             let mut done = 0;
             while done < buf.len() {
@@ -695,7 +775,7 @@ impl Filesystem for View {
             }
             return reply.data(&buf[..done]);
         }
-        match self.node(ino).map(|n| match &n.backing {
+        match self.node(ino).map(|n| match &*n.backing() {
             Backing::File(bytes) => {
                 let start = (offset as usize).min(bytes.len());
                 let end = (start + size as usize).min(bytes.len());
@@ -861,11 +941,194 @@ impl Filesystem for View {
         }
     }
 
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0)) {
+            Ok(a) => reply.attr(&self.ttl, &a),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.entry_reply(self.do_mknod(req, parent, name, mode, rdev), reply)
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        self.entry_reply(self.do_mkdir(req, parent, name, mode), reply)
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        self.entry_reply(self.do_symlink(req, parent, link_name, target), reply)
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        self.entry_reply(self.do_link(ino, newparent, newname), reply)
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty_reply(self.do_unlink(parent, name, false), reply)
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty_reply(self.do_unlink(parent, name, true), reply)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        empty_reply(self.do_rename(parent, name, newparent, newname, flags), reply)
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(req, parent, name, mode, flags, |f| reply.open_backing(f)) {
+            Ok((attr, fh, Some(id))) => reply.created_passthrough(
+                &self.ttl,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &id,
+            ),
+            Ok((attr, fh, None)) => reply.created(&self.ttl, &attr, Generation(0), FileHandle(fh), self.cache_flags()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(file) = self.handle_file(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        match file.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let r = match self.handle_file(fh.0) {
+            Some(f) if datasync => f.sync_data(),
+            Some(f) => f.sync_all(),
+            None => Ok(()),
+        };
+        empty_reply(r, reply)
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        empty_reply(self.do_fsyncdir(ino, datasync), reply)
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(file) = self.handle_file(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let r = rfs::fallocate(
+            &*file,
+            rfs::FallocateFlags::from_bits_retain(mode as u32),
+            offset,
+            length,
+        );
+        empty_reply(r.map_err(io::Error::from), reply)
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        empty_reply(self.do_setxattr(ino, name, value, flags), reply)
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty_reply(self.do_removexattr(ino, name), reply)
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        if mask.bits() & libc::W_OK != 0 {
+        if mask.bits() & libc::W_OK != 0 && !self.writable {
             reply.error(Errno::EROFS)
         } else {
             reply.ok()
+        }
+    }
+}
+
+fn empty_reply(r: io::Result<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+impl View {
+    fn entry_reply(&self, r: io::Result<FileAttr>, reply: ReplyEntry) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 }

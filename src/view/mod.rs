@@ -3,11 +3,14 @@
 //! usable, and unmounts cleanly on SIGINT/SIGTERM or an external umount.
 
 pub mod fs;
+pub mod live;
 pub mod node;
 pub mod transform;
+mod write;
 
 use crate::error::{Error, Result, Step};
 use crate::legacy::{self, Dirs};
+use crate::migrate::{Engine, Faults};
 use crate::plan;
 use crate::record::Record;
 use crate::root::{viewed_by_graph2aufs, Root};
@@ -103,60 +106,85 @@ fn raise_nofile_limit() {
 
 /// `graph2aufs mount`.
 pub fn mount(opts: MountOptions) -> Result<u8> {
-    if !opts.read_only {
-        return Err(Error::Usage(
-            "read-write mounts (live migration) are not available in this version; \
-             mount with --read-only, or migrate offline with `graph2aufs migrate`"
-                .into(),
-        ));
-    }
     if opts.daemon {
         return daemonize(&opts);
     }
     check_fuse()?;
     raise_nofile_limit();
     let root = Root::open(&opts.root)?;
-    // Serve the read-only view from a private read-only, noatime copy of
-    // ROOT's mount: nothing can be written through it, no access time
-    // changes (symlinks included), and kernel passthrough is safe.
-    let root = match crate::sys::read_only_noatime_clone(root.fd()) {
-        Ok(fd) => root.through(fd),
-        Err(e) => {
-            log::info!(
-                "no private read-only copy of ROOT's mount ({e}): reads use O_NOATIME, \
-                 symlink targets read through the view update their access times"
-            );
-            root
+    let root = if opts.read_only {
+        // Serve the read-only view from a private read-only, noatime copy
+        // of ROOT's mount: nothing can be written through it, no access
+        // time changes (symlinks included), and kernel passthrough is safe.
+        match crate::sys::read_only_noatime_clone(root.fd()) {
+            Ok(fd) => root.through(fd),
+            Err(e) => {
+                log::info!(
+                    "no private read-only copy of ROOT's mount ({e}): reads use O_NOATIME, \
+                     symlink targets read through the view update their access times"
+                );
+                root
+            }
         }
+    } else {
+        root.refuse_if_viewed("a read-write mount", true)?;
+        root
     };
     let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
-    let record = Record::load(&root)?;
     let t0 = std::time::Instant::now();
-    let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
-    let t1 = std::time::Instant::now();
-    let plan = plan::plan(&scan, &record);
-    let counts = plan.counts();
-    let t2 = std::time::Instant::now();
-    let transform = transform::Transform::new(&scan, plan, opts.read_only);
-    log::debug!("scan {:?}, plan {:?}, transform {:?}", t1 - t0, t2 - t1, t2.elapsed());
-    let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
-    let root_fd = root_fd(&root)?;
-    let passthrough = !opts.no_passthrough && (!opts.read_only || fs::atime_safe(&root_fd));
-    let view = fs::View::new(root_fd, dirs, transform, passthrough)
-        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    let (view, counts, migrator, _lock) = if opts.read_only {
+        let record = Record::load(&root)?;
+        let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
+        let plan = plan::plan(&scan, &record);
+        let counts = plan.counts();
+        let transform = transform::Transform::new(&scan, plan, true);
+        let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
+        let root_fd = root_fd(&root)?;
+        let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
+        let view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
+            .step(|| format!("preparing the view of {}", root.path().display()))?;
+        (view, counts, None, None)
+    } else {
+        let root: &'static Root = Box::leak(Box::new(root));
+        let lock = root.lock()?;
+        let (engine, scan, plan) = prepare_live(root)?;
+        let counts = plan.counts();
+        let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
+        let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
+        let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
+            .step(|| format!("preparing the view of {}", root.path().display()))?;
+        let m = std::sync::Arc::new(live::Migrator::new(
+            root,
+            engine,
+            transform,
+            view.table.clone(),
+            &mountpoint,
+        ));
+        view.live = Some(m.clone());
+        // Modes arrive with the caller's umask applied by the kernel.
+        rustix::process::umask(Mode::empty());
+        (view, counts, Some(m), Some(lock))
+    };
+    log::debug!("view prepared in {:?}", t0.elapsed());
+    let root_path = opts.root.clone();
     let mut config = Config::default();
     config.mount_options = vec![
         // The source names ROOT, so that commands on ROOT find the view
         // wherever it is mounted (see `root::viewed_by_graph2aufs`).
-        MountOption::FSName(format!("graph2aufs:{}", root.path().display())),
+        MountOption::FSName(format!(
+            "graph2aufs:{}",
+            std::fs::canonicalize(&root_path).unwrap_or(root_path).display()
+        )),
         MountOption::Subtype("graph2aufs".into()),
         MountOption::DefaultPermissions,
-        MountOption::NoAtime,
     ];
     if opts.read_only {
-        config.mount_options.push(MountOption::RO);
+        config.mount_options.extend([MountOption::RO, MountOption::NoAtime]);
+    } else {
+        // Containers need device nodes and setuid binaries from their layers.
+        config.mount_options.extend([MountOption::Dev, MountOption::Suid]);
     }
-    config.acl = if opts.allow_other {
+    config.acl = if opts.allow_other || !opts.read_only {
         SessionACL::All
     } else {
         SessionACL::Owner
@@ -172,6 +200,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         )),
         _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
     })?;
+    if let Some(m) = &migrator {
+        m.set_notifier(session.notifier());
+    }
     let mut unmounter = session.unmount_callable();
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .step(|| "installing signal handlers".into())?;
@@ -192,16 +223,26 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         counts.values().sum::<usize>(),
         counts.get(&plan::State::Quarantined).copied().unwrap_or(0)
     );
+    let mode = if opts.read_only {
+        "read-only"
+    } else {
+        "read-write, migrating in the background"
+    };
+    let background = migrator.clone();
     std::thread::spawn(move || {
         // The first stat waits for the kernel's INIT to be answered: from
         // then on the view is usable.
         match std::fs::metadata(&mp) {
             Ok(_) => {
-                log::info!("view of {desc} mounted at {} (read-only)", mp.display());
+                log::info!("view of {desc} mounted at {} ({mode})", mp.display());
                 if let Some(fd) = ready_fd {
                     // SAFETY: the parent passed us this descriptor for this sole use.
                     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
                     let _ = f.write_all(b"ready\n");
+                }
+                if let Some(m) = background {
+                    m.write_status();
+                    m.run();
                 }
             }
             Err(e) => log::error!("the view at {} does not answer: {e}", mp.display()),
@@ -209,9 +250,73 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     });
     let result = session.run();
     handle.close();
+    if let Some(m) = &migrator {
+        m.stop();
+        m.unmounted();
+    }
     result.step(|| format!("serving the view at {}", mountpoint.display()))?;
     log::info!("unmounted {}", mountpoint.display());
     Ok(0)
+}
+
+/// Before a read-write view is mounted: the migration engine opened (the
+/// aufs directories exist, leftovers of a crash are gone), and the blocked
+/// items quarantined (out of the daemon's way at once; usually few), then
+/// ROOT read again as it now is.
+fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, plan::Plan)> {
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &record);
+    let mut engine = Engine::open(root, record, Faults::from_env())?;
+    let mut blocked = Vec::new();
+    for (i, it) in plan.items.iter().enumerate() {
+        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
+        if it.blocked() && (it.legacy_present || registered()) {
+            blocked.push(i);
+        }
+    }
+    let set_aside = matches!(plan.repositories, plan::Repositories::SetAside(_));
+    if blocked.is_empty() && !set_aside {
+        return Ok((engine, scan, plan));
+    }
+    engine.claim(&plan, &blocked)?;
+    for &i in &blocked {
+        if let Err(e) = engine.quarantine(&plan, i) {
+            log::error!("{}: could not be quarantined: {e}", plan.items[i].legacy_path());
+        }
+    }
+    if set_aside {
+        engine.rename_repositories(&plan)?;
+    }
+    engine.sync()?;
+    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &engine.record);
+    Ok((engine, scan, plan))
+}
+
+/// `status` of a ROOT a read-write view serves: the progress the view keeps
+/// under `.graph2aufs/` (read through the view, which passes it through).
+/// `None` where no live view serves ROOT.
+pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
+    let Some(mp) = viewed_by_graph2aufs(root.path()) else {
+        return Ok(None);
+    };
+    let file = mp.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Env(format!(
+                "{} is shown by a read-only graph2aufs view at {} (it migrates nothing); \
+                 unmount it to see the status of the disk",
+                root.path().display(),
+                mp.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Env(format!("{} is not a graph2aufs status: {e}", file.display())))
 }
 
 fn root_fd(root: &Root) -> Result<OwnedFd> {

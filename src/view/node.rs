@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// Node ids graph2aufs allocates start here, far above any real `st_ino`.
 const SYNTHETIC_BASE: u64 = 1 << 62;
@@ -28,6 +28,9 @@ pub enum Backing {
     /// descriptor limit. (The read-only view never changes, so the name
     /// stays right.)
     Entry { dir: Arc<OwnedFd>, name: OsString },
+    /// A real non-directory held by its own `O_PATH` descriptor (read-write
+    /// view): one whose name was removed or renamed while the kernel kept it.
+    Fd { fd: Arc<OwnedFd> },
     /// A directory graph2aufs adds (its children come from the transform).
     Dir { role: Role },
     /// An empty directory (a mount point, a never-started container's rw).
@@ -56,8 +59,23 @@ pub enum Top {
 #[derive(Debug)]
 pub struct Node {
     pub id: u64,
-    pub backing: Backing,
+    backing: RwLock<Backing>,
+    /// The pending item whose transform made this node (read-write view):
+    /// a change to it migrates that item first.
+    pub origin: Option<usize>,
     lookups: AtomicU64,
+}
+
+impl Node {
+    pub fn backing(&self) -> RwLockReadGuard<'_, Backing> {
+        self.backing.read().expect("a backing lock is never poisoned")
+    }
+
+    /// Serves this node from elsewhere from now on (same id: the kernel
+    /// sees no change).
+    pub fn rebind(&self, backing: Backing) {
+        *self.backing.write().expect("a backing lock is never poisoned") = backing;
+    }
 }
 
 /// Identity of a node for reuse across lookups: a real inode by device and
@@ -74,13 +92,17 @@ pub struct Table {
     next: AtomicU64,
     /// ROOT's device: its inodes keep their own numbers.
     main_dev: u64,
+    /// Nodes made by each pending item's transform, to rebind when it
+    /// migrates.
+    made_by: Mutex<HashMap<usize, Vec<u64>>>,
 }
 
 impl Table {
     pub fn new(root: Backing, main_dev: u64) -> Table {
         let node = Arc::new(Node {
             id: ROOT_ID,
-            backing: root,
+            backing: RwLock::new(root),
+            origin: None,
             lookups: AtomicU64::new(1),
         });
         let mut nodes = HashMap::new();
@@ -90,6 +112,7 @@ impl Table {
             keys: Mutex::new(HashMap::new()),
             next: AtomicU64::new(SYNTHETIC_BASE),
             main_dev,
+            made_by: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,19 +127,38 @@ impl Table {
     /// Finds or adds the node for `key`, counting one lookup; `make` builds
     /// the backing only when the node is new.
     pub fn lookup(&self, key: Key, make: impl FnOnce() -> Backing) -> Arc<Node> {
+        self.lookup_from(key, None, make)
+    }
+
+    /// [`Table::lookup`] of a node made by item `origin`'s transform.
+    pub fn lookup_from(&self, key: Key, origin: Option<usize>, make: impl FnOnce() -> Backing) -> Arc<Node> {
         let mut keys = self.keys.lock().expect("the key lock is never poisoned");
         if let Some(n) = self.known(&keys, &key) {
             return n;
         }
         let id = match &key {
-            Key::Real(dev, ino) if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE => *ino,
+            // (Unless a node of an earlier inode of that number lives on.)
+            Key::Real(dev, ino)
+                if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE && self.get(*ino).is_none() =>
+            {
+                *ino
+            }
             _ => self.next.fetch_add(1, Ordering::SeqCst),
         };
         let node = Arc::new(Node {
             id,
-            backing: make(),
+            backing: RwLock::new(make()),
+            origin,
             lookups: AtomicU64::new(1),
         });
+        if let Some(i) = origin {
+            self.made_by
+                .lock()
+                .expect("never poisoned")
+                .entry(i)
+                .or_default()
+                .push(id);
+        }
         keys.insert(key.clone(), id);
         self.nodes
             .write()
@@ -139,6 +181,41 @@ impl Table {
         Some(n)
     }
 
+    /// The node for `key`, without counting a lookup.
+    pub fn peek(&self, key: &Key) -> Option<Arc<Node>> {
+        let keys = self.keys.lock().expect("the key lock is never poisoned");
+        self.get(*keys.get(key)?)
+    }
+
+    /// The key a node was made under.
+    pub fn key_of(&self, id: u64) -> Option<Key> {
+        self.nodes
+            .read()
+            .expect("the table lock is never poisoned")
+            .get(&id)
+            .map(|(_, k)| k.clone())
+    }
+
+    /// The name `key` no longer leads to its node (removed or renamed
+    /// away); the node lives on while the kernel holds it.
+    pub fn unkey(&self, key: &Key) {
+        self.keys.lock().expect("the key lock is never poisoned").remove(key);
+    }
+
+    /// The nodes item `i`'s transform made, with their keys, oldest (so
+    /// parents) first; forgets the list.
+    pub fn take_made_by(&self, i: usize) -> Vec<(Arc<Node>, Key)> {
+        let mut ids = self
+            .made_by
+            .lock()
+            .expect("never poisoned")
+            .remove(&i)
+            .unwrap_or_default();
+        ids.sort_unstable();
+        let nodes = self.nodes.read().expect("the table lock is never poisoned");
+        ids.iter().filter_map(|id| nodes.get(id).cloned()).collect()
+    }
+
     /// The kernel forgets `n` lookups of `id`; the node goes at zero.
     pub fn forget(&self, id: u64, n: u64) {
         if id == ROOT_ID {
@@ -157,7 +234,9 @@ impl Table {
         };
         if gone {
             if let Some((_, key)) = nodes.remove(&id) {
-                keys.remove(&key);
+                if keys.get(&key) == Some(&id) {
+                    keys.remove(&key);
+                }
             }
         }
     }

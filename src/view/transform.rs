@@ -8,6 +8,7 @@ use crate::plan::{ItemKind, Plan, Repositories, Source};
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What a directory of the view is, for the transform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +69,13 @@ impl Role {
     }
 }
 
+/// Pending work a change through the view must wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    Item(usize),
+    Repositories,
+}
+
 /// What the view shows under a name instead of (or besides) the disk.
 #[derive(Debug, Clone)]
 pub enum Shown {
@@ -82,8 +90,9 @@ pub enum Shown {
     Registration(AufsDir),
     /// A directory graph2aufs synthesizes, shown only where the disk has none.
     Dir(Role),
-    /// An empty directory (a never-started container's rw layer; a mount point).
-    Empty,
+    /// An empty directory (a never-started container's rw layer; a mount
+    /// point) of item `usize`.
+    Empty(usize),
     /// The exact bytes of a `layers/` file: of item `usize`, or of its init
     /// layer.
     Layers(usize, bool),
@@ -101,9 +110,23 @@ impl Shown {
     }
 }
 
+/// How far a pending item of a read-write view has come (the view shows
+/// the same at every step; what changes is where it reads from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Progress {
+    Pending = 0,
+    /// Registered, its data still in its legacy place (a symlink fallback
+    /// at `aufs/diff/<id>`).
+    Registered = 1,
+    /// Data in `aufs/diff/<id>` and registered: the disk is the view.
+    Done = 2,
+}
+
 pub struct Transform {
     pub plan: Plan,
     pub read_only: bool,
+    progress: Vec<AtomicU8>,
+    repositories_done: AtomicBool,
     items: HashMap<(ItemKind, OsString), usize>,
     diff: HashMap<OsString, Shown>,
     layers: HashMap<OsString, Shown>,
@@ -175,7 +198,7 @@ impl Transform {
                     diff.insert(it.name.clone(), Shown::Data(i));
                 }
                 Source::Empty if places.native == Kind::Missing => {
-                    diff.insert(it.name.clone(), Shown::Empty);
+                    diff.insert(it.name.clone(), Shown::Empty(i));
                 }
                 _ => {}
             }
@@ -193,7 +216,7 @@ impl Transform {
                 if read_only {
                     mnt.insert(name, Shown::Merged(i, init));
                 } else if p.mnt != Kind::Dir {
-                    mnt.insert(name, Shown::Empty);
+                    mnt.insert(name, Shown::Empty(i));
                 }
             };
             register(it.name.clone(), places, false);
@@ -220,6 +243,12 @@ impl Transform {
             root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
         }
         Transform {
+            progress: plan
+                .items
+                .iter()
+                .map(|_| AtomicU8::new(Progress::Pending as u8))
+                .collect(),
+            repositories_done: AtomicBool::new(false),
             plan,
             read_only,
             items,
@@ -234,6 +263,65 @@ impl Transform {
 
     fn item(&self, kind: ItemKind, name: &OsStr) -> Option<usize> {
         self.items.get(&(kind, name.to_os_string())).copied()
+    }
+
+    pub fn progress(&self, i: usize) -> Progress {
+        match self.progress[i].load(Ordering::Acquire) {
+            0 => Progress::Pending,
+            1 => Progress::Registered,
+            _ => Progress::Done,
+        }
+    }
+
+    /// Item `i` has come this far on the disk: the view stops synthesizing
+    /// what the disk now has.
+    pub fn set_progress(&self, i: usize, p: Progress) {
+        self.progress[i].store(p as u8, Ordering::Release);
+    }
+
+    pub fn repositories_done(&self) -> bool {
+        self.repositories_done.load(Ordering::Acquire)
+    }
+
+    pub fn set_repositories_done(&self) {
+        self.repositories_done.store(true, Ordering::Release);
+    }
+
+    /// Whether a transformed entry still differs from the disk.
+    fn live(&self, s: &Shown) -> bool {
+        let at_least = |i: usize, p: Progress| self.progress(i) >= p;
+        match s {
+            Shown::Data(i) => !at_least(*i, Progress::Done),
+            Shown::Empty(i) | Shown::Layers(i, _) | Shown::Init(i) => !at_least(*i, Progress::Registered),
+            Shown::Repositories => !self.repositories_done(),
+            _ => true,
+        }
+    }
+
+    /// The pending work a change of `name` in a directory of role `parent`
+    /// must wait for: the item (or `repositories`) whose transformed entry
+    /// it touches. Reads never call this.
+    pub fn touched(&self, parent: Role, name: &OsStr) -> Option<Touch> {
+        let b = name.as_encoded_bytes();
+        let item = match parent {
+            Role::Root if (b == b"repositories" || b == b"repositories-aufs") => {
+                return (self.plan.repositories == Repositories::Rename && !self.repositories_done())
+                    .then_some(Touch::Repositories)
+            }
+            Role::Graph => self.item(ItemKind::Image, name),
+            Role::Containers => self.item(ItemKind::Container, name),
+            Role::Image(i) | Role::Container(i) => Some(i).filter(|_| b == self.plan.items[i].legacy_leaf().as_bytes()),
+            Role::Diff | Role::Layers | Role::Mnt => {
+                let base = b.strip_suffix(b"-init").unwrap_or(b);
+                // SAFETY: a suffix of ASCII bytes was cut from valid OsStr bytes.
+                let base = unsafe { OsStr::from_encoded_bytes_unchecked(base) };
+                self.item(ItemKind::Image, base)
+                    .or_else(|| self.item(ItemKind::Container, base))
+            }
+            _ => None,
+        }?;
+        let it = &self.plan.items[item];
+        (!it.blocked() && self.progress(item) < Progress::Done).then_some(Touch::Item(item))
     }
 
     /// The role of a real or synthesized directory `name` inside `parent`.
@@ -270,13 +358,19 @@ impl Transform {
     /// What the view shows for `name` in a directory of role `parent`
     /// (`None`: whatever the disk has).
     pub fn shown(&self, parent: Role, name: &OsStr) -> Option<Shown> {
+        self.shown_now(parent, name).filter(|s| self.live(s))
+    }
+
+    fn shown_now(&self, parent: Role, name: &OsStr) -> Option<Shown> {
         let b = name.as_encoded_bytes();
         match parent {
             Role::Plain => None,
+            Role::Root if self.repositories_done() && b.starts_with(b"repositories") => None,
             Role::Root => self.root.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()),
             Role::Image(i) | Role::Container(i) => {
                 let leaf = self.plan.items[i].legacy_leaf();
-                (b == leaf.as_bytes() && self.plan.items[i].legacy_present).then_some(Shown::Hidden)
+                (b == leaf.as_bytes() && self.plan.items[i].legacy_present && self.progress(i) < Progress::Done)
+                    .then_some(Shown::Hidden)
             }
             Role::Diff | Role::Layers if b.starts_with(TMP_PREFIX) => Some(Shown::Hidden),
             Role::Diff => self.diff.get(name).cloned(),
@@ -321,6 +415,12 @@ impl Transform {
     /// Names the view adds to a directory of role `parent` (besides the
     /// disk's, which `shown` may hide or replace).
     pub fn added(&self, parent: Role) -> Vec<(OsString, Shown)> {
+        let mut v = self.added_now(parent);
+        v.retain(|(_, s)| self.live(s));
+        v
+    }
+
+    fn added_now(&self, parent: Role) -> Vec<(OsString, Shown)> {
         let from = |m: &HashMap<OsString, Shown>| {
             let mut v: Vec<(OsString, Shown)> = m
                 .iter()

@@ -1,0 +1,371 @@
+//! Background migration under a read-write view: the engine's rules, item by
+//! item, parents first, while the view keeps showing the same tree. A change
+//! through the view that touches a pending item's transformed entries
+//! migrates that item first ([`Migrator::migrate`]). After each item the
+//! view's synthesized nodes of it are rebound to what is now on the disk
+//! (same node ids: the kernel notices nothing).
+
+use super::node::{Backing, Key, Table};
+use super::transform::{Progress, Transform};
+use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
+use crate::names::escape_os;
+use crate::plan::State;
+use crate::report::{Document, LiveState};
+use crate::root::Root;
+use crate::sys;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where `status` finds a live mount's progress (under `.graph2aufs/`).
+pub const STATUS_FILE: &str = "status.json";
+
+pub struct Migrator {
+    root: &'static Root,
+    engine: Mutex<Engine<'static>>,
+    transform: Arc<Transform>,
+    table: Arc<Table>,
+    results: Mutex<Vec<ItemResult>>,
+    /// Nodes whose cached attributes the kernel must drop (sent from a
+    /// thread of its own: never from a request being served).
+    invalidate: Mutex<Option<mpsc::Sender<u64>>>,
+    stop: AtomicBool,
+    mountpoint: String,
+    started: SystemTime,
+}
+
+fn other(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+impl Migrator {
+    pub fn new(
+        root: &'static Root,
+        engine: Engine<'static>,
+        transform: Arc<Transform>,
+        table: Arc<Table>,
+        mountpoint: &std::path::Path,
+    ) -> Migrator {
+        let results = transform
+            .plan
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, it)| ItemResult {
+                index,
+                state: it.state,
+                reason: it.reason.clone(),
+            })
+            .collect();
+        Migrator {
+            root,
+            engine: Mutex::new(engine),
+            transform,
+            table,
+            results: Mutex::new(results),
+            invalidate: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            mountpoint: mountpoint.display().to_string(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// Starts the thread that asks the kernel to drop cached attributes of
+    /// rebound nodes.
+    pub fn set_notifier(&self, notifier: fuser::Notifier) {
+        let (tx, rx) = mpsc::channel::<u64>();
+        std::thread::spawn(move || {
+            for ino in rx {
+                if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                    log::debug!("invalidating node {ino}: {e}");
+                }
+            }
+        });
+        *self.invalidate.lock().expect("never poisoned") = Some(tx);
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn set_result(&self, i: usize, state: State, reason: Option<String>) {
+        let mut r = self.results.lock().expect("never poisoned");
+        r[i].state = state;
+        r[i].reason = reason;
+    }
+
+    /// Migrates item `i` now, unless it is done (or blocked: quarantined
+    /// before the view was mounted). An item registered with a symlink
+    /// fallback is tried again; if it is still busy, the answer is EBUSY.
+    pub fn migrate(&self, i: usize) -> io::Result<()> {
+        let it = &self.transform.plan.items[i];
+        if it.blocked() || self.transform.progress(i) == Progress::Done {
+            return Ok(());
+        }
+        let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
+        self.migrate_locked(&mut engine, i, &mut Vec::new())?;
+        if self.transform.progress(i) < Progress::Done {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        Ok(())
+    }
+
+    fn migrate_locked(&self, engine: &mut Engine<'static>, i: usize, failed: &mut Vec<usize>) -> io::Result<()> {
+        let plan = &self.transform.plan;
+        let it = &plan.items[i];
+        if self.transform.progress(i) == Progress::Done {
+            return Ok(());
+        }
+        if let Some(p) = it.parent {
+            if failed.contains(&p) {
+                return Err(other(format!(
+                    "its parent {} is not registered",
+                    escape_os(&plan.items[p].name)
+                )));
+            }
+            if self.transform.progress(p) == Progress::Pending {
+                if let Err(e) = self.migrate_locked(engine, p, failed) {
+                    failed.push(p);
+                    let why = format!("its parent {} is not registered ({e})", escape_os(&plan.items[p].name));
+                    self.fail(engine, i, why.clone());
+                    return Err(other(why));
+                }
+            }
+        }
+        engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+        self.set_result(i, State::Moving, None);
+        match engine.migrate_item_live(plan, i) {
+            Ok(None) => {
+                self.transform.set_progress(i, Progress::Done);
+                self.set_result(i, State::Registered, None);
+                engine.note_failure(it, None);
+                log::debug!("{} {} migrated", kind_name(it.kind), escape_os(&it.name));
+            }
+            Ok(Some(why)) => {
+                self.transform.set_progress(i, Progress::Registered);
+                log::warn!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+                self.set_result(i, State::Fallback, Some(why));
+                engine.note_failure(it, None);
+            }
+            Err(e) => {
+                failed.push(i);
+                let why = e.to_string();
+                self.fail(engine, i, why);
+                return Err(e);
+            }
+        }
+        self.rebind(i);
+        Ok(())
+    }
+
+    fn fail(&self, engine: &mut Engine<'static>, i: usize, why: String) {
+        let it = &self.transform.plan.items[i];
+        log::error!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+        engine.note_failure(it, Some(why.clone()));
+        self.set_result(i, State::Failed, Some(why));
+    }
+
+    /// The nodes item `i`'s transform made are served from the disk from now
+    /// on (parents before children: a child's parent is rebound first).
+    fn rebind(&self, i: usize) {
+        loop {
+            let made = self.table.take_made_by(i);
+            if made.is_empty() {
+                return;
+            }
+            for (node, key) in made {
+                self.rebind_node(&node, &key);
+            }
+        }
+    }
+
+    /// Serves one synthesized node from the disk entry now at its name.
+    pub fn rebind_node(&self, node: &super::node::Node, key: &Key) {
+        let Key::Child(parent, name) = key else { return };
+        let Some(parent) = self.table.get(*parent) else { return };
+        let dir = match &*parent.backing() {
+            Backing::Real { fd, .. } => fd.clone(),
+            _ => return,
+        };
+        let backing = match sys::lstat(&*dir, name) {
+            Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
+                match super::fs::open_path(&*dir, name) {
+                    Ok(fd) => Backing::Real {
+                        fd: Arc::new(fd),
+                        role: super::transform::Role::Plain,
+                    },
+                    Err(e) => return log::warn!("rebinding {}: {e}", escape_os(name)),
+                }
+            }
+            Ok(Some(_)) => Backing::Entry {
+                dir,
+                name: name.clone(),
+            },
+            _ => return,
+        };
+        node.rebind(backing);
+        if let Some(tx) = &*self.invalidate.lock().expect("never poisoned") {
+            let _ = tx.send(node.id);
+        }
+    }
+
+    /// `repositories` becomes `repositories-aufs` now.
+    pub fn repositories(&self) -> io::Result<()> {
+        let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
+        if self.transform.repositories_done() {
+            return Ok(());
+        }
+        engine
+            .rename_repositories(&self.transform.plan)
+            .map_err(|e| other(e.to_string()))?;
+        self.transform.set_repositories_done();
+        Ok(())
+    }
+
+    /// The background migration: every pending item, in batches (one
+    /// record write and one sync each), then `repositories`, then the busy
+    /// items again and again with a growing pause until they move or the
+    /// view is unmounted.
+    pub fn run(self: Arc<Self>) {
+        let t0 = Instant::now();
+        let plan = &self.transform.plan;
+        let todo: Vec<usize> = (0..plan.items.len())
+            .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
+            .collect();
+        log::info!("background migration of {} items started", todo.len());
+        let mut failed = Vec::new();
+        let mut last_status = Instant::now();
+        for batch in todo.chunks(BATCH) {
+            {
+                let mut engine = self.engine.lock().expect("never poisoned");
+                if let Err(e) = engine.claim(plan, batch) {
+                    log::error!("background migration stopped: {e}");
+                    return self.write_status();
+                }
+            }
+            for &i in batch {
+                if self.stop.load(Ordering::SeqCst) {
+                    return self.finish_batch();
+                }
+                if self.transform.progress(i) != Progress::Pending {
+                    continue;
+                }
+                let mut engine = self.engine.lock().expect("never poisoned");
+                let _ = self.migrate_locked(&mut engine, i, &mut failed);
+                drop(engine);
+                if last_status.elapsed() > Duration::from_millis(500) {
+                    self.write_status();
+                    last_status = Instant::now();
+                }
+            }
+            self.finish_batch();
+        }
+        if let Err(e) = self.repositories() {
+            log::error!("renaming repositories: {e}");
+        }
+        self.finish_batch();
+        let counts = self.counts();
+        log::info!(
+            "background migration finished in {:.3} s: {}",
+            t0.elapsed().as_secs_f64(),
+            counts
+        );
+        self.retry_busy();
+    }
+
+    fn counts(&self) -> String {
+        let r = self.results.lock().expect("never poisoned");
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for x in r.iter() {
+            *by.entry(x.state.as_str()).or_default() += 1;
+        }
+        by.iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn finish_batch(&self) {
+        {
+            let mut engine = self.engine.lock().expect("never poisoned");
+            if let Err(e) = engine.save_failures().and_then(|_| engine.sync()) {
+                log::error!("{e}");
+            }
+        }
+        self.write_status();
+    }
+
+    /// Items left registered with a symlink fallback (busy): tried again
+    /// with a growing pause, until they move or the view goes.
+    fn retry_busy(&self) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let busy: Vec<usize> = (0..self.transform.plan.items.len())
+                .filter(|&i| self.transform.progress(i) == Progress::Registered)
+                .collect();
+            if busy.is_empty() {
+                log::info!(
+                    "every item is migrated: the view is now pure passthrough (unmounting leaves the native layout)"
+                );
+                return;
+            }
+            let until = Instant::now() + pause;
+            while Instant::now() < until {
+                if self.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for i in busy {
+                let mut engine = self.engine.lock().expect("never poisoned");
+                let _ = self.migrate_locked(&mut engine, i, &mut Vec::new());
+            }
+            self.finish_batch();
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Writes the live progress where `status` reads it.
+    pub fn write_status(&self) {
+        let results = self.results.lock().expect("never poisoned").clone();
+        let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
+        let done = results
+            .iter()
+            .all(|r| matches!(r.state, State::Registered | State::Quarantined));
+        doc.live = Some(LiveState {
+            mountpoint: self.mountpoint.clone(),
+            pid: std::process::id(),
+            started: self
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            updated: SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            finished: done
+                && (self.transform.repositories_done()
+                    || self.transform.plan.repositories != crate::plan::Repositories::Rename),
+        });
+        let bytes = serde_json::to_vec_pretty(&doc).expect("reports always serialize");
+        let own: io::Result<OwnedFd> = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
+        if let Err(e) = own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false)) {
+            log::warn!("writing the live status: {e}");
+        }
+    }
+
+    /// The view is going: the status says so.
+    pub fn unmounted(&self) {
+        let own = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
+        if let Err(e) = own.and_then(|d| sys::unlink(&d, STATUS_FILE)) {
+            log::debug!("removing the live status: {e}");
+        }
+        let mut engine = self.engine.lock().expect("never poisoned");
+        if let Err(e) = engine.save_failures() {
+            log::error!("{e}");
+        }
+        let _ = engine.sync();
+    }
+}

@@ -1,0 +1,442 @@
+//! The read-write view's changes: each passes through to the backing tree,
+//! relative to the descriptors of the inodes involved. Before a change that
+//! touches a pending item's transformed entries, that item migrates (see
+//! `live`), so the change lands on the disk as it will stay.
+
+use super::fs::{open_path, View};
+use super::node::{Backing, Key, Node};
+use super::transform::Touch;
+use crate::sys;
+use fuser::{FileAttr, INodeNo, RenameFlags, Request, TimeOrNow};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+fn err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Files the caller creates are owned by the caller: the serving thread
+/// takes the caller's file system ids for the call (per thread on Linux),
+/// so the backing file system applies its own rules (setgid directories,
+/// permission checks) as for the caller.
+struct AsCaller {
+    switched: bool,
+}
+
+impl AsCaller {
+    fn of(req: &Request) -> AsCaller {
+        let (uid, gid) = (req.uid(), req.gid());
+        if uid == 0 && gid == 0 {
+            return AsCaller { switched: false };
+        }
+        // SAFETY: setfsgid/setfsuid change only this thread's credentials.
+        unsafe {
+            libc::syscall(libc::SYS_setfsgid, gid);
+            libc::syscall(libc::SYS_setfsuid, uid);
+        }
+        AsCaller { switched: true }
+    }
+}
+
+impl Drop for AsCaller {
+    fn drop(&mut self) {
+        if self.switched {
+            // SAFETY: as above; back to root's ids.
+            unsafe {
+                libc::syscall(libc::SYS_setfsuid, 0);
+                libc::syscall(libc::SYS_setfsgid, 0);
+            }
+        }
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> Timespec {
+    match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut ns) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if ns < 0 {
+                    s -= 1;
+                    ns += 1_000_000_000;
+                }
+                Timespec {
+                    tv_sec: s,
+                    tv_nsec: ns as _,
+                }
+            }
+        },
+    }
+}
+
+/// A real inode for a system call: its own descriptor, or a name in its
+/// directory.
+enum Obj {
+    Fd(Arc<OwnedFd>),
+    At(Arc<OwnedFd>, std::ffi::OsString),
+}
+
+impl Obj {
+    fn of(node: &Node) -> io::Result<Obj> {
+        match &*node.backing() {
+            Backing::Real { fd, .. } | Backing::Fd { fd } => Ok(Obj::Fd(fd.clone())),
+            Backing::Entry { dir, name } => Ok(Obj::At(dir.clone(), name.clone())),
+            _ => Err(err(libc::EPERM)),
+        }
+    }
+
+    /// `(directory, name, flags)` for the `*at` calls that take
+    /// `AT_EMPTY_PATH`.
+    fn at(&self) -> (&OwnedFd, &OsStr, AtFlags) {
+        match self {
+            Obj::Fd(fd) => (fd, OsStr::new(""), AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW),
+            Obj::At(dir, name) => (dir, name, AtFlags::SYMLINK_NOFOLLOW),
+        }
+    }
+
+    /// A path that leads to the inode itself (through /proc/self/fd).
+    fn proc_path(&self) -> std::path::PathBuf {
+        match self {
+            Obj::Fd(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd.as_ref())).into(),
+            Obj::At(dir, name) => Path::new(&format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(dir.as_ref())
+            ))
+            .join(name),
+        }
+    }
+}
+
+impl View {
+    /// Migrates whatever a change of `name` in `node` (or of `node` itself)
+    /// would touch of a pending item, first.
+    fn touch(&self, node: &Node, name: Option<&OsStr>) -> io::Result<()> {
+        let Some(m) = &self.live else { return Ok(()) };
+        if let Some(i) = node.origin {
+            m.migrate(i)?;
+        }
+        if let (Some(name), Backing::Real { role, .. }) = (name, &*node.backing()) {
+            match self.transform.touched(*role, name) {
+                Some(Touch::Item(i)) => m.migrate(i)?,
+                Some(Touch::Repositories) => m.repositories()?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `ino`, ready to be changed: on the disk, not synthesized.
+    pub(super) fn writable_node(&self, ino: INodeNo) -> io::Result<Arc<Node>> {
+        if !self.writable {
+            return Err(err(libc::EROFS));
+        }
+        let node = self.node_io(ino)?;
+        self.touch(&node, None)?;
+        self.settle(&node)?;
+        Ok(node)
+    }
+
+    /// A node its item's migration made real but that a lookup raced:
+    /// rebound now.
+    fn settle(&self, node: &Node) -> io::Result<()> {
+        let synthesized = matches!(
+            &*node.backing(),
+            Backing::Empty | Backing::File(_) | Backing::Init { .. }
+        );
+        if synthesized && node.origin.is_some() {
+            if let (Some(m), Some(key)) = (&self.live, self.table.key_of(node.id)) {
+                m.rebind_node(node, &key);
+            }
+            if matches!(
+                &*node.backing(),
+                Backing::Empty | Backing::File(_) | Backing::Init { .. }
+            ) {
+                return Err(err(libc::EIO));
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory `parent` on the disk, ready for a change of `name` in it.
+    fn writable_dir(&self, parent: INodeNo, name: &OsStr) -> io::Result<(Arc<Node>, Arc<OwnedFd>)> {
+        if !self.writable {
+            return Err(err(libc::EROFS));
+        }
+        let node = self.node_io(parent)?;
+        self.touch(&node, Some(name))?;
+        self.settle(&node)?;
+        let fd = match &*node.backing() {
+            Backing::Real { fd, .. } => fd.clone(),
+            Backing::Entry { .. } | Backing::Fd { .. } | Backing::File(_) => return Err(err(libc::ENOTDIR)),
+            // graph2aufs's own synthesized directories.
+            _ => return Err(err(libc::EPERM)),
+        };
+        Ok((node, fd))
+    }
+
+    /// The attributes of a new entry, with the kernel's lookup counted.
+    fn new_entry(&self, parent: &Node, dir: &Arc<OwnedFd>, name: &OsStr) -> io::Result<FileAttr> {
+        let role = match &*parent.backing() {
+            Backing::Real { role, .. } => self.transform.child_role(*role, name),
+            _ => super::transform::Role::Plain,
+        };
+        let node = self.real_node(dir, name, role)?;
+        self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
+    }
+
+    /// A name about to go (unlink, rename away or over): a node the kernel
+    /// keeps under it gets a descriptor of its own, so it stays reachable
+    /// (an open, unlinked file; a hard link's other name).
+    fn pin(&self, dir: &OwnedFd, name: &OsStr) {
+        let Ok(Some(st)) = sys::lstat(dir, name) else { return };
+        let Some(node) = self.table.peek(&Key::Real(st.st_dev, st.st_ino)) else {
+            return;
+        };
+        if let Backing::Entry { .. } = &*node.backing() {
+        } else {
+            return;
+        }
+        match open_path(dir, name) {
+            Ok(fd) => node.rebind(Backing::Fd { fd: Arc::new(fd) }),
+            Err(e) => log::debug!("keeping node {}: {e}", node.id),
+        }
+    }
+
+    /// The entry `name` of `parent` has gone: a later lookup finds whatever
+    /// takes its place.
+    fn gone(&self, parent: &Node, name: &OsStr) {
+        self.table.unkey(&Key::Child(parent.id, name.to_os_string()));
+    }
+
+    pub(super) fn do_mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32) -> io::Result<FileAttr> {
+        let (node, dir) = self.writable_dir(parent, name)?;
+        {
+            let _as = AsCaller::of(req);
+            rfs::mkdirat(dir.as_fd(), name, Mode::from_raw_mode(mode & 0o7777))?;
+        }
+        self.new_entry(&node, &dir, name)
+    }
+
+    pub(super) fn do_mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> io::Result<FileAttr> {
+        let (node, dir) = self.writable_dir(parent, name)?;
+        {
+            let _as = AsCaller::of(req);
+            rfs::mknodat(
+                dir.as_fd(),
+                name,
+                rfs::FileType::from_raw_mode(mode),
+                Mode::from_raw_mode(mode & 0o7777),
+                rdev as u64,
+            )?;
+        }
+        self.new_entry(&node, &dir, name)
+    }
+
+    pub(super) fn do_symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+    ) -> io::Result<FileAttr> {
+        let (node, dir) = self.writable_dir(parent, name)?;
+        {
+            let _as = AsCaller::of(req);
+            rfs::symlinkat(target, dir.as_fd(), name)?;
+        }
+        self.new_entry(&node, &dir, name)
+    }
+
+    pub(super) fn do_link(&self, ino: INodeNo, newparent: INodeNo, newname: &OsStr) -> io::Result<FileAttr> {
+        let src = self.writable_node(ino)?;
+        let (node, dir) = self.writable_dir(newparent, newname)?;
+        let obj = Obj::of(&src)?;
+        let (from, from_name, flags) = obj.at();
+        rfs::linkat(from, from_name, dir.as_fd(), newname, flags & AtFlags::EMPTY_PATH)?;
+        self.new_entry(&node, &dir, newname)
+    }
+
+    pub(super) fn do_unlink(&self, parent: INodeNo, name: &OsStr, dir_flag: bool) -> io::Result<()> {
+        let (node, dir) = self.writable_dir(parent, name)?;
+        if !dir_flag {
+            self.pin(&dir, name);
+        }
+        let flags = if dir_flag { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        rfs::unlinkat(dir.as_fd(), name, flags)?;
+        self.gone(&node, name);
+        Ok(())
+    }
+
+    pub(super) fn do_rename(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> io::Result<()> {
+        let (from, from_dir) = self.writable_dir(parent, name)?;
+        let (to, to_dir) = self.writable_dir(newparent, newname)?;
+        self.pin(&from_dir, name);
+        self.pin(&to_dir, newname);
+        rfs::renameat_with(
+            from_dir.as_fd(),
+            name,
+            to_dir.as_fd(),
+            newname,
+            rfs::RenameFlags::from_bits_retain(flags.bits()),
+        )?;
+        self.gone(&from, name);
+        self.gone(&to, newname);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_setattr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> io::Result<FileAttr> {
+        let node = self.writable_node(ino)?;
+        let obj = Obj::of(&node)?;
+        if uid.is_some() || gid.is_some() {
+            let (d, n, f) = obj.at();
+            rfs::chownat(d, n, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw), f)?;
+        }
+        if let Some(mode) = mode {
+            rfs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777))?;
+        }
+        if let Some(size) = size {
+            match fh.and_then(|fh| self.handle_file(fh)) {
+                Some(f) => f.set_len(size)?,
+                None => {
+                    let f = match &obj {
+                        Obj::Fd(fd) => rfs::open(obj.proc_path(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+                            .or_else(|_| {
+                                rfs::openat(fd.as_fd(), "", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+                            })?,
+                        Obj::At(dir, name) => rfs::openat(
+                            dir.as_fd(),
+                            name,
+                            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )?,
+                    };
+                    File::from(f).set_len(size)?;
+                }
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec(atime),
+                last_modification: timespec(mtime),
+            };
+            let (d, n, f) = obj.at();
+            match &obj {
+                // utimensat takes no AT_EMPTY_PATH: through the magic link.
+                Obj::Fd(_) => rfs::utimensat(rfs::CWD, obj.proc_path(), &times, AtFlags::empty())?,
+                Obj::At(..) => rfs::utimensat(d, n, &times, f)?,
+            }
+        }
+        self.attr(&node)
+    }
+
+    pub(super) fn do_setxattr(&self, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        let node = self.writable_node(ino)?;
+        let (path, follow) = super::fs::xattr_path(&node).ok_or_else(|| err(libc::EPERM))?;
+        let flags = rfs::XattrFlags::from_bits_retain(flags as u32);
+        if follow {
+            rfs::setxattr(&path, name, value, flags)?;
+        } else {
+            rfs::lsetxattr(&path, name, value, flags)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_removexattr(&self, ino: INodeNo, name: &OsStr) -> io::Result<()> {
+        let node = self.writable_node(ino)?;
+        let (path, follow) = super::fs::xattr_path(&node).ok_or_else(|| err(libc::EPERM))?;
+        if follow {
+            rfs::removexattr(&path, name)?;
+        } else {
+            rfs::lremovexattr(&path, name)?;
+        }
+        Ok(())
+    }
+
+    /// Creates and opens a file: its attributes, handle and backing id.
+    pub(super) fn do_create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> io::Result<(FileAttr, u64, Option<Arc<fuser::BackingId>>)> {
+        let (node, dir) = self.writable_dir(parent, name)?;
+        let keep = libc::O_ACCMODE
+            | libc::O_APPEND
+            | libc::O_DIRECT
+            | libc::O_NONBLOCK
+            | libc::O_SYNC
+            | libc::O_DSYNC
+            | libc::O_TRUNC
+            | libc::O_EXCL;
+        let oflags =
+            OFlags::from_bits_retain((flags & keep) as u32) | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = {
+            let _as = AsCaller::of(req);
+            rfs::openat(dir.as_fd(), name, oflags, Mode::from_raw_mode(mode & 0o7777))?
+        };
+        let attr = self.new_entry(&node, &dir, name)?;
+        let (fh, backing) = self.add_file(attr.ino.0, File::from(fd), open_backing)?;
+        Ok((attr, fh, backing))
+    }
+
+    pub(super) fn do_fsyncdir(&self, ino: INodeNo, datasync: bool) -> io::Result<()> {
+        let node = self.node_io(ino)?;
+        let obj = Obj::of(&node)?;
+        let f = File::from(rfs::open(
+            obj.proc_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+        if datasync {
+            f.sync_data()
+        } else {
+            f.sync_all()
+        }
+    }
+}
