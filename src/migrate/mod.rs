@@ -450,7 +450,8 @@ impl<'r> Engine<'r> {
         self.unquarantine_registrations(&it)?;
         let busy = match self.place_data(&it) {
             Ok(()) => None,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            // (The error names the move: its kind, not its number, says busy.)
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
                 self.link_back(&it)?;
                 Some(format!(
                     "{} is busy ({e}); registered through a symlink, retried later",

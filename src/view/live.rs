@@ -35,6 +35,9 @@ pub struct Migrator {
     stop: AtomicBool,
     mountpoint: String,
     started: SystemTime,
+    /// Test hook (`GRAPH2AUFS_ITEM_DELAY_MS`): a pause before each item of
+    /// the background migration, so tests can act while it runs.
+    item_delay: Duration,
 }
 
 fn other(msg: String) -> io::Error {
@@ -70,6 +73,12 @@ impl Migrator {
             stop: AtomicBool::new(false),
             mountpoint: mountpoint.display().to_string(),
             started: SystemTime::now(),
+            item_delay: Duration::from_millis(
+                std::env::var("GRAPH2AUFS_ITEM_DELAY_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
         }
     }
 
@@ -106,7 +115,11 @@ impl Migrator {
             return Ok(());
         }
         let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
-        self.migrate_locked(&mut engine, i, &mut Vec::new())?;
+        let r = self.migrate_locked(&mut engine, i, &mut Vec::new());
+        drop(engine);
+        // Someone waits on this item: `status` shows it at once.
+        self.write_status();
+        r?;
         if self.transform.progress(i) < Progress::Done {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
@@ -252,6 +265,9 @@ impl Migrator {
                 }
                 if self.transform.progress(i) != Progress::Pending {
                     continue;
+                }
+                if !self.item_delay.is_zero() {
+                    std::thread::sleep(self.item_delay);
                 }
                 let mut engine = self.engine.lock().expect("never poisoned");
                 let _ = self.migrate_locked(&mut engine, i, &mut failed);

@@ -111,6 +111,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     }
     check_fuse()?;
     raise_nofile_limit();
+    for p in [Some(&opts.root), opts.mountpoint.as_ref()].into_iter().flatten() {
+        recover_dead_view(p)?;
+    }
     let root = Root::open(&opts.root)?;
     let root = if opts.read_only {
         // Serve the read-only view from a private read-only, noatime copy
@@ -161,6 +164,8 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
             &mountpoint,
         ));
         view.live = Some(m.clone());
+        // There for `status` from the moment the view is.
+        m.write_status();
         // Modes arrive with the caller's umask applied by the kernel.
         rustix::process::umask(Mode::empty());
         (view, counts, Some(m), Some(lock))
@@ -241,7 +246,6 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
                     let _ = f.write_all(b"ready\n");
                 }
                 if let Some(m) = background {
-                    m.write_status();
                     m.run();
                 }
             }
@@ -292,6 +296,32 @@ fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, p
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
     let plan = plan::plan(&scan, &engine.record);
     Ok((engine, scan, plan))
+}
+
+/// A graph2aufs view at `path` whose server is gone (killed: every access
+/// fails with ENOTCONN) is detached, which uncovers ROOT: the recovery
+/// after a crash is simply to mount again.
+fn recover_dead_view(path: &Path) -> Result<()> {
+    // (A stat may be answered from the kernel's cache; statfs always asks
+    // the server.)
+    let Err(e) = rfs::statfs(path) else { return Ok(()) };
+    if e != rustix::io::Errno::NOTCONN {
+        return Ok(());
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(mp) = viewed_by_graph2aufs(&abs).filter(|mp| *mp == abs) else {
+        return Err(Error::Env(format!(
+            "{}: {e} (a dead FUSE mount that is not graph2aufs's: unmount it first)",
+            path.display()
+        )));
+    };
+    log::warn!(
+        "{} is a dead graph2aufs view (its server is gone): detaching it",
+        mp.display()
+    );
+    rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH)
+        .map_err(std::io::Error::from)
+        .step(|| format!("detaching the dead view at {}", mp.display()))
 }
 
 /// `status` of a ROOT a read-write view serves: the progress the view keeps

@@ -293,12 +293,29 @@ impl Mount {
     /// Like [`Mount::start_command`], waiting `mount_timeout` instead of
     /// [`MOUNT_TIMEOUT`] for the mount to appear.
     #[track_caller]
-    pub fn start_command_within(
+    pub fn start_command_within(cmd: Command, mountpoint: &Path, bound: Duration, mount_timeout: Duration) -> Mount {
+        match Mount::start_inner(cmd, mountpoint, bound, mount_timeout, false) {
+            Ok(m) => m,
+            Err(_) => unreachable!("start_inner fails instead of returning an exit"),
+        }
+    }
+
+    /// Like [`Mount::start_command`], for a server that may exit before it
+    /// mounts (e.g. killed by fault injection): then its exit status, and
+    /// its log.
+    #[track_caller]
+    pub fn try_start_command(cmd: Command, mountpoint: &Path, bound: Duration) -> Result<Mount, (ExitStatus, String)> {
+        Mount::start_inner(cmd, mountpoint, bound, MOUNT_TIMEOUT, true)
+    }
+
+    #[track_caller]
+    fn start_inner(
         mut cmd: Command,
         mountpoint: &Path,
         bound: Duration,
         mount_timeout: Duration,
-    ) -> Mount {
+        may_exit: bool,
+    ) -> Result<Mount, (ExitStatus, String)> {
         let started = Instant::now();
         let mountpoint = fs::canonicalize(mountpoint)
             .unwrap_or_else(|e| panic!("mount point {} must exist before mounting: {e}", mountpoint.display()));
@@ -316,7 +333,16 @@ impl Mount {
             )
         };
         cmd.stdin(Stdio::null()).stdout(log_fd()).stderr(log_fd());
-        let before = mounts_at(&mountpoint).iter().map(|m| m.id).collect();
+        // A dead FUSE mount on top (its server killed) is one the new
+        // server may detach before mounting, and whose mount id the new
+        // mount may then reuse: it does not count as there before, and the
+        // new mount is known by answering.
+        let dead_on_top = rustix::fs::statfs(&mountpoint).err() == Some(Errno::NOTCONN);
+        let mut at = mounts_at(&mountpoint);
+        if dead_on_top {
+            at.pop();
+        }
+        let before = at.iter().map(|m| m.id).collect();
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
         let pid = child.id();
         // From here on, a panic drops `mount`, which cleans up.
@@ -336,7 +362,8 @@ impl Mount {
             finished: false,
         };
         loop {
-            if let Some(info) = mount.new_mount() {
+            let answers = || !dead_on_top || rustix::fs::statfs(&mount.mountpoint).is_ok();
+            if let Some(info) = mount.new_mount().filter(|_| answers()) {
                 if info.fstype.starts_with("fuse") {
                     mount.info = Some(info);
                     break;
@@ -349,6 +376,11 @@ impl Mount {
             }
             let exited = mount.shared.child().try_wait();
             match exited {
+                Ok(Some(status)) if may_exit => {
+                    mount.finished = true;
+                    mount.shared.finish();
+                    return Err((status, mount.log()));
+                }
                 Ok(Some(status)) => mount.fail(format!(
                     "exited ({status}) before {} became a FUSE mount",
                     mount.mountpoint.display()
@@ -365,7 +397,7 @@ impl Mount {
             thread::sleep(Duration::from_millis(10));
         }
         mount.spawn_watchdog(started + bound, bound);
-        mount
+        Ok(mount)
     }
 
     #[track_caller]
