@@ -248,28 +248,27 @@ fn migrate_verify_and_rollback_refuse_a_root_covered_by_a_view() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn read_write_mounts_are_refused_and_mount_nothing() {
-    if !require_root_and_fuse("read_write_mounts_are_refused_and_mount_nothing") {
+fn a_read_write_mount_is_refused_while_another_view_shows_root() {
+    if !require_root_and_fuse("a_read_write_mount_is_refused_while_another_view_shows_root") {
         return;
     }
     let fx = Fixture::new(81);
     let before = snapshot(&fx.root);
-    let mp = fx.scratch("mp");
+    let (mp1, mp2) = (fx.scratch("mp1"), fx.scratch("mp2"));
+    let view = Mount::start(&fx.root, &mp1, &["--read-only"], Duration::from_secs(60));
     let (root, mount) = (fx.root.as_os_str(), OsStr::new("mount"));
-    for (args, at) in [
-        (vec![mount, root, mp.as_os_str()], &mp),
-        (vec![mount, root], &fx.root),
-        (vec![mount, root, mp.as_os_str(), OsStr::new("--daemon")], &mp),
+    for args in [
+        vec![mount, root, mp2.as_os_str()],
+        vec![mount, root, mp2.as_os_str(), OsStr::new("--daemon")],
     ] {
-        let r = run_refused(&args, at);
+        let r = run_refused(&args, &mp2);
         r.expect_code(2);
         assert!(
-            r.stderr
-                .contains("read-write mounts (live migration) are not available")
-                && r.stderr.contains("--read-only"),
-            "the refusal says why and what to do instead:\n{r}"
+            r.stderr.contains("live graph2aufs mount") && r.stderr.contains(mp1.to_str().unwrap()),
+            "the refusal names the view that shows ROOT:\n{r}"
         );
     }
+    view.unmount();
     assert_same(
         &before,
         &snapshot(&fx.root),
