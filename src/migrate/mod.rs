@@ -686,7 +686,7 @@ pub fn kind_name(k: ItemKind) -> &'static str {
     }
 }
 
-fn progress_bar(wanted: bool, len: u64) -> Option<indicatif::ProgressBar> {
+pub(crate) fn progress_bar(wanted: bool, len: u64) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !wanted || !std::io::stderr().is_terminal() {
         return None;

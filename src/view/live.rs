@@ -38,6 +38,8 @@ pub struct Migrator {
     /// Test hook (`GRAPH2AUFS_ITEM_DELAY_MS`): a pause before each item of
     /// the background migration, so tests can act while it runs.
     item_delay: Duration,
+    /// A progress bar on the terminal (a foreground mount).
+    pub progress_bar: bool,
 }
 
 fn other(msg: String) -> io::Error {
@@ -79,6 +81,7 @@ impl Migrator {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
             ),
+            progress_bar: false,
         }
     }
 
@@ -249,6 +252,7 @@ impl Migrator {
             .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
             .collect();
         log::info!("background migration of {} items started", todo.len());
+        let bar = crate::migrate::progress_bar(self.progress_bar, todo.len() as u64);
         let mut failed = Vec::new();
         let mut last_status = Instant::now();
         for batch in todo.chunks(BATCH) {
@@ -272,12 +276,18 @@ impl Migrator {
                 let mut engine = self.engine.lock().expect("never poisoned");
                 let _ = self.migrate_locked(&mut engine, i, &mut failed);
                 drop(engine);
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
                 if last_status.elapsed() > Duration::from_millis(500) {
                     self.write_status();
                     last_status = Instant::now();
                 }
             }
             self.finish_batch();
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
         }
         if let Err(e) = self.repositories() {
             log::error!("renaming repositories: {e}");

@@ -156,13 +156,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
         let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
             .step(|| format!("preparing the view of {}", root.path().display()))?;
-        let m = std::sync::Arc::new(live::Migrator::new(
-            root,
-            engine,
-            transform,
-            view.table.clone(),
-            &mountpoint,
-        ));
+        let mut m = live::Migrator::new(root, engine, transform, view.table.clone(), &mountpoint);
+        m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
+        let m = std::sync::Arc::new(m);
         view.live = Some(m.clone());
         // There for `status` from the moment the view is.
         m.write_status();
