@@ -43,6 +43,10 @@ enum Command {
         /// Items per batch (one record write and one sync per batch).
         #[arg(long, default_value_t = migrate::BATCH)]
         batch: usize,
+        /// Bytes per second at most for copies to another file system
+        /// (suffixes K, M, G; default unthrottled).
+        #[arg(long, value_parser = parse_rate, default_value = "0")]
+        copy_rate: u64,
     },
     /// Mount the view: ROOT as it will look after migration.
     Mount {
@@ -69,6 +73,10 @@ enum Command {
         no_passthrough: bool,
         #[arg(long, hide = true)]
         ready_fd: Option<i32>,
+        /// Bytes per second at most for copies to another file system
+        /// (suffixes K, M, G; default unthrottled).
+        #[arg(long, value_parser = parse_rate, default_value = "0")]
+        copy_rate: u64,
     },
     /// Per item: pending, registered, fallback, quarantined, failed; totals.
     Status {
@@ -117,6 +125,20 @@ fn scan_plan(root: &Root) -> Result<plan::Plan> {
     Ok(plan::plan(&scan, &record))
 }
 
+/// A rate in bytes per second: a number with an optional K, M or G suffix
+/// (powers of 1024).
+fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let (num, mul) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1u64 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1 << 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1 << 30),
+        t => (t, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mul)
+        .map_err(|_| format!("{s:?} is not a rate in bytes per second (e.g. 50M)"))
+}
+
 fn emit(doc: &Document, json: bool, title: &str, all: bool) {
     if json {
         doc.print_json();
@@ -135,7 +157,13 @@ fn run(command: Command) -> Result<u8> {
             emit(&doc, json, "plan for", all);
             Ok(u8::from(doc.has_problems()))
         }
-        Command::Migrate { root, json, all, batch } => {
+        Command::Migrate {
+            root,
+            json,
+            all,
+            batch,
+            copy_rate,
+        } => {
             let root = Root::open(&root)?;
             root.refuse_if_viewed("migrate", true)?;
             // Refuse a hostile layout (a symlinked graph, containers or aufs)
@@ -143,7 +171,14 @@ fn run(command: Command) -> Result<u8> {
             legacy::Dirs::open(&root).map_err(|e| Error::Env(e.to_string()))?;
             let _lock = root.lock()?;
             let start = Instant::now();
-            let out = migrate::run(&root, &migrate::Options { progress: !json, batch })?;
+            let out = migrate::run(
+                &root,
+                &migrate::Options {
+                    progress: !json,
+                    batch,
+                    copy_rate,
+                },
+            )?;
             let mut doc = Document::new(root.path(), &out.plan, Some(&out.results));
             doc.elapsed_s = Some(start.elapsed().as_secs_f64());
             emit(&doc, json, "migrated", all);
@@ -159,7 +194,9 @@ fn run(command: Command) -> Result<u8> {
             threads,
             no_passthrough,
             ready_fd,
+            copy_rate,
         } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
+            copy_rate,
             root,
             mountpoint,
             read_only,

@@ -208,8 +208,10 @@ fn swapped_docker18_symlink(target: &[u8], legacy_parent: &str, name: &OsString,
 }
 
 /// Why a layer's data cannot be placed, or where it is.
-fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool) -> Result<Source, String> {
+fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool, copied: bool) -> Result<Source, String> {
     match (&p.legacy, &p.native) {
+        // Copied across file systems, stopped before the source was removed.
+        (Kind::Dir, Kind::Dir) if copied => Ok(Source::Legacy),
         // Interrupted between the swap and the removal of the symlink.
         (Kind::Symlink(_), Kind::Dir) if swapped => Ok(Source::Native),
         (Kind::Symlink(t), _) => Err(format!(
@@ -259,7 +261,7 @@ fn registered(p: &Places, expected: impl FnOnce() -> Vec<u8>) -> bool {
 }
 
 /// An image's own problems, before looking at its ancestors.
-fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
+fn image_own(img: &ImageScan, copied: bool) -> Result<(Option<LayerId>, Source), String> {
     let name = escape_os(&img.name);
     let id = img
         .id
@@ -290,6 +292,7 @@ fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
         &format!("graph/{name}/layer"),
         &format!("aufs/diff/{name}"),
         swapped,
+        copied,
     )?;
     if source == Source::None {
         return Err(format!(
@@ -299,7 +302,11 @@ fn image_own(img: &ImageScan) -> Result<(Option<LayerId>, Source), String> {
     Ok((parent, source))
 }
 
-fn container_own(c: &ContainerScan, index: &HashMap<LayerId, usize>) -> Result<(LayerId, Source), String> {
+fn container_own(
+    c: &ContainerScan,
+    index: &HashMap<LayerId, usize>,
+    copied: bool,
+) -> Result<(LayerId, Source), String> {
     let name = escape_os(&c.name);
     let id =
         c.id.as_ref()
@@ -330,6 +337,7 @@ fn container_own(c: &ContainerScan, index: &HashMap<LayerId, usize>) -> Result<(
         &format!("containers/{name}/rw"),
         &format!("aufs/diff/{name}"),
         swapped,
+        copied,
     )?;
     let source = if source == Source::None { Source::Empty } else { source };
     match &c.init.native {
@@ -363,7 +371,12 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             index.insert(id.clone(), i);
         }
     }
-    let own: Vec<Result<(Option<LayerId>, Source), String>> = scan.images.iter().map(image_own).collect();
+    let copied = |k: ItemKind, n: &OsString| record.items.get(&crate::record::key(k, n)).is_some_and(|e| e.copied);
+    let own: Vec<Result<(Option<LayerId>, Source), String>> = scan
+        .images
+        .iter()
+        .map(|img| image_own(img, copied(ItemKind::Image, &img.name)))
+        .collect();
     let n = scan.images.len();
     let mut res: Vec<Res> = (0..n).map(|_| Res::Unknown).collect();
     let mut parent_of: Vec<Option<usize>> = vec![None; n];
@@ -487,7 +500,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         });
     }
     for c in &scan.containers {
-        let (state, reason, source, parent) = match container_own(c, &index) {
+        let (state, reason, source, parent) = match container_own(c, &index, copied(ItemKind::Container, &c.name)) {
             Err(r) => (State::Quarantined, Some(r), blocked_source(&c.places), None),
             Ok((image, source)) => match plan_index.get(&image).filter(|&&pi| items[pi].kind == ItemKind::Image) {
                 None => (

@@ -68,6 +68,11 @@ pub struct RecordItem {
     /// data there (Docker's Create makes them).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub empty_native: Option<SavedDir>,
+    /// Its data was copied to another file system and the copy checked and
+    /// renamed into place; the source goes next (a run that finds both
+    /// checks the copy again and then removes the source).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub copied: bool,
     /// mtime of `graph/<id>` or `containers/<id>` before the move, which
     /// changes it (seconds, nanoseconds).
     #[serde(skip_serializing_if = "Option::is_none", default)]

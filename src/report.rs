@@ -17,6 +17,20 @@ pub struct ItemReport {
     pub source: Source,
     pub action: String,
     pub ours: bool,
+    /// A copy to another file system under way (a live view's status).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub copy: Option<CopyProgress>,
+}
+
+/// How far a copy to another file system has come.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct CopyProgress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub bytes_per_s: u64,
+    /// Seconds left at the current rate.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eta_s: Option<u64>,
 }
 
 /// What `migrate` does (or did) to an item in this state.
@@ -77,6 +91,7 @@ impl Document {
                     source: it.source,
                     action: action(it).to_string(),
                     ours: it.ours,
+                    copy: None,
                 }
             })
             .collect();
@@ -121,13 +136,33 @@ impl Document {
     pub fn print_text(&self, title: &str, all: bool) {
         println!("{title} {}", self.root);
         for it in &self.items {
-            let problem = matches!(it.state, State::Quarantined | State::Failed | State::Fallback);
+            let problem = matches!(
+                it.state,
+                State::Quarantined | State::Failed | State::Fallback | State::Copying
+            );
             if all || problem {
                 let kind = match it.kind {
                     ItemKind::Image => "image",
                     ItemKind::Container => "container",
                 };
+                let state = match &it.copy {
+                    Some(c) if c.total_bytes > 0 => {
+                        format!("{} {}%", it.state.as_str(), c.done_bytes * 100 / c.total_bytes)
+                    }
+                    _ => it.state.as_str().to_string(),
+                };
                 match &it.reason {
+                    _ if it.copy.is_some() => {
+                        let c = it.copy.as_ref().expect("checked");
+                        println!(
+                            "  {state:<11} {kind:<9} {}  ({} of {} MiB, {} MiB/s, eta {} s)",
+                            it.id,
+                            c.done_bytes >> 20,
+                            c.total_bytes >> 20,
+                            c.bytes_per_s >> 20,
+                            c.eta_s.map_or("?".into(), |s| s.to_string())
+                        )
+                    }
                     Some(r) => println!("  {:<11} {kind:<9} {}  ({}; {r})", it.state.as_str(), it.id, it.action),
                     None => println!("  {:<11} {kind:<9} {}  ({})", it.state.as_str(), it.id, it.action),
                 }

@@ -386,6 +386,18 @@ impl<T> Context<T> for io::Result<T> {
     }
 }
 
+/// The id of the mount a descriptor's file is on: a rename works only
+/// within one mount.
+pub fn mount_id(fd: impl AsFd) -> io::Result<u64> {
+    let st = rfs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        rfs::StatxFlags::MNT_ID,
+    )?;
+    Ok(st.stx_mnt_id)
+}
+
 /// Removes `name` in `dir` and everything below it, through descriptors.
 /// Used only for graph2aufs's own temporary trees.
 pub fn remove_tree(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<()> {

@@ -37,11 +37,15 @@ pub struct Engine<'r> {
     root: &'r Root,
     dirs: Dirs,
     pub record: Record,
-    faults: Faults,
+    faults: std::sync::Arc<Faults>,
     failures_changed: bool,
     /// `.graph2aufs/quarantine/aufs` as an earlier run left it (registrations
     /// of items it quarantined), opened once.
     quarantined_aufs: Option<OwnedFd>,
+    /// Pace and progress of a copy to another file system.
+    pub pace: std::sync::Arc<crate::copy::Pace>,
+    /// Bytes of file data the copy under way copies in all.
+    pub copy_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
@@ -93,12 +97,19 @@ impl<'r> Engine<'r> {
             root,
             dirs,
             record,
-            faults,
+            faults: std::sync::Arc::new(faults),
             failures_changed: false,
             quarantined_aufs,
+            pace: Default::default(),
+            copy_total: Default::default(),
         };
         engine.clean_temporaries()?;
         Ok(engine)
+    }
+
+    /// `aufs/diff`'s own attributes.
+    pub fn diff_stat(&self) -> io::Result<rustix::fs::Stat> {
+        Ok(rustix::fs::fstat(self.diff())?)
     }
 
     fn diff(&self) -> &OwnedFd {
@@ -193,6 +204,7 @@ impl<'r> Engine<'r> {
                 _ => None,
             },
             moved_legacy: it.legacy_present,
+            copied: false,
             prior,
             dir_mtime,
             failed: None,
@@ -329,7 +341,15 @@ impl<'r> Engine<'r> {
             (Kind::Dir, Kind::Missing) => {
                 self.faults.step()?;
                 let p = src_parent.expect("the legacy directory exists");
-                sys::rename_noreplace(&p, leaf, &diff, name).context(what)
+                match sys::rename_noreplace(&p, leaf, &diff, name) {
+                    // aufs/diff is on another file system: copy.
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => self.copy_across(it, &p),
+                    r => r.context(what),
+                }
+            }
+            (Kind::Dir, Kind::Dir) if self.copied(it) => {
+                let p = src_parent.expect("the legacy directory exists");
+                self.drop_copied_source(it, &p)
             }
             (Kind::Dir, Kind::Dir) => {
                 // Only an empty directory (e.g. made by Docker's Create) is
@@ -367,6 +387,119 @@ impl<'r> Engine<'r> {
                 n.describe()
             ))),
         }
+    }
+
+    fn copied(&self, it: &plan::Item) -> bool {
+        self.record
+            .items
+            .get(&record::key(it.kind, &it.name))
+            .is_some_and(|e| e.copied)
+    }
+
+    /// Copies an item's data to `aufs/diff/<name>` on another file system
+    /// (the rename said EXDEV): see [`CopyJob`].
+    pub fn copy_across(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+        let job = self.copy_job_from(it, parent.try_clone()?)?;
+        job.run()?;
+        if !self.finish_copy(it, &job)? {
+            return Err(io::Error::other(format!(
+                "{} changed while it was copied; nothing removed",
+                it.legacy_path()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A copy job for an item whose data is still in its legacy place, on
+    /// another file system (mount) than `aufs/diff`; `None` if a rename
+    /// moves it. Fails, changing nothing, when the destination lacks the
+    /// space or the inodes.
+    pub fn copy_job(&mut self, it: &plan::Item) -> io::Result<Option<CopyJob>> {
+        if it.blocked() || sys::kind(self.diff(), &it.name)? != Kind::Missing {
+            return Ok(None);
+        }
+        let Some(parent) = sys::open_dir(self.legacy_dir(it.kind)?, &it.name)? else {
+            return Ok(None);
+        };
+        if sys::kind(&parent, it.legacy_leaf())? != Kind::Dir {
+            return Ok(None);
+        }
+        let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
+        if sys::mount_id(&src)? == sys::mount_id(self.diff())? {
+            return Ok(None);
+        }
+        self.copy_job_from(it, parent).map(Some)
+    }
+
+    fn copy_job_from(&mut self, it: &plan::Item, parent: OwnedFd) -> io::Result<CopyJob> {
+        let diff = self.diff().try_clone()?;
+        let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
+        let need = crate::copy::size(&src)?;
+        let (bytes, inodes) = crate::copy::free(&diff)?;
+        if need.bytes > bytes || need.inodes > inodes {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "no space for the copy of {} on aufs/diff's file system: it needs {} MiB and {} inodes, \
+                     {} MiB and {} inodes are free",
+                    it.legacy_path(),
+                    need.bytes.div_ceil(1 << 20),
+                    need.inodes,
+                    bytes >> 20,
+                    inodes
+                ),
+            ));
+        }
+        self.copy_total.store(need.data, std::sync::atomic::Ordering::Relaxed);
+        self.pace.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(CopyJob {
+            parent,
+            leaf: it.legacy_leaf(),
+            tmp: sys::temp_name(&it.name),
+            diff,
+            what: format!("{} to aufs/diff/{}", it.legacy_path(), escape_os(&it.name)),
+            pace: self.pace.clone(),
+            faults: self.faults.clone(),
+        })
+    }
+
+    /// Puts a finished copy in place, if its source has not changed since:
+    /// recorded as copied (durably), renamed into place, synced, and only
+    /// then the source removed. `false`: the source changed, copy again.
+    pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<bool> {
+        let src = sys::open_dir_required(&job.parent, job.leaf)?;
+        let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
+        if crate::copy::compare(&src, &dst)?.is_some() {
+            return Ok(false);
+        }
+        if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
+            e.copied = true;
+        }
+        self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
+        self.faults.step()?;
+        sys::rename_noreplace(&job.diff, &job.tmp, &job.diff, &it.name)
+            .context(|| format!("renaming the copy of {} into place", it.legacy_path()))?;
+        sys::syncfs(&job.diff)?;
+        self.faults.step()?;
+        sys::remove_tree(&job.parent, job.leaf).context(|| format!("removing {} after its copy", it.legacy_path()))?;
+        Ok(true)
+    }
+
+    /// Both the source and its copy are there (a run stopped between the
+    /// rename of the copy and the removal of the source): the copy is
+    /// checked again, then the source goes.
+    fn drop_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+        let src = sys::open_dir_required(parent, it.legacy_leaf())?;
+        let dst = sys::open_dir_required(self.diff(), &it.name)?;
+        if let Some(d) = crate::copy::compare(&src, &dst)? {
+            return Err(io::Error::other(format!(
+                "both {} and its copy aufs/diff/{} exist and differ ({d}); nothing removed",
+                it.legacy_path(),
+                escape_os(&it.name)
+            )));
+        }
+        self.faults.step()?;
+        sys::remove_tree(parent, it.legacy_leaf()).context(|| format!("removing {} after its copy", it.legacy_path()))
     }
 
     fn drop_swapped_symlink(&mut self, dir: &OwnedFd, leaf: &str) -> io::Result<()> {
@@ -553,6 +686,49 @@ impl<'r> Engine<'r> {
     }
 }
 
+/// A copy of a layer to another file system: into `aufs/diff` under a
+/// temporary name (hidden from the view, removed by the next run if this one
+/// stops), checked against its source and made durable; then
+/// [`Engine::finish_copy`] puts it in place. A failed copy is removed and
+/// the source stays as it was.
+pub struct CopyJob {
+    parent: OwnedFd,
+    leaf: &'static str,
+    tmp: OsString,
+    diff: OwnedFd,
+    what: String,
+    pub pace: std::sync::Arc<crate::copy::Pace>,
+    faults: std::sync::Arc<Faults>,
+}
+
+impl CopyJob {
+    /// Copies (again: an earlier copy is replaced). Needs no engine: a view
+    /// keeps serving and migrating other items meanwhile.
+    pub fn run(&self) -> io::Result<()> {
+        sys::remove_tree(&self.diff, &self.tmp)?;
+        self.faults.step()?;
+        sys::ensure_dir(&self.diff, &self.tmp, 0o700)?;
+        let copied = (|| {
+            let src = sys::open_dir_required(&self.parent, self.leaf)?;
+            let dst = std::sync::Arc::new(sys::open_dir_required(&self.diff, &self.tmp)?);
+            crate::copy::copy_tree(&src, &dst, &self.pace)?;
+            crate::copy::copy_dir_attrs(&self.parent, OsStr::new(self.leaf), &self.diff, &self.tmp)?;
+            sys::syncfs(&self.diff)?;
+            match crate::copy::compare(&src, &dst)? {
+                None => Ok(()),
+                Some(d) => Err(io::Error::other(format!("the copy differs from its source: {d}"))),
+            }
+        })();
+        if let Err(e) = copied {
+            if let Err(r) = sys::remove_tree(&self.diff, &self.tmp) {
+                log::warn!("removing the failed copy aufs/diff/{}: {r}", escape_os(&self.tmp));
+            }
+            return Err(io::Error::new(e.kind(), format!("copying {}: {e}", self.what)));
+        }
+        Ok(())
+    }
+}
+
 /// Removes what an interrupted run left under temporary names in
 /// `aufs/diff` and `aufs/layers` (derived data, rebuilt from the legacy root).
 pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
@@ -572,6 +748,8 @@ pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
 pub struct Options {
     pub progress: bool,
     pub batch: usize,
+    /// Bytes per second at most for copies across file systems (0: no limit).
+    pub copy_rate: u64,
 }
 
 /// The outcome of an offline run.
@@ -587,6 +765,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
     let plan = plan::plan(&scan, &record);
     let mut engine = Engine::open(root, record, Faults::from_env())?;
+    engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
     let mut results: Vec<ItemResult> = plan
         .items
         .iter()

@@ -235,22 +235,39 @@ impl View {
     }
 
     pub(super) fn real_node(&self, dir: &Arc<OwnedFd>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
+        self.real_node_in(dir, name, role, None)
+    }
+
+    /// [`View::real_node`] of an entry inside item `layer`'s data.
+    pub(super) fn real_node_in(
+        &self,
+        dir: &Arc<OwnedFd>,
+        name: &OsStr,
+        role: Role,
+        layer: Option<usize>,
+    ) -> io::Result<Arc<Node>> {
+        let layer = layer.filter(|_| self.writable);
         let st = entry_stat(dir, name)?;
         if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
             let (dir, name) = (dir.clone(), name.to_os_string());
             return Ok(self
                 .table
-                .lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Entry { dir, name }));
+                .lookup_tagged(Key::Real(st.st_dev, st.st_ino), None, layer, || Backing::Entry {
+                    dir,
+                    name,
+                }));
         }
         if let Some(n) = self.table.existing(&Key::Real(st.st_dev, st.st_ino)) {
             return Ok(n);
         }
         let fd = open_path(dir.as_ref(), name)?;
         let st = stat_fd(&fd)?;
-        Ok(self.table.lookup(Key::Real(st.st_dev, st.st_ino), || Backing::Real {
-            fd: Arc::new(fd),
-            role,
-        }))
+        Ok(self
+            .table
+            .lookup_tagged(Key::Real(st.st_dev, st.st_ino), None, layer, || Backing::Real {
+                fd: Arc::new(fd),
+                role,
+            }))
     }
 
     fn aufs_dir(&self, d: AufsDir) -> io::Result<&OwnedFd> {
@@ -323,8 +340,10 @@ impl View {
         Ok(match shown {
             Shown::Hidden => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
             Shown::Data(i) => {
+                // (Not while a copy of it to another file system switches.)
+                let _switch = self.live.as_ref().map(|m| m.switching());
                 let (dir, leaf) = self.data_place(i)?;
-                self.real_node(&Arc::new(dir), &leaf, Role::Plain)?
+                self.real_node_in(&Arc::new(dir), &leaf, Role::Plain, Some(i))?
             }
             Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
             Shown::Registration(d) => self.real_node(&Arc::new(self.aufs_dir(d)?.try_clone()?), name, Role::Plain)?,
@@ -374,11 +393,11 @@ impl View {
                 let role = *role;
                 match self.transform.shown(role, name) {
                     Some(s) if s.only_if_absent() => match sys::lstat(fd, name)? {
-                        Some(_) => self.real_node(fd, name, self.transform.child_role(role, name)),
+                        Some(_) => self.real_node_in(fd, name, self.transform.child_role(role, name), parent.layer),
                         None => self.shown_node(parent, name, s),
                     },
                     Some(s) => self.shown_node(parent, name, s),
-                    None => self.real_node(fd, name, self.transform.child_role(role, name)),
+                    None => self.real_node_in(fd, name, self.transform.child_role(role, name), parent.layer),
                 }
             }
             Backing::Dir { role } => match self.transform.shown(*role, name) {

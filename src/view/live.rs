@@ -40,6 +40,15 @@ pub struct Migrator {
     item_delay: Duration,
     /// A progress bar on the terminal (a foreground mount).
     pub progress_bar: bool,
+    /// Held (written) while a copied layer switches to its copy: lookups
+    /// into layers data wait (see `View::shown_node`).
+    switch: std::sync::RwLock<()>,
+    notifier: Mutex<Option<fuser::Notifier>>,
+    /// The copy under way: item, pace, bytes in all, when it started.
+    copying: Mutex<Option<(usize, Arc<crate::copy::Pace>, u64, Instant)>>,
+    /// `aufs/diff` as the table knows it (its node is the parent of every
+    /// layer's entry in the kernel).
+    diff_key: Option<Key>,
 }
 
 fn other(msg: String) -> io::Error {
@@ -47,6 +56,11 @@ fn other(msg: String) -> io::Error {
 }
 
 impl Migrator {
+    /// Lookups into layers' data hold this while they resolve.
+    pub fn switching(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.switch.read().expect("never poisoned")
+    }
+
     pub fn new(
         root: &'static Root,
         engine: Engine<'static>,
@@ -65,6 +79,7 @@ impl Migrator {
                 reason: it.reason.clone(),
             })
             .collect();
+        let diff_key = engine.diff_stat().ok().map(|st| Key::Real(st.st_dev, st.st_ino));
         Migrator {
             root,
             engine: Mutex::new(engine),
@@ -82,12 +97,17 @@ impl Migrator {
                     .unwrap_or(0),
             ),
             progress_bar: false,
+            switch: std::sync::RwLock::new(()),
+            notifier: Mutex::new(None),
+            copying: Mutex::new(None),
+            diff_key,
         }
     }
 
     /// Starts the thread that asks the kernel to drop cached attributes of
     /// rebound nodes.
     pub fn set_notifier(&self, notifier: fuser::Notifier) {
+        *self.notifier.lock().expect("never poisoned") = Some(notifier.clone());
         let (tx, rx) = mpsc::channel::<u64>();
         std::thread::spawn(move || {
             for ino in rx {
@@ -228,6 +248,77 @@ impl Migrator {
         }
     }
 
+    /// Copies item `i`'s data to `aufs/diff/<id>` when that is on another
+    /// file system, without holding the engine (the view goes on serving
+    /// the source, and migrating other items); then, once the kernel holds
+    /// nothing of the layer (its entries are dropped from the kernel's
+    /// cache; files open through the view keep it, and the switch waits),
+    /// checks the copy against the source again with lookups into layers
+    /// paused, and switches: the copy renamed into place, the source
+    /// removed. A change made meanwhile shows in that check: the layer is
+    /// copied again. Nothing to do (`false`) for an item a rename moves.
+    fn copy_live(&self, i: usize) -> io::Result<bool> {
+        let plan = &self.transform.plan;
+        let it = &plan.items[i];
+        let job = {
+            let mut engine = self.engine.lock().expect("never poisoned");
+            if self.transform.progress(i) != Progress::Pending {
+                return Ok(false);
+            }
+            engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+            match engine.copy_job(it)? {
+                Some(job) => {
+                    let total = engine.copy_total.load(Ordering::Relaxed);
+                    *self.copying.lock().expect("never poisoned") = Some((i, job.pace.clone(), total, Instant::now()));
+                    job
+                }
+                None => return Ok(false),
+            }
+        };
+        self.set_result(i, State::Copying, None);
+        self.write_status();
+        let result = (|| loop {
+            job.run()?;
+            let mut pause = Duration::from_millis(200);
+            loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
+                }
+                self.release_layer(i);
+                if self.table.held_in_layer(i) == 0 {
+                    break;
+                }
+                self.set_result(
+                    i,
+                    State::Copying,
+                    Some("copied; switching once nothing of the layer is open through the view".into()),
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            let _pause_lookups = self.switch.write().expect("never poisoned");
+            let mut engine = self.engine.lock().expect("never poisoned");
+            if self.table.held_in_layer(i) == 0 && engine.finish_copy(it, &job)? {
+                return Ok(());
+            }
+            log::info!("{} changed while copied: copying it again", it.legacy_path());
+        })();
+        *self.copying.lock().expect("never poisoned") = None;
+        result.map(|()| true)
+    }
+
+    /// Asks the kernel to drop its cached entries of layer `i` (its name in
+    /// `aufs/diff`, and with it everything below that nobody uses). Layer
+    /// data is never a mount point.
+    fn release_layer(&self, i: usize) {
+        let (Some(key), Some(n)) = (&self.diff_key, &*self.notifier.lock().expect("never poisoned")) else {
+            return;
+        };
+        if let Some(diff) = self.table.peek(key) {
+            let _ = n.inval_entry(fuser::INodeNo(diff.id), &self.transform.plan.items[i].name);
+        }
+    }
+
     /// `repositories` becomes `repositories-aufs` now.
     pub fn repositories(&self) -> io::Result<()> {
         let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
@@ -252,6 +343,16 @@ impl Migrator {
             .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
             .collect();
         log::info!("background migration of {} items started", todo.len());
+        // While a layer is copied, `status` shows its progress every second.
+        let ticker = Arc::clone(&self);
+        std::thread::spawn(move || {
+            while !ticker.stop.load(Ordering::SeqCst) && Arc::strong_count(&ticker) > 1 {
+                std::thread::sleep(Duration::from_secs(1));
+                if ticker.copying.lock().expect("never poisoned").is_some() {
+                    ticker.write_status();
+                }
+            }
+        });
         let bar = crate::migrate::progress_bar(self.progress_bar, todo.len() as u64);
         let mut failed = Vec::new();
         let mut last_status = Instant::now();
@@ -272,6 +373,15 @@ impl Migrator {
                 }
                 if !self.item_delay.is_zero() {
                     std::thread::sleep(self.item_delay);
+                }
+                match self.copy_live(i) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed.push(i);
+                        let mut engine = self.engine.lock().expect("never poisoned");
+                        self.fail(&mut engine, i, e.to_string());
+                        continue;
+                    }
                 }
                 let mut engine = self.engine.lock().expect("never poisoned");
                 let _ = self.migrate_locked(&mut engine, i, &mut failed);
@@ -375,6 +485,16 @@ impl Migrator {
                 && (self.transform.repositories_done()
                     || self.transform.plan.repositories != crate::plan::Repositories::Rename),
         });
+        if let Some((i, pace, total, t0)) = &*self.copying.lock().expect("never poisoned") {
+            let done = pace.done.load(Ordering::Relaxed);
+            let rate = (done as f64 / t0.elapsed().as_secs_f64().max(0.001)) as u64;
+            doc.items[*i].copy = Some(crate::report::CopyProgress {
+                done_bytes: done,
+                total_bytes: *total,
+                bytes_per_s: rate,
+                eta_s: (rate > 0).then(|| total.saturating_sub(done) / rate),
+            });
+        }
         let bytes = serde_json::to_vec_pretty(&doc).expect("reports always serialize");
         let own: io::Result<OwnedFd> = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
         if let Err(e) = own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false)) {

@@ -31,6 +31,8 @@ pub struct MountOptions {
     pub ready_fd: Option<i32>,
     /// Serve file data through graph2aufs even where kernel passthrough works.
     pub no_passthrough: bool,
+    /// Bytes per second at most for copies to another file system (0: no limit).
+    pub copy_rate: u64,
 }
 
 fn check_fuse() -> Result<()> {
@@ -150,7 +152,8 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     } else {
         let root: &'static Root = Box::leak(Box::new(root));
         let lock = root.lock()?;
-        let (engine, scan, plan) = prepare_live(root)?;
+        let (mut engine, scan, plan) = prepare_live(root)?;
+        engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
         let counts = plan.counts();
         let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
@@ -380,6 +383,9 @@ fn daemonize(opts: &MountOptions) -> Result<u8> {
     }
     if let Some(t) = opts.threads {
         cmd.arg("--threads").arg(t.to_string());
+    }
+    if opts.copy_rate > 0 {
+        cmd.arg("--copy-rate").arg(opts.copy_rate.to_string());
     }
     let child_fd = 3;
     cmd.arg("--ready-fd").arg(child_fd.to_string());

@@ -63,6 +63,9 @@ pub struct Node {
     /// The pending item whose transform made this node (read-write view):
     /// a change to it migrates that item first.
     pub origin: Option<usize>,
+    /// The item whose layer data this node is in (read-write view): a copy
+    /// to another file system switches only when the kernel holds none.
+    pub layer: Option<usize>,
     lookups: AtomicU64,
 }
 
@@ -95,6 +98,8 @@ pub struct Table {
     /// Nodes made by each pending item's transform, to rebind when it
     /// migrates.
     made_by: Mutex<HashMap<usize, Vec<u64>>>,
+    /// Live nodes per layer (see [`Node::layer`]).
+    in_layer: Mutex<HashMap<usize, usize>>,
 }
 
 impl Table {
@@ -103,6 +108,7 @@ impl Table {
             id: ROOT_ID,
             backing: RwLock::new(root),
             origin: None,
+            layer: None,
             lookups: AtomicU64::new(1),
         });
         let mut nodes = HashMap::new();
@@ -113,6 +119,7 @@ impl Table {
             next: AtomicU64::new(SYNTHETIC_BASE),
             main_dev,
             made_by: Mutex::new(HashMap::new()),
+            in_layer: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,6 +139,17 @@ impl Table {
 
     /// [`Table::lookup`] of a node made by item `origin`'s transform.
     pub fn lookup_from(&self, key: Key, origin: Option<usize>, make: impl FnOnce() -> Backing) -> Arc<Node> {
+        self.lookup_tagged(key, origin, None, make)
+    }
+
+    /// [`Table::lookup_from`] of a node inside item `layer`'s data.
+    pub fn lookup_tagged(
+        &self,
+        key: Key,
+        origin: Option<usize>,
+        layer: Option<usize>,
+        make: impl FnOnce() -> Backing,
+    ) -> Arc<Node> {
         let mut keys = self.keys.lock().expect("the key lock is never poisoned");
         if let Some(n) = self.known(&keys, &key) {
             return n;
@@ -149,8 +167,12 @@ impl Table {
             id,
             backing: RwLock::new(make()),
             origin,
+            layer,
             lookups: AtomicU64::new(1),
         });
+        if let Some(l) = layer {
+            *self.in_layer.lock().expect("never poisoned").entry(l).or_default() += 1;
+        }
         if let Some(i) = origin {
             self.made_by
                 .lock()
@@ -185,6 +207,16 @@ impl Table {
     pub fn peek(&self, key: &Key) -> Option<Arc<Node>> {
         let keys = self.keys.lock().expect("the key lock is never poisoned");
         self.get(*keys.get(key)?)
+    }
+
+    /// How many nodes inside item `layer`'s data the kernel holds.
+    pub fn held_in_layer(&self, layer: usize) -> usize {
+        self.in_layer
+            .lock()
+            .expect("never poisoned")
+            .get(&layer)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The key a node was made under.
@@ -233,9 +265,14 @@ impl Table {
             None => false,
         };
         if gone {
-            if let Some((_, key)) = nodes.remove(&id) {
+            if let Some((node, key)) = nodes.remove(&id) {
                 if keys.get(&key) == Some(&id) {
                     keys.remove(&key);
+                }
+                if let Some(l) = node.layer {
+                    if let Some(n) = self.in_layer.lock().expect("never poisoned").get_mut(&l) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
             }
         }

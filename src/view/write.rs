@@ -198,7 +198,7 @@ impl View {
             Backing::Real { role, .. } => self.transform.child_role(*role, name),
             _ => super::transform::Role::Plain,
         };
-        let node = self.real_node(dir, name, role)?;
+        let node = self.real_node_in(dir, name, role, parent.layer)?;
         self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
     }
 

@@ -1,0 +1,410 @@
+//! Copying a layer to another file system, through descriptors, keeping
+//! everything a layer holds: regular files (sparse regions kept sparse,
+//! data through `copy_file_range`, which reflinks where the file system
+//! can), hard links as hard links, symlinks, fifos, sockets and device
+//! nodes, owners, modes (setuid, setgid, sticky), extended attributes (user,
+//! security, trusted; ACLs are `system.posix_acl_*` attributes), and access
+//! and modification times in nanoseconds. Then [`compare`] checks a copy
+//! against its source, entry by entry, content included.
+
+use crate::sys;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a copy goes: its pace and its progress, shared with whoever watches.
+#[derive(Default)]
+pub struct Pace {
+    /// Bytes per second at most (0: unthrottled).
+    pub rate: u64,
+    /// Bytes of file data copied so far.
+    pub done: AtomicU64,
+    /// Stop as soon as possible (the copy then fails with `Interrupted`).
+    pub stop: AtomicBool,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl Pace {
+    pub fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            ..Pace::default()
+        }
+    }
+
+    fn account(&self, n: u64) -> io::Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped"));
+        }
+        let start = *self.started.get_or_init(Instant::now);
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        if self.rate > 0 {
+            let due = Duration::from_secs_f64(done as f64 / self.rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a tree needs on the destination: bytes of blocks, and inodes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Size {
+    pub bytes: u64,
+    pub data: u64,
+    pub inodes: u64,
+}
+
+fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
+}
+
+fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
+    let mut v = Vec::new();
+    for (name, _) in sys::list_dir(dir)? {
+        if let Some(st) = sys::lstat(dir, &name)? {
+            v.push((name, st));
+        }
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+fn ftype(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+/// The space a tree takes: what a copy of it needs.
+pub fn size(dir: &OwnedFd) -> io::Result<Size> {
+    let mut s = Size {
+        inodes: 1,
+        bytes: 4096,
+        data: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (name, st) in entries(dir)? {
+        if ftype(&st) == FileType::Directory {
+            let sub = size(&sys::open_dir_required(dir, &name)?)?;
+            s.bytes += sub.bytes;
+            s.data += sub.data;
+            s.inodes += sub.inodes;
+        } else if st.st_nlink <= 1 || seen.insert((st.st_dev, st.st_ino)) {
+            s.bytes += st.st_blocks as u64 * 512;
+            if ftype(&st) == FileType::RegularFile {
+                s.data += st.st_size as u64;
+            }
+            s.inodes += 1;
+        }
+    }
+    Ok(s)
+}
+
+fn times(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    }
+}
+
+fn xattr_names(path: &PathBuf) -> io::Result<Vec<OsString>> {
+    let n = match rfs::llistxattr_query(path) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = vec![0u8; n];
+    let n = rfs::llistxattr(path, &mut buf[..])?;
+    use std::os::unix::ffi::OsStrExt;
+    Ok(buf[..n]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| OsStr::from_bytes(s).to_os_string())
+        .collect())
+}
+
+/// An entry's extended attributes, sorted.
+pub fn xattrs(dir: &OwnedFd, name: &OsStr) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+    let path = proc_entry(dir, name);
+    let mut out = Vec::new();
+    for x in xattr_names(&path)? {
+        let n = rfs::lgetxattr_query(&path, &x)?;
+        let mut v = vec![0u8; n];
+        let n = rfs::lgetxattr(&path, &x, &mut v[..])?;
+        v.truncate(n);
+        out.push((x, v));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Owner, xattrs, mode and times of `name` in `dst` as `st` says (in that
+/// order: a chown clears setuid bits, times last).
+fn finish(dst: &OwnedFd, name: &OsStr, st: &Stat, attrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
+    rfs::chownat(
+        dst,
+        name,
+        Some(rfs::Uid::from_raw(st.st_uid)),
+        Some(rfs::Gid::from_raw(st.st_gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    let path = proc_entry(dst, name);
+    for (x, v) in attrs {
+        rfs::lsetxattr(&path, x, v, rfs::XattrFlags::empty())?;
+    }
+    if ftype(st) != FileType::Symlink {
+        rfs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
+    }
+    rfs::utimensat(dst, name, &times(st), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}
+
+/// Copies a regular file's data, holes kept as holes.
+fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rfs::seek(src, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rfs::seek(src, SeekFrom::Hole(data))?.min(size);
+        let mut at = data;
+        while at < hole {
+            let want = (hole - at).min(8 << 20) as usize;
+            let (mut off_in, mut off_out) = (at, at);
+            let n = match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while copied",
+                    ))
+                }
+                Ok(n) => n,
+                Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+                    copy_chunk(src, dst, at, want)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            at += n as u64;
+            pace.account(n as u64)?;
+        }
+        pos = hole;
+    }
+    dst.set_len(size)
+}
+
+fn copy_chunk(src: &File, dst: &File, at: u64, want: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; want.min(1 << 20)];
+    let n = src.read_at(&mut buf, at)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file shrank while copied",
+        ));
+    }
+    dst.write_all_at(&buf[..n], at)?;
+    Ok(n)
+}
+
+/// Hard links already copied: source inode -> where its first copy is.
+type Links = HashMap<(u64, u64), (Arc<OwnedFd>, OsString)>;
+
+/// Copies the entries of directory `src` into the (empty) directory `dst`.
+/// `dst`'s own owner, mode, xattrs and times are the caller's.
+pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<()> {
+    copy_dir(src, dst, pace, &mut HashMap::new())
+}
+
+/// Copies a directory's own owner, mode, xattrs and times onto another.
+pub fn copy_dir_attrs(
+    src_parent: &OwnedFd,
+    src_name: &OsStr,
+    dst_parent: &OwnedFd,
+    dst_name: &OsStr,
+) -> io::Result<()> {
+    let st = sys::lstat(src_parent, src_name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+    finish(dst_parent, dst_name, &st, &xattrs(src_parent, src_name)?)
+}
+
+fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -> io::Result<()> {
+    let what = |name: &OsStr, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", crate::names::escape_os(name)));
+    for (name, st) in entries(src)? {
+        let attrs = xattrs(src, &name).map_err(|e| what(&name, e))?;
+        let ft = ftype(&st);
+        if ft != FileType::Directory && st.st_nlink > 1 {
+            if let Some((d, first)) = links.get(&(st.st_dev, st.st_ino)) {
+                rfs::linkat(d.as_fd(), first, dst.as_fd(), &name, AtFlags::empty())
+                    .map_err(|e| what(&name, e.into()))?;
+                continue;
+            }
+            links.insert((st.st_dev, st.st_ino), (dst.clone(), name.clone()));
+        }
+        match ft {
+            FileType::Directory => {
+                rfs::mkdirat(dst.as_fd(), &name, Mode::from_raw_mode(0o700)).map_err(|e| what(&name, e.into()))?;
+                let sub_src = sys::open_dir_required(src, &name)?;
+                let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name)?);
+                copy_dir(&sub_src, &sub_dst, pace, links).map_err(|e| what(&name, e))?;
+            }
+            FileType::RegularFile => {
+                let from = File::from(sys::open_noatime(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                let to = File::from(
+                    rfs::openat(
+                        dst.as_fd(),
+                        &name,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(|e| what(&name, e.into()))?,
+                );
+                copy_data(&from, &to, st.st_size as u64, pace).map_err(|e| what(&name, e))?;
+            }
+            FileType::Symlink => {
+                let target = sys::readlink(src, &name)?;
+                rfs::symlinkat(OsStr::from_encoded_bytes_checked(&target), dst.as_fd(), &name)
+                    .map_err(|e| what(&name, e.into()))?;
+            }
+            _ => {
+                rfs::mknodat(dst.as_fd(), &name, ft, Mode::from_raw_mode(0o600), st.st_rdev)
+                    .map_err(|e| what(&name, e.into()))?;
+            }
+        }
+        finish(dst, &name, &st, &attrs).map_err(|e| what(&name, e))?;
+    }
+    Ok(())
+}
+
+trait FromBytes {
+    fn from_encoded_bytes_checked(b: &[u8]) -> &OsStr;
+}
+
+impl FromBytes for OsStr {
+    fn from_encoded_bytes_checked(b: &[u8]) -> &OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        OsStr::from_bytes(b)
+    }
+}
+
+/// The first difference between a tree and its copy, if any: kinds, modes,
+/// owners, sizes, device numbers, symlink targets, xattrs, mtimes, hard
+/// link structure and file contents (atimes excepted: reading the source
+/// may move them).
+pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
+    let mut links = HashMap::new();
+    compare_dir(src, dst, &mut PathBuf::new(), &mut links)
+}
+
+fn compare_dir(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    at: &mut PathBuf,
+    links: &mut HashMap<(u64, u64), (u64, u64)>,
+) -> io::Result<Option<String>> {
+    let (a, b) = (entries(src)?, entries(dst)?);
+    let names = |v: &[(OsString, Stat)]| v.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+    if names(&a) != names(&b) {
+        return Ok(Some(format!("{}: the entries differ", at.display())));
+    }
+    for ((name, s), (_, d)) in a.iter().zip(b.iter()) {
+        at.push(name);
+        let here = || at.display().to_string();
+        let same = ftype(s) == ftype(d)
+            && s.st_mode == d.st_mode
+            && s.st_uid == d.st_uid
+            && s.st_gid == d.st_gid
+            && (ftype(s) == FileType::Directory || s.st_size == d.st_size)
+            && s.st_rdev == d.st_rdev
+            && s.st_nlink == d.st_nlink
+            && (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec);
+        if !same {
+            return Ok(Some(format!("{}: the metadata differ", here())));
+        }
+        if xattrs(src, name)? != xattrs(dst, name)? {
+            return Ok(Some(format!("{}: the extended attributes differ", here())));
+        }
+        match ftype(s) {
+            FileType::Directory => {
+                let r = compare_dir(
+                    &sys::open_dir_required(src, name)?,
+                    &sys::open_dir_required(dst, name)?,
+                    at,
+                    links,
+                )?;
+                if r.is_some() {
+                    return Ok(r);
+                }
+            }
+            FileType::Symlink if sys::readlink(src, name)? != sys::readlink(dst, name)? => {
+                return Ok(Some(format!("{}: the symlink targets differ", here())));
+            }
+            FileType::RegularFile => {
+                if s.st_nlink > 1 {
+                    let pair = *links.entry((s.st_dev, s.st_ino)).or_insert((d.st_dev, d.st_ino));
+                    if pair != (d.st_dev, d.st_ino) {
+                        return Ok(Some(format!("{}: a hard link is not one in the copy", here())));
+                    }
+                }
+                let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                let mut y = File::from(sys::open_noatime(dst, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                if !same_content(&mut x, &mut y)? {
+                    return Ok(Some(format!("{}: the contents differ", here())));
+                }
+            }
+            _ => {}
+        }
+        at.pop();
+    }
+    Ok(None)
+}
+
+fn same_content(x: &mut File, y: &mut File) -> io::Result<bool> {
+    let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = read_full(x, &mut a)?;
+        let m = read_full(y, &mut b)?;
+        if n != m || a[..n] != b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Free space where `dir` is: bytes and inodes available to root.
+pub fn free(dir: &OwnedFd) -> io::Result<(u64, u64)> {
+    let d = rfs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let s = rfs::fstatvfs(d)?;
+    Ok((s.f_bfree * s.f_frsize, s.f_ffree))
+}
