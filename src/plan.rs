@@ -559,7 +559,8 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         if item.source == Source::Fallback {
             item.state = State::Fallback;
             item.reason = Some(format!(
-                "aufs/diff/{} is a symlink (left by Docker 1.8's migration) to the legacy directory",
+                "aufs/diff/{} is a symlink (as Docker 1.8's migration left them; never followed) \
+                 while the legacy directory holds the data: migrate replaces it with the data",
                 escape_os(&item.name)
             ));
         } else if done && item.source == Source::Native && !item.legacy_present {

@@ -117,6 +117,12 @@ impl Record {
                     ..Default::default()
                 })
             }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(crate::error::Error::Env(format!(
+                    "{}/{FILE}: .graph2aufs or its record is a symlink (refused: nothing is followed out of ROOT)",
+                    root.path().display()
+                )))
+            }
             Err(e) => return Err(e).step(|| format!("reading {}/{FILE}", root.path().display())),
         };
         serde_json::from_slice(&bytes).map_err(|e| {

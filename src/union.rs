@@ -64,6 +64,8 @@ impl Src {
 
     fn has(&self, name: &OsStr) -> io::Result<bool> {
         match self {
+            // (A whiteout of a name near the length limit cannot exist.)
+            Src::Real(_) if name.len() > 255 => Ok(false),
             Src::Real(fd) => Ok(sys::lstat(fd.as_ref(), name)?.is_some()),
             Src::Init(..) => Ok(false), // init layers hold no whiteouts
         }

@@ -848,7 +848,7 @@ fn aufs_entries_that_are_symlinks_out_of_root_are_never_followed() {
         assert_enoent(&mp.join("aufs/mnt").join(&c));
     });
     // Served from its legacy layer; migrate replaces the symlink (the
-    // reason's wording is wrong about its target: see the ignored test below).
+    // reason's wording is wrong about its target: see the regression test below).
     expect_item(
         &checked.plan,
         &fallback,
@@ -870,13 +870,12 @@ fn aufs_entries_that_are_symlinks_out_of_root_are_never_followed() {
     );
 }
 
-/// BUG (report accuracy): `plan` never reads a symlink (to keep its atime),
+/// Regression (report accuracy, fixed): `plan` never reads a symlink (to keep its atime),
 /// yet says an `aufs/diff/<id>` symlink is "a symlink (left by Docker 1.8's
 /// migration) to the legacy directory" whatever it points at; here it
 /// points out of ROOT, which an audit of a hostile root must be told (or at
 /// least not be told otherwise).
 #[test]
-#[ignore = "BUG: plan reports an aufs/diff symlink out of ROOT as Docker 1.8's symlink \"to the legacy directory\""]
 fn an_aufs_diff_symlink_out_of_root_is_not_reported_as_docker_18s_symlink_to_the_legacy_directory() {
     let scene = Scene::new();
     let id = hex_id(1);
@@ -956,14 +955,13 @@ fn symlinks_out_of_root_at_roots_own_directories_are_refused_by_plan_and_mount()
     );
 }
 
-/// BUG (message clarity): a symlink at `graph`, `containers`,
+/// Regression (message clarity, fixed): a symlink at `graph`, `containers`,
 /// `aufs/{diff,layers,mnt}` or `.graph2aufs/quarantine/{graph,containers}`
 /// is refused as "not a directory", and one at `.graph2aufs` as "Too many
 /// levels of symbolic links (os error 40)" on `record.json`; only `aufs` and
 /// `.graph2aufs/quarantine` say "a symlink on the way (refused: nothing is
 /// followed out of ROOT)". Safe, but the operator is told the wrong thing.
 #[test]
-#[ignore = "BUG: root-level symlinks are refused as \"not a directory\" or a raw ELOOP, not named as symlinks"]
 fn symlinks_at_roots_own_directories_are_refused_naming_them_symlinks() {
     let mut unclear = Vec::new();
     for at in [
@@ -1275,7 +1273,7 @@ fn ids_of_4000_bytes_are_reported_and_the_view_serves_everything_else() {
         assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
         let diff = mp.join("aufs/diff").join(hex_id(5));
         assert_eq!(fs::read(diff.join(&name255)).expect("a 255-byte name"), b"255\n");
-        // (A 255-byte name in a merged view: see the ignored test below.)
+        // (A 255-byte name in a merged view: see the regression test below.)
         let top = mp.join("aufs/mnt").join(hex_id(5));
         assert_enoent(&top.join("m".repeat(251)));
         assert!(lstat(&mp.join("aufs/mnt").join(&base).join("m".repeat(251))).is_file());
@@ -1291,14 +1289,13 @@ fn ids_of_4000_bytes_are_reported_and_the_view_serves_everything_else() {
     );
 }
 
-/// BUG (entries silently hidden): in a merged view, looking a name of 252
+/// Regression (entries were silently hidden, fixed): in a merged view, looking a name of 252
 /// to 255 bytes up probes `.wh.<name>`, which is longer than NAME_MAX, and
 /// fails with ENAMETOOLONG; readdirplus then leaves the name out of the
 /// listing without a word (it skips any entry whose lookup fails), although
 /// `aufs/diff/<id>` lists and reads it. (No whiteout of such a name can
 /// exist. Real aufs refuses lookups of names over 242 bytes, but lists them.)
 #[test]
-#[ignore = "BUG: names of 252-255 bytes are silently missing from merged views (the .wh. probe fails with ENAMETOOLONG)"]
 fn names_of_252_to_255_bytes_are_listed_and_readable_in_merged_views() {
     if !require_root_and_fuse("names_of_252_to_255_bytes_are_listed_and_readable_in_merged_views") {
         return;
@@ -1434,7 +1431,7 @@ fn a_chain_1000_deep_is_merged_at_its_top_through_the_view_in_bounded_time() {
     let scene = Scene::new();
     let ids = deep_chain(&scene, N);
     // The main walk does not enter aufs/mnt: listing it looks up all 1,000
-    // merged roots (see the ignored test below); the top, middle and bottom
+    // merged roots (see the regression test below); the top, middle and bottom
     // merged roots are walked on their own.
     let skip = |rel: &Path| rel == Path::new("aufs/mnt");
     let mut first_top = Duration::ZERO;
@@ -1521,7 +1518,7 @@ fn stat_every_merged_root_then_use_the_view(mp: &Path) -> Vec<String> {
     failed
 }
 
-/// BUG (descriptor exhaustion): every merged root the kernel has looked up
+/// Regression (descriptor exhaustion, fixed): every merged root the kernel has looked up
 /// holds one O_PATH descriptor per branch of its chain, none shared, and the
 /// kernel keeps looked-up nodes (1 h timeouts). Looking up every
 /// `aufs/mnt/<id>` of a 1000-deep chain needs about 500,000 descriptors:
@@ -1529,7 +1526,6 @@ fn stat_every_merged_root_then_use_the_view(mp: &Path) -> Vec<String> {
 /// most lookups fail with EMFILE, and then everything else in the view does
 /// too (the view is unusable until the kernel forgets nodes).
 #[test]
-#[ignore = "BUG: looking up every aufs/mnt/<id> of a deep chain exhausts the server's descriptors (EMFILE everywhere after)"]
 fn looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable() {
     if !require_root_and_fuse("looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable") {
         return;
@@ -1547,13 +1543,12 @@ fn looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable() {
     );
 }
 
-/// BUG (descriptor exhaustion), the same on an ordinary root: 3,000 images
+/// Regression (descriptor exhaustion, fixed), the same on an ordinary root: 3,000 images
 /// in chains up to 12 deep and 100 containers (`ls -l aufs/mnt`). Measured
 /// here: 161 of 3,200 lookups fail with EMFILE (and `ls -l` silently leaves
 /// them out: readdirplus skips any entry whose lookup fails), the server
 /// holds 19,999 descriptors, and `ls graph/` then fails with EMFILE.
 #[test]
-#[ignore = "BUG: `ls -l aufs/mnt` of a 3,000-image root exhausts the server's descriptors (EMFILE everywhere after)"]
 fn looking_up_every_merged_root_of_a_3000_image_root_keeps_the_view_usable() {
     if !require_root_and_fuse("looking_up_every_merged_root_of_a_3000_image_root_keeps_the_view_usable") {
         return;

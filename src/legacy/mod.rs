@@ -138,6 +138,25 @@ impl Dirs {
 }
 
 fn annotate(root: &Root, rel: &str, e: io::Error) -> io::Error {
+    // Which component is a symlink, if one is: say so, not "not a directory".
+    let mut at = String::new();
+    for c in rel.split('/') {
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(c);
+        if let Ok(Some(st)) = sys::lstat(root.fd(), &at) {
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+                return io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}/{at} is a symlink (refused: nothing is followed out of ROOT)",
+                        root.path().display()
+                    ),
+                );
+            }
+        }
+    }
     let why = match e.raw_os_error() {
         Some(libc::ELOOP) => "a symlink on the way (refused: nothing is followed out of ROOT)".to_string(),
         Some(libc::ENOTDIR) => "not a directory".to_string(),

@@ -55,6 +55,7 @@ pub struct View {
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
+    data_dirs: Mutex<HashMap<usize, Arc<OwnedFd>>>,
     /// One backing id per inode, shared by all its opens.
     backing: Mutex<HashMap<u64, std::sync::Weak<fuser::BackingId>>>,
     ttl: Duration,
@@ -194,6 +195,7 @@ impl View {
             listings: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             inits: Mutex::new(HashMap::new()),
+            data_dirs: Mutex::new(HashMap::new()),
             backing: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(3600),
             passthrough,
@@ -283,8 +285,19 @@ impl View {
         crate::place::data_place(&self.dirs, &self.transform.plan.items[i])
     }
 
+    /// The directory of item `i`'s data. The read-only view opens it once:
+    /// every merged root of a chain shares its layers' descriptors.
     fn data_dir(&self, i: usize) -> io::Result<Arc<OwnedFd>> {
-        crate::place::data_dir(&self.dirs, &self.transform.plan.items[i])
+        if self.writable {
+            return crate::place::data_dir(&self.dirs, &self.transform.plan.items[i]);
+        }
+        let mut dirs = self.data_dirs.lock().expect("never poisoned");
+        if let Some(d) = dirs.get(&i) {
+            return Ok(d.clone());
+        }
+        let d = crate::place::data_dir(&self.dirs, &self.transform.plan.items[i])?;
+        dirs.insert(i, d.clone());
+        Ok(d)
     }
 
     fn init_layer(&self, i: usize) -> io::Result<Arc<InitLayer>> {
@@ -874,9 +887,19 @@ impl Filesystem for View {
                 }
                 continue;
             }
-            // An entry that vanished since opendir is skipped, as getdents would.
-            let Ok(attr) = self.looked_up(&dir, &e.name) else {
-                continue;
+            // An entry that vanished since the listing is skipped, as
+            // getdents would; any other failure (out of descriptors, an I/O
+            // error) is the reader's, not a silently shorter listing.
+            let attr = match self.looked_up(&dir, &e.name) {
+                Ok(a) => a,
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(err) => {
+                    log::warn!("listing node {}: {}: {err}", ino.0, crate::names::escape_os(&e.name));
+                    if i as u64 == offset {
+                        return reply.error(errno(err));
+                    }
+                    break;
+                }
             };
             if reply.add(attr.ino, next, &e.name, &self.ttl, &attr, Generation(0)) {
                 // Not sent: the kernel holds no reference to it.

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Where `status` finds a live mount's progress (under `.graph2aufs/`).
 pub const STATUS_FILE: &str = "status.json";
 
+/// A copy under way: item, pace, bytes in all, when it started.
+type Copying = (usize, Arc<crate::copy::Pace>, u64, Instant);
+
 pub struct Migrator {
     root: &'static Root,
     engine: Mutex<Engine<'static>>,
@@ -45,7 +48,7 @@ pub struct Migrator {
     switch: std::sync::RwLock<()>,
     notifier: Mutex<Option<fuser::Notifier>>,
     /// The copy under way: item, pace, bytes in all, when it started.
-    copying: Mutex<Option<(usize, Arc<crate::copy::Pace>, u64, Instant)>>,
+    copying: Mutex<Option<Copying>>,
     /// `aufs/diff` as the table knows it (its node is the parent of every
     /// layer's entry in the kernel).
     diff_key: Option<Key>,
