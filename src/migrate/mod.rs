@@ -401,13 +401,16 @@ impl<'r> Engine<'r> {
     pub fn copy_across(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
         let job = self.copy_job_from(it, parent.try_clone()?)?;
         job.run()?;
-        if !self.finish_copy(it, &job)? {
-            return Err(io::Error::other(format!(
-                "{} changed while it was copied; nothing removed",
-                it.legacy_path()
-            )));
+        match self.finish_copy(it, &job)? {
+            None => Ok(()),
+            Some(d) => {
+                job.discard();
+                Err(io::Error::other(format!(
+                    "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
+                    it.legacy_path()
+                )))
+            }
         }
-        Ok(())
     }
 
     /// A copy job for an item whose data is still in its legacy place, on
@@ -465,12 +468,13 @@ impl<'r> Engine<'r> {
 
     /// Puts a finished copy in place, if its source has not changed since:
     /// recorded as copied (durably), renamed into place, synced, and only
-    /// then the source removed. `false`: the source changed, copy again.
-    pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<bool> {
+    /// then the source removed. `Some(difference)`: the copy differs from
+    /// the source (changed since), nothing done.
+    pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Option<String>> {
         let src = sys::open_dir_required(&job.parent, job.leaf)?;
         let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
-        if crate::copy::compare(&src, &dst)?.is_some() {
-            return Ok(false);
+        if let Some(d) = crate::copy::compare(&src, &dst)? {
+            return Ok(Some(d));
         }
         if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             e.copied = true;
@@ -482,7 +486,7 @@ impl<'r> Engine<'r> {
         sys::syncfs(&job.diff)?;
         self.faults.step()?;
         sys::remove_tree(&job.parent, job.leaf).context(|| format!("removing {} after its copy", it.legacy_path()))?;
-        Ok(true)
+        Ok(None)
     }
 
     /// Both the source and its copy are there (a run stopped between the
@@ -713,19 +717,20 @@ impl CopyJob {
             let dst = std::sync::Arc::new(sys::open_dir_required(&self.diff, &self.tmp)?);
             crate::copy::copy_tree(&src, &dst, &self.pace)?;
             crate::copy::copy_dir_attrs(&self.parent, OsStr::new(self.leaf), &self.diff, &self.tmp)?;
-            sys::syncfs(&self.diff)?;
-            match crate::copy::compare(&src, &dst)? {
-                None => Ok(()),
-                Some(d) => Err(io::Error::other(format!("the copy differs from its source: {d}"))),
-            }
+            sys::syncfs(&self.diff)
         })();
         if let Err(e) = copied {
-            if let Err(r) = sys::remove_tree(&self.diff, &self.tmp) {
-                log::warn!("removing the failed copy aufs/diff/{}: {r}", escape_os(&self.tmp));
-            }
+            self.discard();
             return Err(io::Error::new(e.kind(), format!("copying {}: {e}", self.what)));
         }
         Ok(())
+    }
+
+    /// Removes the copy (never the source).
+    pub fn discard(&self) {
+        if let Err(r) = sys::remove_tree(&self.diff, &self.tmp) {
+            log::warn!("removing the copy aufs/diff/{}: {r}", escape_os(&self.tmp));
+        }
     }
 }
 

@@ -140,6 +140,10 @@ impl Migrator {
         if it.blocked() || self.transform.progress(i) == Progress::Done {
             return Ok(());
         }
+        // Being copied to another file system: it switches when done.
+        if matches!(&*self.copying.lock().expect("never poisoned"), Some((c, ..)) if *c == i) {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
         let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
         let r = self.migrate_locked(&mut engine, i, &mut Vec::new());
         drop(engine);
@@ -263,6 +267,13 @@ impl Migrator {
     fn copy_live(&self, i: usize) -> io::Result<bool> {
         let plan = &self.transform.plan;
         let it = &plan.items[i];
+        // Parents first: an item whose parent is not registered is not copied.
+        if it
+            .parent
+            .is_some_and(|p| self.transform.progress(p) == Progress::Pending)
+        {
+            return Ok(false);
+        }
         let job = {
             let mut engine = self.engine.lock().expect("never poisoned");
             if self.transform.progress(i) != Progress::Pending {
@@ -301,12 +312,15 @@ impl Migrator {
             }
             let _pause_lookups = self.switch.write().expect("never poisoned");
             let mut engine = self.engine.lock().expect("never poisoned");
-            if self.table.held_in_layer(i) == 0 && engine.finish_copy(it, &job)? {
+            if self.table.held_in_layer(i) == 0 && engine.finish_copy(it, &job)?.is_none() {
                 return Ok(());
             }
             log::info!("{} changed while copied: copying it again", it.legacy_path());
         })();
         *self.copying.lock().expect("never poisoned") = None;
+        if result.is_err() {
+            job.discard();
+        }
         result.map(|()| true)
     }
 

@@ -1,0 +1,374 @@
+//! Migration when `ROOT/aufs` is another file system (issue 5): the layers
+//! are copied, not renamed. Every kind of entry survives the copy exactly;
+//! no space on the destination stops cleanly and a second run after space
+//! is freed finishes; a run killed at any step of a copy loses nothing and
+//! a second run finishes; under the read-write view the copy runs in the
+//! background, shows its progress, and takes in the writes made meanwhile.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use graph2aufs::generate::{generate, Options, Summary};
+use serde_json::Value;
+
+const BOUND: Duration = Duration::from_secs(120);
+
+/// A bind mount of `src` at `dst`, undone (lazily if busy) when dropped.
+struct BindAt(PathBuf);
+
+impl BindAt {
+    #[track_caller]
+    fn new(src: &Path, dst: &Path) -> BindAt {
+        fs::create_dir_all(dst).unwrap();
+        let mut cmd = Command::new("mount");
+        cmd.arg("--bind").arg(src).arg(dst);
+        run_command(cmd, RUN_TIMEOUT).expect_code(0);
+        BindAt(dst.to_path_buf())
+    }
+}
+
+impl Drop for BindAt {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::empty());
+            if is_mounted(&self.0) {
+                lazy_umount(&self.0);
+            }
+        }
+    }
+}
+
+/// A generated root, a copy of it migrated on one file system (the
+/// reference), and scratch space.
+struct Fixture {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    summary: Summary,
+    reference: PathBuf,
+}
+
+fn cp_a(src: &Path, dst: &Path) {
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(src).arg(dst);
+    run_command(cp, RUN_TIMEOUT).expect_code(0);
+}
+
+impl Fixture {
+    fn new(opts: &Options, big_file_mb: u64) -> Fixture {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let root = dir.path().join("root");
+        let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating: {e}"));
+        if big_file_mb > 0 {
+            // A large sparse-and-dense file in the first image's layer.
+            let p = root.join("graph").join(&summary.images[0]).join("layer/big.bin");
+            let f = fs::File::create(&p).unwrap();
+            let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+            for i in 0..big_file_mb {
+                std::os::unix::fs::FileExt::write_all_at(&f, &chunk, (2 * i) << 20).unwrap();
+            }
+        }
+        let reference = dir.path().join("reference");
+        cp_a(&root, &reference);
+        run_command(g2a(["migrate".as_ref(), reference.as_os_str()]), RUN_TIMEOUT);
+        Fixture {
+            dir,
+            root,
+            summary,
+            reference,
+        }
+    }
+}
+
+fn opts(seed: u64, images: usize, containers: usize, entries: usize) -> Options {
+    Options {
+        seed,
+        images,
+        max_chain: 3,
+        containers,
+        entries_per_layer: entries,
+        ..Options::default()
+    }
+}
+
+/// What the layers hold, as the aufs driver sees them, without what
+/// depends on the file system or the time of the run: directory sizes and
+/// mtimes of the directories graph2aufs made.
+fn layers(root: &Path) -> Tree {
+    snapshot(&root.join("aufs/diff")).normalized(|p, e| {
+        if e.kind == Kind::Dir {
+            e.size = 0;
+            if p.components().count() <= 1 {
+                e.mtime_ns = 0;
+            }
+        }
+    })
+}
+
+/// The rest of ROOT (without `aufs`, and graph2aufs's own record).
+fn rest(root: &Path) -> Tree {
+    snapshot(root)
+        .without([
+            "aufs",
+            ".graph2aufs/record.json",
+            ".graph2aufs/status.json",
+            ".graph2aufs/lock",
+        ])
+        .normalized(|_, e| {
+            if e.kind == Kind::Dir {
+                e.mtime_ns = 0;
+            }
+        })
+}
+
+#[track_caller]
+fn assert_as_reference(f: &Fixture, what: &str) {
+    assert_same(&layers(&f.reference), &layers(&f.root), &format!("{what}: aufs/diff"));
+    assert_same(
+        &rest(&f.reference),
+        &rest(&f.root),
+        &format!("{what}: the rest of ROOT"),
+    );
+    for d in ["layers", "mnt"] {
+        let names = |r: &Path| {
+            let mut v: Vec<_> = fs::read_dir(r.join("aufs").join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&f.reference), names(&f.root), "{what}: aufs/{d}");
+    }
+}
+
+#[test]
+fn migrate_copies_every_kind_of_entry_exactly_to_another_file_system() {
+    if !require_root("migrate_copies_every_kind_of_entry_exactly_to_another_file_system") {
+        return;
+    }
+    let f = Fixture::new(&opts(21, 10, 4, 60), 6);
+    let fs2 = LoopFs::new(256, "ext4");
+    let _aufs = BindAt::new(fs2.path(), &f.root.join("aufs"));
+    let r = run_command(
+        g2a(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
+        RUN_TIMEOUT,
+    );
+    r.expect_code(0);
+    assert_as_reference(&f, "after a migrate across file systems");
+    // The sources are gone, the copies on the other file system.
+    for id in &f.summary.images {
+        assert!(
+            !f.root.join("graph").join(id).join("layer").exists(),
+            "graph/{id}/layer is left"
+        );
+    }
+    let big = f.root.join("aufs/diff").join(&f.summary.images[0]).join("big.bin");
+    let st = fs::metadata(&big).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        st.blocks() * 512 < st.len() * 2 / 3,
+        "the copy of a sparse file is not sparse: {st:?}"
+    );
+    // A second run has nothing to do.
+    run_command(g2a(["migrate".as_ref(), f.root.as_os_str()]), RUN_TIMEOUT).expect_code(0);
+    assert_as_reference(&f, "after a second migrate");
+}
+
+#[test]
+fn no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_finishes() {
+    if !require_root("no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_finishes") {
+        return;
+    }
+    let f = Fixture::new(&opts(22, 6, 2, 40), 4);
+    let legacy = snapshot(&f.root.join("graph"));
+    let small = TmpFs::new(2);
+    let _aufs = BindAt::new(small.path(), &f.root.join("aufs"));
+    let (code, doc) = run_json(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(code, 1, "{doc}");
+    let big = &f.summary.images[0];
+    let item = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == big.as_str())
+        .unwrap();
+    assert_eq!(item["state"], "failed", "{item}");
+    assert!(item["reason"].as_str().unwrap().contains("no space"), "{item}");
+    // Nothing lost: every layer not copied is still whole in its place.
+    let now = snapshot(&f.root.join("graph"));
+    assert_same(&legacy.subtree(big), &now.subtree(big), "the layer that did not fit");
+    assert!(
+        fs::read_dir(f.root.join("aufs/diff")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".graph2aufs-tmp")),
+        "a partial copy is left"
+    );
+    // Space freed: the next run finishes.
+    let mut remount = Command::new("mount");
+    remount.args(["-o", "remount,size=256m"]).arg(small.path());
+    run_command(remount, RUN_TIMEOUT).expect_code(0);
+    run_command(g2a(["migrate".as_ref(), f.root.as_os_str()]), RUN_TIMEOUT).expect_code(0);
+    assert_as_reference(&f, "after space was freed");
+}
+
+#[test]
+fn a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
+    if !require_root("a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes") {
+        return;
+    }
+    let f = Fixture::new(&opts(23, 3, 1, 8), 0);
+    let pristine = f.dir.path().join("pristine");
+    cp_a(&f.root, &pristine);
+    let before = snapshot(&pristine);
+    let mut n = 0;
+    loop {
+        let root = f.dir.path().join(format!("killed-{n}"));
+        cp_a(&pristine, &root);
+        let space = TmpFs::new(64);
+        let _aufs = BindAt::new(space.path(), &root.join("aufs"));
+        let mut cmd = g2a(["migrate".as_ref(), root.as_os_str()]);
+        cmd.env("GRAPH2AUFS_KILL_AFTER", n.to_string());
+        let r = run_command(cmd, RUN_TIMEOUT);
+        let killed = r.code != 0;
+        if killed {
+            // Every layer whole in its source or in its copy.
+            for id in f.summary.images.iter() {
+                let want = before.subtree(format!("graph/{id}/layer"));
+                let old = snapshot(&root).subtree(format!("graph/{id}/layer"));
+                let new = snapshot(&root).subtree(format!("aufs/diff/{id}"));
+                assert!(
+                    diff(&want, &old).is_empty() || layers_equal(&want, &new),
+                    "killed after {n}: the layer {id} is whole nowhere"
+                );
+            }
+            run_command(g2a(["migrate".as_ref(), root.as_os_str()]), RUN_TIMEOUT).expect_code(0);
+        }
+        let done = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            root: root.clone(),
+            summary: f.summary.clone(),
+            reference: f.reference.clone(),
+        };
+        assert_as_reference(&done, &format!("killed after {n} changes, then run again"));
+        drop(_aufs);
+        drop(space);
+        fs::remove_dir_all(&root).unwrap();
+        if !killed {
+            break;
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 10,
+        "a full run takes {n} changes: the kill switch seems not to work"
+    );
+    loud(&format!("cross-device crash test: a full migrate takes {n} changes"));
+}
+
+/// Two trees of a layer equal but for directory sizes (file systems differ).
+fn layers_equal(a: &Tree, b: &Tree) -> bool {
+    let n = |t: &Tree| {
+        t.normalized(|_, e| {
+            if e.kind == Kind::Dir {
+                e.size = 0;
+            }
+        })
+    };
+    diff(&n(a), &n(b)).is_empty()
+}
+
+#[test]
+fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_made_meanwhile() {
+    if !require_root_and_fuse(
+        "under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_made_meanwhile",
+    ) {
+        return;
+    }
+    let f = Fixture::new(&opts(24, 6, 2, 20), 8);
+    let space = TmpFs::new(256);
+    let aufs = BindAt::new(space.path(), &f.root.join("aufs"));
+    let big = f.summary.images[0].clone();
+    let mut cmd = Command::new(bin());
+    // Throttled: the copy of the 8 MiB layer takes a few seconds.
+    cmd.arg("mount")
+        .arg(&f.root)
+        .arg(&f.root)
+        .arg("--foreground")
+        .args(["--copy-rate", "2M"]);
+    let view = Mount::start_command(cmd, &f.root, BOUND);
+    let status = || -> Value {
+        run_command(
+            g2a(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
+            RUN_TIMEOUT,
+        )
+        .json()
+    };
+    // The copy shows in status, with its progress.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let copying = loop {
+        let s = status();
+        let it = s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == big.as_str())
+            .cloned()
+            .unwrap();
+        if it["state"] == "copying" && it["copy"]["total_bytes"].as_u64().unwrap_or(0) > 0 {
+            break it;
+        }
+        assert!(Instant::now() < deadline, "never seen copying: {s}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(copying["copy"]["total_bytes"].as_u64().unwrap() >= 8 << 20, "{copying}");
+    // Writes through the view into the layer being copied.
+    let layer = f.root.join("aufs/diff").join(&big);
+    fs::write(layer.join("written-during-copy"), b"new").unwrap();
+    let edited = fs::read_dir(&layer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file() && p.file_name().unwrap() != "big.bin" && p.file_name().unwrap() != "written-during-copy")
+        .expect("a file to edit");
+    fs::write(&edited, b"edited").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status()["live"]["finished"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the copy never finished: {}\n{}",
+            status(),
+            view.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    view.unmount();
+    // On the other file system: the copy with the writes; the source gone.
+    assert_eq!(
+        fs::read(f.root.join("aufs/diff").join(&big).join("written-during-copy")).unwrap(),
+        b"new"
+    );
+    let rel = edited.strip_prefix(&layer).unwrap();
+    assert_eq!(
+        fs::read(f.root.join("aufs/diff").join(&big).join(rel)).unwrap(),
+        b"edited"
+    );
+    assert!(!f.root.join("graph").join(&big).join("layer").exists());
+    let got = layers(&f.root).without([format!("{big}/written-during-copy"), format!("{big}/{}", rel.display())]);
+    let want = layers(&f.reference).without([format!("{big}/{}", rel.display())]);
+    let strip = |t: Tree| {
+        t.normalized(|p, e| {
+            if p == Path::new(&big) {
+                e.mtime_ns = 0
+            }
+        })
+    };
+    assert_same(&strip(want), &strip(got), "aufs/diff after the live copy");
+    drop(aufs);
+}
