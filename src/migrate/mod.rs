@@ -107,9 +107,24 @@ impl<'r> Engine<'r> {
         Ok(engine)
     }
 
-    /// `aufs/diff`'s own attributes.
-    pub fn diff_stat(&self) -> io::Result<rustix::fs::Stat> {
-        Ok(rustix::fs::fstat(self.diff())?)
+    /// The directories a migration of `it` changes: `aufs/diff`,
+    /// `aufs/layers`, `aufs/mnt`, and its legacy directory's parent, with
+    /// the names in them that changed.
+    pub fn changed_dirs(&self, it: &plan::Item) -> Vec<(&OwnedFd, Option<OsString>)> {
+        let mut v = vec![
+            (self.diff(), Some(it.name.clone())),
+            (self.layers(), None),
+            (self.mnt(), None),
+        ];
+        if let Some(l) = self.dirs.legacy(it.kind) {
+            v.push((l, Some(it.name.clone())));
+        }
+        v
+    }
+
+    /// A descriptor of `aufs/diff`.
+    pub fn diff_fd(&self) -> io::Result<OwnedFd> {
+        self.diff().try_clone()
     }
 
     fn diff(&self) -> &OwnedFd {
@@ -428,7 +443,10 @@ impl<'r> Engine<'r> {
             return Ok(None);
         }
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
-        if sys::mount_id(&src)? == sys::mount_id(self.diff())? {
+        let here = sys::mount_id(&parent)?;
+        // A layer directory that is itself a mount point is busy, not on
+        // another file system: the rename says so (EBUSY) and falls back.
+        if here == sys::mount_id(self.diff())? || sys::mount_id(&src)? != here {
             return Ok(None);
         }
         self.copy_job_from(it, parent).map(Some)

@@ -159,6 +159,32 @@ fn entry_stat(dir: &OwnedFd, name: &OsStr) -> io::Result<Stat> {
     sys::lstat(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
+/// The type and identity of `name` in `dir` (with an empty name, of `dir`
+/// itself): device, inode number and birth time, so that a reused inode
+/// number is another inode.
+pub(super) fn identity(dir: &OwnedFd, name: &OsStr) -> io::Result<(rfs::FileType, Key)> {
+    let mut flags = AtFlags::SYMLINK_NOFOLLOW;
+    if name.is_empty() {
+        flags |= AtFlags::EMPTY_PATH;
+    }
+    let x = rfs::statx(
+        dir,
+        name,
+        flags,
+        rfs::StatxFlags::TYPE | rfs::StatxFlags::INO | rfs::StatxFlags::BTIME,
+    )?;
+    let dev = rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor);
+    let born = if x.stx_mask & rfs::StatxFlags::BTIME.bits() != 0 {
+        (x.stx_btime.tv_sec as u64) << 30 ^ x.stx_btime.tv_nsec as u64
+    } else {
+        0
+    };
+    Ok((
+        rfs::FileType::from_raw_mode(x.stx_mode as u32),
+        Key::Real(dev, x.stx_ino, born),
+    ))
+}
+
 fn stat_fd(fd: &OwnedFd) -> io::Result<Stat> {
     Ok(rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
 }
@@ -216,7 +242,13 @@ impl View {
     pub(super) fn attr(&self, node: &Node) -> io::Result<FileAttr> {
         Ok(match &*node.backing() {
             Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
-            Backing::Entry { dir, name } => attr_of(&entry_stat(dir, name)?, node.id),
+            Backing::Entry { dir, name, ino } => {
+                let st = entry_stat(dir, name)?;
+                if st.st_ino != *ino {
+                    return Err(io::Error::from_raw_os_error(libc::ESTALE));
+                }
+                attr_of(&st, node.id)
+            }
             Backing::Fd { fd } => attr_of(&stat_fd(fd)?, node.id),
             Backing::Dir { role } => synth_attr(node.id, FileType::Directory, role.synth_mode(), 4096, self.synth_time),
             Backing::Empty => synth_attr(node.id, FileType::Directory, 0o755, 4096, self.synth_time),
@@ -249,27 +281,24 @@ impl View {
         layer: Option<usize>,
     ) -> io::Result<Arc<Node>> {
         let layer = layer.filter(|_| self.writable);
-        let st = entry_stat(dir, name)?;
-        if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+        let (ft, key) = identity(dir.as_ref(), name)?;
+        if ft != rfs::FileType::Directory {
             let (dir, name) = (dir.clone(), name.to_os_string());
+            let Key::Real(_, ino, _) = key else {
+                unreachable!("identity gives real keys")
+            };
             return Ok(self
                 .table
-                .lookup_tagged(Key::Real(st.st_dev, st.st_ino), None, layer, || Backing::Entry {
-                    dir,
-                    name,
-                }));
+                .lookup_tagged(key, None, layer, || Backing::Entry { dir, name, ino }));
         }
-        if let Some(n) = self.table.existing(&Key::Real(st.st_dev, st.st_ino)) {
+        if let Some(n) = self.table.existing(&key) {
             return Ok(n);
         }
         let fd = open_path(dir.as_ref(), name)?;
-        let st = stat_fd(&fd)?;
+        let (_, key) = identity(&fd, OsStr::new(""))?;
         Ok(self
             .table
-            .lookup_tagged(Key::Real(st.st_dev, st.st_ino), None, layer, || Backing::Real {
-                fd: Arc::new(fd),
-                role,
-            }))
+            .lookup_tagged(key, None, layer, || Backing::Real { fd: Arc::new(fd), role }))
     }
 
     fn aufs_dir(&self, d: AufsDir) -> io::Result<&OwnedFd> {
@@ -613,7 +642,7 @@ impl View {
             self.node_io(ino)?
         };
         let file = match &*node.backing() {
-            Backing::Entry { dir, name } => open_entry(dir, name, flags, self.writable)?,
+            Backing::Entry { dir, name, .. } => open_entry(dir, name, flags, self.writable)?,
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
             Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
@@ -672,7 +701,7 @@ impl View {
 pub(super) fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
     match &*node.backing() {
         Backing::Real { fd, .. } => Some((proc_path(fd.as_ref()).into(), true)),
-        Backing::Entry { dir, name } => Some((std::path::Path::new(&proc_path(dir.as_ref())).join(name), false)),
+        Backing::Entry { dir, name, .. } => Some((std::path::Path::new(&proc_path(dir.as_ref())).join(name), false)),
         Backing::Fd { fd } => Some((proc_path(fd.as_ref()).into(), true)),
         Backing::Merged { dir, .. } => match dir.parts.first().map(|p| &p.src) {
             Some(Src::Real(fd)) => Some((proc_path(fd.as_ref()).into(), true)),
@@ -759,7 +788,7 @@ impl Filesystem for View {
             Err(e) => return reply.error(e),
         };
         match &*node.backing() {
-            Backing::Entry { dir, name } => match sys::readlink(dir.as_ref(), name) {
+            Backing::Entry { dir, name, .. } => match sys::readlink(dir.as_ref(), name) {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno(e)),
             },

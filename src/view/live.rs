@@ -23,6 +23,15 @@ use std::time::{Duration, Instant, SystemTime};
 /// Where `status` finds a live mount's progress (under `.graph2aufs/`).
 pub const STATUS_FILE: &str = "status.json";
 
+/// What the kernel is asked to drop, from a thread of its own (never from
+/// a request being served, which may hold a lock the kernel needs).
+enum Inval {
+    /// A node's cached attributes (offset -1), or also its data (0).
+    Inode(u64, i64),
+    /// A name in a directory (never a mount point).
+    Entry(u64, std::ffi::OsString),
+}
+
 /// A copy under way: item, pace, bytes in all, when it started.
 type Copying = (usize, Arc<crate::copy::Pace>, u64, Instant);
 
@@ -34,7 +43,7 @@ pub struct Migrator {
     results: Mutex<Vec<ItemResult>>,
     /// Nodes whose cached attributes the kernel must drop (sent from a
     /// thread of its own: never from a request being served).
-    invalidate: Mutex<Option<mpsc::Sender<u64>>>,
+    invalidate: Mutex<Option<mpsc::Sender<Inval>>>,
     stop: AtomicBool,
     mountpoint: String,
     started: SystemTime,
@@ -82,7 +91,11 @@ impl Migrator {
                 reason: it.reason.clone(),
             })
             .collect();
-        let diff_key = engine.diff_stat().ok().map(|st| Key::Real(st.st_dev, st.st_ino));
+        let diff_key = engine
+            .diff_fd()
+            .and_then(|d| super::fs::identity(&d, std::ffi::OsStr::new("")))
+            .ok()
+            .map(|(_, k)| k);
         Migrator {
             root,
             engine: Mutex::new(engine),
@@ -111,11 +124,15 @@ impl Migrator {
     /// rebound nodes.
     pub fn set_notifier(&self, notifier: fuser::Notifier) {
         *self.notifier.lock().expect("never poisoned") = Some(notifier.clone());
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<Inval>();
         std::thread::spawn(move || {
-            for ino in rx {
-                if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
-                    log::debug!("invalidating node {ino}: {e}");
+            for inval in rx {
+                let r = match &inval {
+                    Inval::Inode(ino, offset) => notifier.inval_inode(fuser::INodeNo(*ino), *offset, 0),
+                    Inval::Entry(parent, name) => notifier.inval_entry(fuser::INodeNo(*parent), name),
+                };
+                if let Err(e) = r {
+                    log::debug!("invalidating a kernel cache entry: {e}");
                 }
             }
         });
@@ -201,6 +218,7 @@ impl Migrator {
             }
         }
         self.rebind(i);
+        self.refresh(engine, i);
         Ok(())
     }
 
@@ -243,15 +261,42 @@ impl Migrator {
                     Err(e) => return log::warn!("rebinding {}: {e}", escape_os(name)),
                 }
             }
-            Ok(Some(_)) => Backing::Entry {
+            Ok(Some(st)) => Backing::Entry {
                 dir,
                 name: name.clone(),
+                ino: st.st_ino,
             },
             _ => return,
         };
         node.rebind(backing);
+        self.invalidate(node.id, 0);
+    }
+
+    /// Asks the kernel to drop its cached attributes of node `id` (and with
+    /// `offset` 0 its cached data too; -1: attributes only). Never an entry:
+    /// mount points stay.
+    fn invalidate(&self, id: u64, offset: i64) {
         if let Some(tx) = &*self.invalidate.lock().expect("never poisoned") {
-            let _ = tx.send(node.id);
+            let _ = tx.send(Inval::Inode(id, offset));
+        }
+    }
+
+    /// The attributes of what a migration changed on the disk (directory
+    /// times and link counts, a moved layer's ctime) are read afresh.
+    fn refresh(&self, engine: &Engine<'static>, i: usize) {
+        for (dir, name) in engine.changed_dirs(&self.transform.plan.items[i]) {
+            let mut ids = Vec::new();
+            if let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) {
+                ids.extend(self.table.peek(&k).map(|n| n.id));
+            }
+            if let Some(name) = name {
+                if let Ok((_, k)) = super::fs::identity(dir, &name) {
+                    ids.extend(self.table.peek(&k).map(|n| n.id));
+                }
+            }
+            for id in ids {
+                self.invalidate(id, -1);
+            }
         }
     }
 
@@ -346,6 +391,7 @@ impl Migrator {
             .rename_repositories(&self.transform.plan)
             .map_err(|e| other(e.to_string()))?;
         self.transform.set_repositories_done();
+        self.invalidate(super::node::ROOT_ID, -1);
         Ok(())
     }
 
@@ -514,8 +560,23 @@ impl Migrator {
         }
         let bytes = serde_json::to_vec_pretty(&doc).expect("reports always serialize");
         let own: io::Result<OwnedFd> = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
-        if let Err(e) = own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false)) {
-            log::warn!("writing the live status: {e}");
+        match own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false).map(|()| d)) {
+            // The status (and the record) were replaced behind the kernel:
+            // it drops its entries of them (never mount points).
+            Ok(d) => self.forget_replaced(&d, &[STATUS_FILE, "record.json"]),
+            Err(e) => log::warn!("writing the live status: {e}"),
+        }
+    }
+
+    fn forget_replaced(&self, dir: &OwnedFd, names: &[&str]) {
+        let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) else {
+            return;
+        };
+        let (Some(parent), Some(tx)) = (self.table.peek(&k), &*self.invalidate.lock().expect("never poisoned")) else {
+            return;
+        };
+        for name in names {
+            let _ = tx.send(Inval::Entry(parent.id, (*name).into()));
         }
     }
 

@@ -27,7 +27,13 @@ pub enum Backing {
     /// descriptor per file, so a walk of millions of files stays within the
     /// descriptor limit. (The read-only view never changes, so the name
     /// stays right.)
-    Entry { dir: Arc<OwnedFd>, name: OsString },
+    Entry {
+        dir: Arc<OwnedFd>,
+        name: OsString,
+        /// The inode the name led to: if it leads elsewhere now (replaced
+        /// behind the view), the node is stale.
+        ino: u64,
+    },
     /// A real non-directory held by its own `O_PATH` descriptor (read-write
     /// view): one whose name was removed or renamed while the kernel kept it.
     Fd { fd: Arc<OwnedFd> },
@@ -85,7 +91,8 @@ impl Node {
 /// inode number, anything else by its parent and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
-    Real(u64, u64),
+    /// Device, inode number, and birth time (inode numbers are reused).
+    Real(u64, u64, u64),
     Child(u64, OsString),
 }
 
@@ -156,7 +163,7 @@ impl Table {
         }
         let id = match &key {
             // (Unless a node of an earlier inode of that number lives on.)
-            Key::Real(dev, ino)
+            Key::Real(dev, ino, _)
                 if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE && self.get(*ino).is_none() =>
             {
                 *ino

@@ -6,7 +6,6 @@
 use super::fs::{open_path, View};
 use super::node::{Backing, Key, Node};
 use super::transform::Touch;
-use crate::sys;
 use fuser::{FileAttr, INodeNo, RenameFlags, Request, TimeOrNow};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
@@ -98,7 +97,7 @@ impl Obj {
     fn of(node: &Node) -> io::Result<Obj> {
         match &*node.backing() {
             Backing::Real { fd, .. } | Backing::Fd { fd } => Ok(Obj::Fd(fd.clone())),
-            Backing::Entry { dir, name } => Ok(Obj::At(dir.clone(), name.clone())),
+            Backing::Entry { dir, name, .. } => Ok(Obj::At(dir.clone(), name.clone())),
             _ => Err(err(libc::EPERM)),
         }
     }
@@ -206,8 +205,10 @@ impl View {
     /// keeps under it gets a descriptor of its own, so it stays reachable
     /// (an open, unlinked file; a hard link's other name).
     fn pin(&self, dir: &OwnedFd, name: &OsStr) {
-        let Ok(Some(st)) = sys::lstat(dir, name) else { return };
-        let Some(node) = self.table.peek(&Key::Real(st.st_dev, st.st_ino)) else {
+        let Ok((_, key)) = super::fs::identity(dir, name) else {
+            return;
+        };
+        let Some(node) = self.table.peek(&key) else {
             return;
         };
         if let Backing::Entry { .. } = &*node.backing() {
