@@ -433,7 +433,8 @@ impl<'r> Engine<'r> {
     /// moves it. Fails, changing nothing, when the destination lacks the
     /// space or the inodes.
     pub fn copy_job(&mut self, it: &plan::Item) -> io::Result<Option<CopyJob>> {
-        if it.blocked() || sys::kind(self.diff(), &it.name)? != Kind::Missing {
+        // (A symlink there is the fallback of a layer registered while copied.)
+        if it.blocked() || !matches!(sys::kind(self.diff(), &it.name)?, Kind::Missing | Kind::Symlink(_)) {
             return Ok(None);
         }
         let Some(parent) = sys::open_dir(self.legacy_dir(it.kind)?, &it.name)? else {
@@ -499,8 +500,16 @@ impl<'r> Engine<'r> {
         }
         self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
         self.faults.step()?;
-        sys::rename_noreplace(&job.diff, &job.tmp, &job.diff, &it.name)
-            .context(|| format!("renaming the copy of {} into place", it.legacy_path()))?;
+        if let Kind::Symlink(_) = sys::kind(&job.diff, &it.name)? {
+            // Registered through a symlink while copied: swapped atomically.
+            sys::rename_exchange(&job.diff, &job.tmp, &job.diff, &it.name)
+                .context(|| format!("swapping the copy of {} into place", it.legacy_path()))?;
+            self.faults.step()?;
+            sys::unlink(&job.diff, &job.tmp)?;
+        } else {
+            sys::rename_noreplace(&job.diff, &job.tmp, &job.diff, &it.name)
+                .context(|| format!("renaming the copy of {} into place", it.legacy_path()))?;
+        }
         sys::syncfs(&job.diff)?;
         self.faults.step()?;
         sys::remove_tree(&job.parent, job.leaf).context(|| format!("removing {} after its copy", it.legacy_path()))?;
@@ -619,6 +628,15 @@ impl<'r> Engine<'r> {
         Ok(busy)
     }
 
+    /// Registers an item whose data is being copied to another file system
+    /// (a child needs it registered now): a symlink at `aufs/diff/<id>` to
+    /// its data until the copy switches.
+    pub fn register_while_copying(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
+        let it = plan.items[i].clone();
+        self.link_back(&it)?;
+        self.register_item(plan, i)
+    }
+
     /// A symlink at `aufs/diff/<name>` to the item's legacy directory (by
     /// ROOT's absolute path, as Docker 1.8 made them), unless one is there.
     fn link_back(&mut self, it: &plan::Item) -> io::Result<()> {
@@ -633,7 +651,9 @@ impl<'r> Engine<'r> {
         target.push(name);
         target.push("/");
         target.push(it.legacy_leaf());
-        let tmp = sys::temp_name(name);
+        // (Not the temporary name of a copy of the same layer.)
+        let mut tmp = sys::temp_name(name);
+        tmp.push(".link");
         let _ = sys::unlink(self.diff(), &tmp);
         self.faults.step()?;
         rustix::fs::symlinkat(target.as_os_str(), self.diff(), &tmp)?;

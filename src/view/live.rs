@@ -69,6 +69,10 @@ fn other(msg: String) -> io::Error {
 
 impl Migrator {
     /// Lookups into layers' data hold this while they resolve.
+    fn is_copying(&self, i: usize) -> bool {
+        matches!(&*self.copying.lock().expect("never poisoned"), Some((c, ..)) if *c == i)
+    }
+
     pub fn switching(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.switch.read().expect("never poisoned")
     }
@@ -157,10 +161,6 @@ impl Migrator {
         if it.blocked() || self.transform.progress(i) == Progress::Done {
             return Ok(());
         }
-        // Being copied to another file system: it switches when done.
-        if matches!(&*self.copying.lock().expect("never poisoned"), Some((c, ..)) if *c == i) {
-            return Err(io::Error::from_raw_os_error(libc::EBUSY));
-        }
         let mut engine = self.engine.lock().expect("the engine lock is never poisoned");
         let r = self.migrate_locked(&mut engine, i, &mut Vec::new());
         drop(engine);
@@ -177,6 +177,17 @@ impl Migrator {
         let plan = &self.transform.plan;
         let it = &plan.items[i];
         if self.transform.progress(i) == Progress::Done {
+            return Ok(());
+        }
+        if self.is_copying(i) {
+            // Its children need it registered now: through a symlink until
+            // its copy switches.
+            if self.transform.progress(i) == Progress::Pending {
+                engine.register_while_copying(plan, i)?;
+                self.transform.set_progress(i, Progress::Registered);
+                self.rebind(i);
+                self.refresh(engine, i);
+            }
             return Ok(());
         }
         if let Some(p) = it.parent {
@@ -321,7 +332,7 @@ impl Migrator {
         }
         let job = {
             let mut engine = self.engine.lock().expect("never poisoned");
-            if self.transform.progress(i) != Progress::Pending {
+            if self.transform.progress(i) == Progress::Done {
                 return Ok(false);
             }
             engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
