@@ -314,7 +314,21 @@ pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType)>> {
 
 /// [`list_dir`] with each entry's inode number (`d_ino`).
 pub fn list_dir_inos(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
-    let fd = open_listing(dir)?;
+    entries_of(open_listing(dir)?)
+}
+
+/// [`list_dir_inos`] as a reader would list: the directory's access time
+/// moves as the file system's atime rules say.
+pub fn list_dir_inos_reading(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
+    entries_of(rfs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn entries_of(fd: OwnedFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
     let mut out = Vec::new();
     let mut d = rfs::Dir::new(fd)?;
     while let Some(entry) = d.read() {

@@ -129,9 +129,18 @@ fn synth_attr(ino: u64, kind: FileType, perm: u16, size: u64, time: SystemTime) 
 }
 
 fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
+    // A directory's links: itself, its entry, and each subdirectory's "..".
+    let links = |path: &[OsString]| {
+        2 + layer
+            .children(path)
+            .filter(|&c| matches!(layer.entries[c].kind, InitKind::Dir))
+            .count() as u32
+    };
     let Some(i) = index else {
         let t = to_time(layer.time.tv_sec, layer.time.tv_nsec);
-        return synth_attr(ino, FileType::Directory, 0o755, 4096, t);
+        let mut a = synth_attr(ino, FileType::Directory, 0o755, 4096, t);
+        a.nlink = links(&[]);
+        return a;
     };
     let e = &layer.entries[i];
     let (kind, size) = match &e.kind {
@@ -141,6 +150,9 @@ fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
     };
     let mut a = synth_attr(ino, kind, e.mode as u16, size, to_time(e.mtime.tv_sec, e.mtime.tv_nsec));
     a.atime = to_time(e.atime.tv_sec, e.atime.tv_nsec);
+    if kind == FileType::Directory {
+        a.nlink = links(&e.path);
+    }
     a.uid = e.uid;
     a.gid = e.gid;
     if kind != FileType::Directory {
@@ -506,7 +518,12 @@ impl View {
         match &*node.backing() {
             Backing::Real { fd, role } => {
                 let mut names = std::collections::HashSet::new();
-                for (name, ft, ino) in sys::list_dir_inos(fd)? {
+                let listing = if self.writable {
+                    sys::list_dir_inos_reading(fd.as_ref())?
+                } else {
+                    sys::list_dir_inos(fd.as_ref())?
+                };
+                for (name, ft, ino) in listing {
                     // A replaced entry's inode is known only once looked up.
                     let (kind, ino) = match self.transform.shown(*role, &name) {
                         Some(Shown::Hidden) => continue,
@@ -647,6 +664,15 @@ impl View {
             Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
         };
+        if node.origin.is_some() {
+            // Once synthesized (opened then through the page cache): the
+            // kernel refuses passthrough opens of a file open that way.
+            let fh = self.add_handle(Handle::File {
+                file: Arc::new(file),
+                _backing: None,
+            });
+            return Ok((fh, None));
+        }
         self.add_file(node.id, file, open_backing)
     }
 
@@ -744,7 +770,7 @@ impl Filesystem for View {
             }
         }
         if self.writable {
-            for flag in [InitFlags::FUSE_ATOMIC_O_TRUNC, InitFlags::FUSE_BIG_WRITES] {
+            for flag in [InitFlags::FUSE_BIG_WRITES] {
                 if config.add_capabilities(flag).is_err() {
                     log::debug!("the kernel does not offer {flag:?}");
                 }
@@ -804,8 +830,17 @@ impl Filesystem for View {
         };
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_file(ino, flags.0, |f| reply.open_backing(f)) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // Writes by others than root come through graph2aufs, which clears
+        // setuid and setgid bits as the kernel would for them (passthrough
+        // writes would be made with the server's privileges).
+        let by_other = req.uid() != 0 && flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        let r = if by_other {
+            self.open_file(ino, flags.0, |_| Err(io::Error::from_raw_os_error(libc::ENOTSUP)))
+        } else {
+            self.open_file(ino, flags.0, |f| reply.open_backing(f))
+        };
+        match r {
             Ok((fh, Some(id))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
             Ok((fh, None)) => reply.opened(FileHandle(fh), self.cache_flags()),
             Err(e) => reply.error(errno(e)),
@@ -836,16 +871,26 @@ impl Filesystem for View {
             }
             return reply.data(&buf[..done]);
         }
-        match self.node(ino).map(|n| match &*n.backing() {
+        // No handle: a file opened while synthesized. Since rebound to the
+        // disk (its item migrated), it reads what the disk holds.
+        let node = match self.node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let real = match &*node.backing() {
             Backing::File(bytes) => {
                 let start = (offset as usize).min(bytes.len());
                 let end = (start + size as usize).min(bytes.len());
-                bytes[start..end].to_vec()
+                return reply.data(&bytes[start..end]);
             }
-            _ => Vec::new(),
-        }) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(e),
+            Backing::Entry { dir, name, .. } => open_entry(dir, name, libc::O_RDONLY, false),
+            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), libc::O_RDONLY, false),
+            _ => return reply.data(&[]),
+        };
+        let mut buf = vec![0u8; size as usize];
+        match real.and_then(|f| f.read_at(&mut buf, offset)) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -990,7 +1035,7 @@ impl Filesystem for View {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let node = match self.node(ino) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -998,23 +1043,46 @@ impl Filesystem for View {
         let Some((path, follow)) = xattr_path(&node) else {
             return if size == 0 { reply.size(0) } else { reply.data(&[]) };
         };
-        let mut buf = vec![0u8; size.max(1) as usize];
-        let r = match (size, follow) {
-            (0, true) => rfs::listxattr_query(&path),
-            (0, false) => rfs::llistxattr_query(&path),
-            (_, true) => rfs::listxattr(&path, &mut buf[..]),
-            (_, false) => rfs::llistxattr(&path, &mut buf[..]),
+        let list = || -> rustix::io::Result<Vec<u8>> {
+            let n = if follow {
+                rfs::listxattr_query(&path)?
+            } else {
+                rfs::llistxattr_query(&path)?
+            };
+            let mut buf = vec![0u8; n];
+            let n = if follow {
+                rfs::listxattr(&path, &mut buf[..])?
+            } else {
+                rfs::llistxattr(&path, &mut buf[..])?
+            };
+            buf.truncate(n);
+            Ok(buf)
         };
-        match r {
-            Ok(n) if size == 0 => reply.size(n as u32),
-            Ok(n) => reply.data(&buf[..n]),
-            Err(e) => reply.error(errno(e.into())),
+        let mut names = match list() {
+            Ok(b) => b,
+            Err(e) => return reply.error(errno(e.into())),
+        };
+        // trusted.* names are for the privileged only, as natively.
+        if req.uid() != 0 {
+            names = names
+                .split_inclusive(|&b| b == 0)
+                .filter(|n| !n.starts_with(b"trusted."))
+                .flatten()
+                .copied()
+                .collect();
+        }
+        if size == 0 {
+            reply.size(names.len() as u32)
+        } else if names.len() > size as usize {
+            reply.error(Errno::ERANGE)
+        } else {
+            reply.data(&names)
         }
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -1022,7 +1090,7 @@ impl Filesystem for View {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -1030,7 +1098,26 @@ impl Filesystem for View {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0)) {
+        // Nothing but the change time (chown(-1, -1)): a no-op chown moves it.
+        // (The kernel sends no change time: a setattr of nothing is it.)
+        let _ = ctime;
+        let touch =
+            [mode, uid, gid].iter().all(Option::is_none) && size.is_none() && atime.is_none() && mtime.is_none();
+        let r = if touch {
+            self.do_touch_ctime(ino)
+        } else {
+            self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
+                .and_then(|a| {
+                    // A truncate by another than root clears setuid and
+                    // setgid bits as a write does.
+                    if size.is_some() && req.uid() != 0 && a.perm & 0o6000 != 0 {
+                        self.do_kill_privileges(ino, req)
+                    } else {
+                        Ok(a)
+                    }
+                })
+        };
+        match r {
             Ok(a) => reply.attr(&self.ttl, &a),
             Err(e) => reply.error(errno(e)),
         }
@@ -1108,7 +1195,7 @@ impl Filesystem for View {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1122,7 +1209,12 @@ impl Filesystem for View {
             return reply.error(Errno::EBADF);
         };
         match file.write_all_at(data, offset) {
-            Ok(()) => reply.written(data.len() as u32),
+            Ok(()) => {
+                if req.uid() != 0 {
+                    super::write::kill_privileges(&file, req);
+                }
+                reply.written(data.len() as u32)
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -1177,6 +1269,25 @@ impl Filesystem for View {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         empty_reply(self.do_removexattr(ino, name), reply)
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: fuser::ReplyLseek) {
+        // SEEK_DATA and SEEK_HOLE on the backing file (the kernel answers
+        // SEEK_SET, SEEK_CUR and SEEK_END itself).
+        let Some(file) = self.handle_file(fh.0) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let pos = match whence {
+            libc::SEEK_DATA => rfs::SeekFrom::Data(offset as u64),
+            libc::SEEK_HOLE => rfs::SeekFrom::Hole(offset as u64),
+            libc::SEEK_END => rfs::SeekFrom::End(offset),
+            libc::SEEK_CUR | libc::SEEK_SET => rfs::SeekFrom::Start(offset as u64),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        match rfs::seek(&*file, pos) {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(errno(e.into())),
+        }
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {

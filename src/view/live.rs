@@ -402,6 +402,26 @@ impl Migrator {
             .rename_repositories(&self.transform.plan)
             .map_err(|e| other(e.to_string()))?;
         self.transform.set_repositories_done();
+        // The node of `repositories` now lives under its new name.
+        if let Ok(root) = self.root.fd().try_clone_to_owned() {
+            let name = std::ffi::OsStr::new("repositories-aufs");
+            if let Ok((_, key)) = super::fs::identity(&root, name) {
+                if let Some(node) = self.table.peek(&key) {
+                    let ino = match &*node.backing() {
+                        Backing::Entry { ino, .. } => Some(*ino),
+                        _ => None,
+                    };
+                    if let Some(ino) = ino {
+                        node.rebind(Backing::Entry {
+                            dir: Arc::new(root),
+                            name: name.into(),
+                            ino,
+                        });
+                        self.invalidate(node.id, -1);
+                    }
+                }
+            }
+        }
         self.invalidate(super::node::ROOT_ID, -1);
         Ok(())
     }

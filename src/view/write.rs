@@ -21,11 +21,34 @@ fn err(code: i32) -> io::Error {
 }
 
 /// Files the caller creates are owned by the caller: the serving thread
-/// takes the caller's file system ids for the call (per thread on Linux),
-/// so the backing file system applies its own rules (setgid directories,
-/// permission checks) as for the caller.
+/// takes the caller's file system ids and supplementary groups for the call
+/// (raw system calls: per thread on Linux), so the backing file system
+/// applies its own rules (setgid directories, permission checks) as for
+/// the caller.
 struct AsCaller {
     switched: bool,
+}
+
+/// The server's own supplementary groups, to return to.
+fn own_groups() -> &'static [libc::gid_t] {
+    static GROUPS: std::sync::OnceLock<Vec<libc::gid_t>> = std::sync::OnceLock::new();
+    GROUPS.get_or_init(|| {
+        // SAFETY: getgroups writes at most `n` entries into the buffer.
+        unsafe {
+            let n = libc::getgroups(0, std::ptr::null_mut());
+            let mut v = vec![0; n.max(0) as usize];
+            let n = libc::getgroups(n, v.as_mut_ptr());
+            v.truncate(n.max(0) as usize);
+            v
+        }
+    })
+}
+
+/// The supplementary groups of process `pid` (from /proc), if readable.
+fn groups_of(pid: u32) -> Option<Vec<libc::gid_t>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    line.split_whitespace().map(|g| g.parse().ok()).collect()
 }
 
 impl AsCaller {
@@ -34,8 +57,12 @@ impl AsCaller {
         if uid == 0 && gid == 0 {
             return AsCaller { switched: false };
         }
-        // SAFETY: setfsgid/setfsuid change only this thread's credentials.
+        let _ = own_groups();
+        let groups = groups_of(req.pid()).unwrap_or_default();
+        // SAFETY: setgroups/setfsgid/setfsuid as raw system calls change
+        // only this thread's credentials.
         unsafe {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
             libc::syscall(libc::SYS_setfsgid, gid);
             libc::syscall(libc::SYS_setfsuid, uid);
         }
@@ -46,12 +73,33 @@ impl AsCaller {
 impl Drop for AsCaller {
     fn drop(&mut self) {
         if self.switched {
-            // SAFETY: as above; back to root's ids.
+            let own = own_groups();
+            // SAFETY: as above; back to the server's own credentials.
             unsafe {
                 libc::syscall(libc::SYS_setfsuid, 0);
                 libc::syscall(libc::SYS_setfsgid, 0);
+                libc::syscall(libc::SYS_setgroups, own.len(), own.as_ptr());
             }
         }
+    }
+}
+
+/// After a write by `req`'s caller (not root): setuid goes, and setgid
+/// where the kernel drops it (the group may execute, or the caller is not in
+/// the file's group), as on a native file system.
+pub(super) fn kill_privileges(file: &File, req: &Request) {
+    let Ok(st) = rfs::fstat(file) else { return };
+    let mode = st.st_mode & 0o7777;
+    if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return;
+    }
+    let in_group = st.st_gid == req.gid() || groups_of(req.pid()).is_some_and(|g| g.contains(&st.st_gid));
+    let mut new = mode & !libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !in_group) {
+        new &= !libc::S_ISGID;
+    }
+    if new != mode {
+        let _ = rfs::fchmod(file, Mode::from_raw_mode(new));
     }
 }
 
@@ -370,6 +418,27 @@ impl View {
                 Obj::At(..) => rfs::utimensat(d, n, &times, f)?,
             }
         }
+        self.attr(&node)
+    }
+
+    /// [`kill_privileges`] of node `ino`'s file, for `req`'s caller.
+    pub(super) fn do_kill_privileges(&self, ino: INodeNo, req: &Request) -> io::Result<FileAttr> {
+        let node = self.writable_node(ino)?;
+        let f = File::from(rfs::open(
+            Obj::of(&node)?.proc_path(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+        kill_privileges(&f, req);
+        self.attr(&node)
+    }
+
+    /// A change of nothing (chown(-1, -1)): the change time moves.
+    pub(super) fn do_touch_ctime(&self, ino: INodeNo) -> io::Result<FileAttr> {
+        let node = self.writable_node(ino)?;
+        let obj = Obj::of(&node)?;
+        let (d, n, f) = obj.at();
+        rfs::chownat(d, n, None, None, f)?;
         self.attr(&node)
     }
 
