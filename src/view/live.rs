@@ -589,7 +589,7 @@ impl Migrator {
                 eta_s: (rate > 0).then(|| total.saturating_sub(done) / rate),
             });
         }
-        let bytes = serde_json::to_vec_pretty(&doc).expect("reports always serialize");
+        let bytes = serde_json::to_vec(&doc).expect("reports always serialize");
         let own: io::Result<OwnedFd> = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
         match own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false).map(|()| d)) {
             // The status (and the record) were replaced behind the kernel:
