@@ -228,9 +228,10 @@ def report(results):
         json.dump(results, f, indent=1)
 
 
-try:
-    main()
-finally:
-    for m in reversed(mounts):
-        umount(m)
-    shutil.rmtree(WORK, ignore_errors=True)
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for m in reversed(mounts):
+            umount(m)
+        shutil.rmtree(WORK, ignore_errors=True)
