@@ -31,6 +31,21 @@ pub struct ItemResult {
     pub reason: Option<String>,
 }
 
+impl ItemResult {
+    /// Every item as the plan found it, before a run.
+    pub fn of_plan(plan: &Plan) -> Vec<ItemResult> {
+        plan.items
+            .iter()
+            .enumerate()
+            .map(|(index, it)| ItemResult {
+                index,
+                state: it.state,
+                reason: it.reason.clone(),
+            })
+            .collect()
+    }
+}
+
 /// The migration engine over one ROOT: opens the aufs directories and
 /// migrates items of a plan one at a time.
 pub struct Engine<'r> {
@@ -809,16 +824,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let plan = plan::plan(&scan, &record);
     let mut engine = Engine::open(root, record, Faults::from_env())?;
     engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-    let mut results: Vec<ItemResult> = plan
-        .items
-        .iter()
-        .enumerate()
-        .map(|(index, it)| ItemResult {
-            index,
-            state: it.state,
-            reason: it.reason.clone(),
-        })
-        .collect();
+    let mut results = ItemResult::of_plan(&plan);
     // Blocked items first: out of the daemon's way.
     let mut blocked = Vec::new();
     for (i, it) in plan.items.iter().enumerate() {

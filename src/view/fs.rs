@@ -664,16 +664,9 @@ impl View {
             Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
         };
-        if node.origin.is_some() {
-            // Once synthesized (opened then through the page cache): the
-            // kernel refuses passthrough opens of a file open that way.
-            let fh = self.add_handle(Handle::File {
-                file: Arc::new(file),
-                _backing: None,
-            });
-            return Ok((fh, None));
-        }
-        self.add_file(node.id, file, open_backing)
+        // A file once synthesized was opened through the page cache: the
+        // kernel refuses passthrough opens of a file open that way.
+        self.add_file(node.id, file, node.origin.is_none(), open_backing)
     }
 
     /// A handle for an open file, with its inode's backing id.
@@ -681,9 +674,10 @@ impl View {
         &self,
         ino: u64,
         file: File,
+        passthrough: bool,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
     ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
-        let backing = if self.passthrough {
+        let backing = if self.passthrough && passthrough {
             self.backing_id(ino, open_backing, &file)
         } else {
             None

@@ -84,17 +84,7 @@ impl Migrator {
         table: Arc<Table>,
         mountpoint: &std::path::Path,
     ) -> Migrator {
-        let results = transform
-            .plan
-            .items
-            .iter()
-            .enumerate()
-            .map(|(index, it)| ItemResult {
-                index,
-                state: it.state,
-                reason: it.reason.clone(),
-            })
-            .collect();
+        let results = ItemResult::of_plan(&transform.plan);
         let diff_key = engine
             .diff_fd()
             .and_then(|d| super::fs::identity(&d, std::ffi::OsStr::new("")))
