@@ -403,3 +403,102 @@ fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_ma
     assert_same(&strip(want), &strip(got), "aufs/diff after the live copy");
     drop(aufs);
 }
+
+#[test]
+fn a_view_killed_while_it_copies_and_a_remount_finish_with_nothing_lost() {
+    if !require_root_and_fuse("a_view_killed_while_it_copies_and_a_remount_finish_with_nothing_lost") {
+        return;
+    }
+    let f = Fixture::new(&opts(25, 3, 1, 8), 2);
+    let pristine = f.dir.path().join("pristine");
+    cp_a(&f.root, &pristine);
+    let (mut killed, mut finished, mut serving) = (0, 0, 0);
+    for n in [2u64, 4, 6, 8, 10, 13, 16, 20, 25, 30] {
+        let root = f.dir.path().join(format!("killed-{n}"));
+        cp_a(&pristine, &root);
+        let space = TmpFs::new(64);
+        let aufs = BindAt::new(space.path(), &root.join("aufs"));
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&root).arg(&root).arg("--foreground");
+        cmd.env("GRAPH2AUFS_KILL_AFTER", n.to_string());
+        let first = match Mount::try_start_command(cmd, &root, BOUND) {
+            Ok(m) => {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if m.wait_exit(Duration::from_millis(50)).is_some() {
+                        killed += 1;
+                        serving += 1;
+                        break;
+                    }
+                    let st = run_command(
+                        g2a(["status".as_ref(), root.as_os_str(), "--json".as_ref()]),
+                        RUN_TIMEOUT,
+                    );
+                    if (st.code == 0 || st.code == 1) && st.json()["live"]["finished"] == true {
+                        finished += 1;
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "killed after {n}: neither killed nor finished:\n{}",
+                        m.log()
+                    );
+                }
+                Some(m)
+            }
+            Err(_) => {
+                killed += 1;
+                None
+            }
+        };
+        // A remount (detaching a dead view by itself) finishes the job.
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&root).arg(&root).arg("--foreground");
+        // (A dead view's guard is dropped only after the new view is gone:
+        // the new mount may reuse its mount id.)
+        let (view, dead) = if first
+            .as_ref()
+            .is_some_and(|m| rustix::fs::statfs(m.mountpoint()).is_ok())
+        {
+            first.expect("checked").unmount();
+            (Mount::start_command(cmd, &root, BOUND), None)
+        } else {
+            (Mount::start_command(cmd, &root, BOUND), first)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = run_command(
+                g2a(["status".as_ref(), root.as_os_str(), "--json".as_ref()]),
+                RUN_TIMEOUT,
+            );
+            if (st.code == 0 || st.code == 1) && st.json()["live"]["finished"] == true {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after a kill at {n}, the remount never finished:\n{}",
+                view.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        view.unmount();
+        drop(dead);
+        let done = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            root: root.clone(),
+            summary: f.summary.clone(),
+            reference: f.reference.clone(),
+        };
+        assert_as_reference(&done, &format!("a view killed after {n} changes, then remounted"));
+        drop(aufs);
+        drop(space);
+        fs::remove_dir_all(&root).unwrap();
+    }
+    loud(&format!(
+        "live copy crash test: {killed} kills ({serving} while serving), {finished} runs finished before their kill point"
+    ));
+    assert!(
+        serving >= 3,
+        "too few kill points fell while the view copied: {serving} of {killed}"
+    );
+}
