@@ -549,13 +549,8 @@ impl Migrator {
     }
 
     /// Writes the live progress where `status` reads it.
-    pub fn write_status(&self) {
-        let results = self.results.lock().expect("never poisoned").clone();
-        let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
-        let done = results
-            .iter()
-            .all(|r| matches!(r.state, State::Registered | State::Quarantined));
-        doc.live = Some(LiveState {
+    fn live_state(&self, finished: bool) -> LiveState {
+        LiveState {
             mountpoint: self.mountpoint.clone(),
             pid: std::process::id(),
             started: self
@@ -565,10 +560,20 @@ impl Migrator {
             updated: SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            finished: done
-                && (self.transform.repositories_done()
-                    || self.transform.plan.repositories != crate::plan::Repositories::Rename),
-        });
+            finished,
+        }
+    }
+
+    pub fn write_status(&self) {
+        let results = self.results.lock().expect("never poisoned").clone();
+        let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
+        let done = results
+            .iter()
+            .all(|r| matches!(r.state, State::Registered | State::Quarantined));
+        doc.live = Some(self.live_state(
+            done && (self.transform.repositories_done()
+                || self.transform.plan.repositories != crate::plan::Repositories::Rename),
+        ));
         if let Some((i, pace, total, t0)) = &*self.copying.lock().expect("never poisoned") {
             let done = pace.done.load(Ordering::Relaxed);
             let rate = (done as f64 / t0.elapsed().as_secs_f64().max(0.001)) as u64;
@@ -579,7 +584,11 @@ impl Migrator {
                 eta_s: (rate > 0).then(|| total.saturating_sub(done) / rate),
             });
         }
-        let bytes = serde_json::to_vec(&doc).expect("reports always serialize");
+        self.store(&doc);
+    }
+
+    fn store(&self, doc: &Document) {
+        let bytes = serde_json::to_vec(doc).expect("reports always serialize");
         let own: io::Result<OwnedFd> = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
         match own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false).map(|()| d)) {
             // The status (and the record) were replaced behind the kernel:

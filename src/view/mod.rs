@@ -165,6 +165,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         view.live = Some(m.clone());
         // There for `status` from the moment the view is.
         m.write_status();
+        log::debug!("live status written at {:?}", t0.elapsed());
         // Modes arrive with the caller's umask applied by the kernel.
         rustix::process::umask(Mode::empty());
         (view, counts, Some(m), Some(lock))
@@ -267,10 +268,13 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
 /// items quarantined (out of the daemon's way at once; usually few), then
 /// ROOT read again as it now is.
 fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, plan::Plan)> {
+    let t = std::time::Instant::now();
     let record = Record::load(root)?;
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
     let plan = plan::plan(&scan, &record);
+    log::debug!("scan and plan in {:?}", t.elapsed());
     let mut engine = Engine::open(root, record, Faults::from_env())?;
+    log::debug!("engine open at {:?}", t.elapsed());
     let mut blocked = Vec::new();
     for (i, it) in plan.items.iter().enumerate() {
         let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);

@@ -538,11 +538,19 @@ impl Mount {
             ));
         }
         if self.new_mount().is_some() {
-            if let Err(e) = rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
-                self.fail(format!(
-                    "could not be unmounted from {}: {e}",
-                    self.mountpoint.display()
-                ));
+            // Files closed by threads that have exited may still be
+            // released by the kernel's deferred work (under load, for a
+            // moment): a busy mount is tried again for up to 5 s.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match rustix::mount::unmount(&self.mountpoint, UnmountFlags::empty()) {
+                    Ok(()) => break,
+                    Err(Errno::BUSY) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                    Err(e) => self.fail(format!(
+                        "could not be unmounted from {}: {e}",
+                        self.mountpoint.display()
+                    )),
+                }
             }
         }
         let Some(status) = self.wait_exit(EXIT_GRACE) else {
