@@ -163,12 +163,18 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
         let m = std::sync::Arc::new(m);
         view.live = Some(m.clone());
-        // There for `status` from the moment the view is.
-        m.write_status();
-        log::debug!("live status written at {:?}", t0.elapsed());
+        // Written while the view mounts (`status` waits for it).
+        let first_status = {
+            let m = m.clone();
+            std::thread::spawn(move || m.write_status())
+        };
         // Modes arrive with the caller's umask applied by the kernel.
         rustix::process::umask(Mode::empty());
-        (view, counts, Some(m), Some(lock))
+        (view, counts, Some((m, first_status)), Some(lock))
+    };
+    let (migrator, first_status) = match migrator {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
     };
     log::debug!("view prepared in {:?}", t0.elapsed());
     let root_path = opts.root.clone();
@@ -246,6 +252,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
                     let _ = f.write_all(b"ready\n");
                 }
                 if let Some(m) = background {
+                    if let Some(s) = first_status {
+                        let _ = s.join();
+                    }
                     m.run();
                 }
             }
@@ -335,7 +344,17 @@ pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
         return Ok(None);
     };
     let file = mp.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
-    let bytes = match std::fs::read(&file) {
+    // A read-write view publishes its first status while it mounts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let read = || loop {
+        match std::fs::read(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r,
+        }
+    };
+    let bytes = match read() {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Env(format!(
