@@ -31,6 +31,8 @@ enum Handle {
     File {
         file: Arc<File>,
         _backing: Option<Arc<fuser::BackingId>>,
+        /// The inode, when opened through the page cache (not passthrough).
+        cached: Option<u64>,
     },
 }
 
@@ -56,6 +58,8 @@ pub struct View {
     next_fh: AtomicU64,
     inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
     data_dirs: Mutex<HashMap<usize, Arc<OwnedFd>>>,
+    /// Open handles per inode served through the page cache.
+    cached_opens: Mutex<HashMap<u64, usize>>,
     /// One backing id per inode, shared by all its opens.
     backing: Mutex<HashMap<u64, std::sync::Weak<fuser::BackingId>>>,
     ttl: Duration,
@@ -234,6 +238,7 @@ impl View {
             next_fh: AtomicU64::new(1),
             inits: Mutex::new(HashMap::new()),
             data_dirs: Mutex::new(HashMap::new()),
+            cached_opens: Mutex::new(HashMap::new()),
             backing: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(3600),
             passthrough,
@@ -677,14 +682,29 @@ impl View {
         passthrough: bool,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
     ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
-        let backing = if self.passthrough && passthrough {
+        // The kernel serves all opens of an inode one way at a time: through
+        // the page cache while any such open lasts, else passthrough while a
+        // passthrough open lasts (whatever this open would rather have).
+        let mut cached = self.cached_opens.lock().expect("never poisoned");
+        let cache_mode = cached.get(&ino).is_some_and(|&n| n > 0);
+        let passing = self
+            .backing
+            .lock()
+            .expect("never poisoned")
+            .get(&ino)
+            .is_some_and(|w| w.strong_count() > 0);
+        let backing = if self.passthrough && (passthrough || passing) && !cache_mode {
             self.backing_id(ino, open_backing, &file)
         } else {
             None
         };
+        if backing.is_none() {
+            *cached.entry(ino).or_default() += 1;
+        }
         let fh = self.add_handle(Handle::File {
             file: Arc::new(file),
             _backing: backing.clone(),
+            cached: backing.is_none().then_some(ino),
         });
         Ok((fh, backing))
     }
@@ -898,7 +918,16 @@ impl Filesystem for View {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles.lock().expect("never poisoned").remove(&fh.0);
+        let gone = self.handles.lock().expect("never poisoned").remove(&fh.0);
+        if let Some(Handle::File { cached: Some(ino), .. }) = gone {
+            let mut cached = self.cached_opens.lock().expect("never poisoned");
+            if let Some(n) = cached.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    cached.remove(&ino);
+                }
+            }
+        }
         reply.ok();
     }
 
