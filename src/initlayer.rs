@@ -8,7 +8,7 @@ use crate::union::{self, Resolved, UnionDir};
 use rustix::fs::{self as rfs, Mode, OFlags, Stat, Timespec};
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -70,7 +70,7 @@ impl InitLayer {
     /// Computes the init layer of a container whose image's layers are
     /// `image_chain` (layer roots, the image first). `time` is given to the
     /// entries it creates (the container's creation time).
-    pub fn compute(image_chain: &[Arc<OwnedFd>], time: Timespec) -> io::Result<InitLayer> {
+    pub fn compute(image_chain: &[Arc<crate::dirref::DirRef>], time: Timespec) -> io::Result<InitLayer> {
         let root = UnionDir::of_layers(image_chain)?;
         let mut entries: Vec<InitEntry> = Vec::new();
         for (path, target, is_dir) in SPEC {

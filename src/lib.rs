@@ -1,5 +1,6 @@
 //! graph2aufs: migrate a legacy (pre-0.7) Docker root to the aufs driver layout.
 pub mod copy;
+pub mod dirref;
 pub mod error;
 pub mod generate;
 pub mod id;

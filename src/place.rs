@@ -3,6 +3,7 @@
 //! a layer is in exactly one of them at every instant of a migration, so
 //! `migrate`, `rollback` and the view all find it here.
 
+use crate::dirref::DirRef;
 use crate::initlayer::InitLayer;
 use crate::legacy::Dirs;
 use crate::plan::{Item, Plan};
@@ -48,9 +49,9 @@ pub fn data_place(dirs: &Dirs, it: &Item) -> io::Result<(OwnedFd, OsString)> {
 }
 
 /// The data directory of an unblocked item.
-pub fn data_dir(dirs: &Dirs, it: &Item) -> io::Result<Arc<OwnedFd>> {
+pub fn data_dir(dirs: &Dirs, it: &Item) -> io::Result<Arc<DirRef>> {
     let (dir, name) = data_place(dirs, it)?;
-    Ok(Arc::new(sys::open_dir_required(&dir, &name)?))
+    Ok(DirRef::new(sys::open_dir_required(&dir, &name)?))
 }
 
 /// The init layer of container `i`, computed from its image's layers

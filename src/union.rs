@@ -5,13 +5,13 @@
 //! merged root filesystems, where a container's init layer, not yet on
 //! disk, takes part as a virtual branch.
 
+use crate::dirref::DirRef;
 use crate::initlayer::InitLayer;
 use crate::sys;
 use rustix::fs::{FileType, Stat};
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -24,14 +24,14 @@ const MAX_SYMLINK_HOPS: usize = 40;
 /// an init layer held in memory.
 #[derive(Debug, Clone)]
 pub enum Src {
-    Real(Arc<OwnedFd>),
+    Real(Arc<DirRef>),
     Init(Arc<InitLayer>, Vec<OsString>),
 }
 
 /// What a branch has under a name.
 #[derive(Debug, Clone)]
 pub enum Leaf {
-    Real { parent: Arc<OwnedFd>, stat: Stat },
+    Real { parent: Arc<DirRef>, stat: Stat },
     Init { layer: Arc<InitLayer>, index: usize },
 }
 
@@ -47,8 +47,8 @@ impl Leaf {
 impl Src {
     fn lookup(&self, name: &OsStr) -> io::Result<Option<Leaf>> {
         match self {
-            Src::Real(fd) => Ok(sys::lstat(fd.as_ref(), name)?.map(|stat| Leaf::Real {
-                parent: fd.clone(),
+            Src::Real(d) => Ok(sys::lstat(&*d.fd()?, name)?.map(|stat| Leaf::Real {
+                parent: d.clone(),
                 stat,
             })),
             Src::Init(layer, dir) => {
@@ -66,14 +66,14 @@ impl Src {
         match self {
             // (A whiteout of a name near the length limit cannot exist.)
             Src::Real(_) if name.len() > 255 => Ok(false),
-            Src::Real(fd) => Ok(sys::lstat(fd.as_ref(), name)?.is_some()),
+            Src::Real(d) => Ok(sys::lstat(&*d.fd()?, name)?.is_some()),
             Src::Init(..) => Ok(false), // init layers hold no whiteouts
         }
     }
 
     fn child(&self, name: &OsStr) -> io::Result<Src> {
         match self {
-            Src::Real(fd) => Ok(Src::Real(Arc::new(sys::open_dir_required(fd.as_ref(), name)?))),
+            Src::Real(d) => Ok(Src::Real(DirRef::new(sys::open_dir_required(&*d.fd()?, name)?))),
             Src::Init(layer, dir) => {
                 let mut p = dir.clone();
                 p.push(name.to_os_string());
@@ -84,7 +84,7 @@ impl Src {
 
     fn list(&self) -> io::Result<Vec<(OsString, FileType)>> {
         match self {
-            Src::Real(fd) => sys::list_dir(fd.as_ref()),
+            Src::Real(d) => sys::list_dir(&*d.fd()?),
             Src::Init(layer, dir) => Ok(layer
                 .children(dir)
                 .map(|i| {
@@ -140,8 +140,8 @@ impl UnionDir {
     }
 
     /// The merged root of real layer directories.
-    pub fn of_layers(layers: &[Arc<OwnedFd>]) -> io::Result<UnionDir> {
-        UnionDir::root(layers.iter().map(|fd| Src::Real(fd.clone())).collect())
+    pub fn of_layers(layers: &[Arc<DirRef>]) -> io::Result<UnionDir> {
+        UnionDir::root(layers.iter().map(|d| Src::Real(d.clone())).collect())
     }
 
     /// Looks `name` up, aufs-style. Never follows a symlink.
@@ -279,7 +279,7 @@ pub fn resolve(root: &UnionDir, path: &[u8]) -> io::Result<Resolved> {
                 if hops > MAX_SYMLINK_HOPS {
                     return Ok(Resolved::NotDir);
                 }
-                let target = sys::readlink(parent.as_ref(), &c)?;
+                let target = sys::readlink(&*parent.fd()?, &c)?;
                 if target.starts_with(b"/") {
                     canon.clear();
                     dirs.truncate(1);

@@ -4,6 +4,7 @@
 
 use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
 use super::transform::{AufsDir, Role, Shown, Transform};
+use crate::dirref::DirRef;
 use crate::initlayer::{InitKind, InitLayer};
 use crate::legacy::Dirs;
 use crate::plan::{ItemKind, Source};
@@ -45,6 +46,8 @@ struct DirEntry {
 pub struct View {
     dirs: Dirs,
     root_fd: Arc<OwnedFd>,
+    /// ROOT as the root node's backing has it.
+    root_dir: Arc<DirRef>,
     pub(super) transform: Arc<Transform>,
     pub(super) table: Arc<Table>,
     /// Read-write view: changes pass through to ROOT, and the migrator
@@ -57,7 +60,7 @@ pub struct View {
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
-    data_dirs: Mutex<HashMap<usize, Arc<OwnedFd>>>,
+    data_dirs: Mutex<HashMap<usize, Arc<DirRef>>>,
     /// Open handles per inode served through the page cache.
     cached_opens: Mutex<HashMap<u64, usize>>,
     /// One backing id per inode, shared by all its opens.
@@ -201,7 +204,7 @@ pub(super) fn identity(dir: &OwnedFd, name: &OsStr) -> io::Result<(rfs::FileType
     ))
 }
 
-fn stat_fd(fd: &OwnedFd) -> io::Result<Stat> {
+fn stat_fd(fd: impl AsFd) -> io::Result<Stat> {
     Ok(rfs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
@@ -219,9 +222,10 @@ impl View {
         let st = stat_fd(&root_fd)?;
         let main_dev = st.st_dev;
         let synth_time = to_time(st.st_mtime, st.st_mtime_nsec as i64);
+        let root_dir = DirRef::new(root_fd.try_clone()?);
         let table = Arc::new(Table::new(
             Backing::Real {
-                fd: Arc::new(root_fd.try_clone()?),
+                dir: root_dir.clone(),
                 role: Role::Root,
             },
             main_dev,
@@ -229,6 +233,7 @@ impl View {
         Ok(View {
             dirs,
             root_fd: Arc::new(root_fd),
+            root_dir,
             writable: !transform.read_only,
             live: None,
             transform,
@@ -258,9 +263,9 @@ impl View {
 
     pub(super) fn attr(&self, node: &Node) -> io::Result<FileAttr> {
         Ok(match &*node.backing() {
-            Backing::Real { fd, .. } => attr_of(&stat_fd(fd)?, node.id),
+            Backing::Real { dir, .. } => attr_of(&stat_fd(&*dir.fd()?)?, node.id),
             Backing::Entry { dir, name, ino } => {
-                let st = entry_stat(dir, name)?;
+                let st = entry_stat(&*dir.fd()?, name)?;
                 if st.st_ino != *ino {
                     return Err(io::Error::from_raw_os_error(libc::ESTALE));
                 }
@@ -277,7 +282,7 @@ impl View {
                 self.synth_time,
             ),
             Backing::Init { layer, index } => init_attr(layer, *index, node.id),
-            Backing::Merged { top, .. } => match top {
+            Backing::Merged { top, .. } => match &**top {
                 Top::Real(st) | Top::Leaf(Leaf::Real { stat: st, .. }) => attr_of(st, node.id),
                 Top::Leaf(Leaf::Init { layer, index }) => init_attr(layer, Some(*index), node.id),
                 Top::InitRoot(layer) => init_attr(layer, None, node.id),
@@ -285,37 +290,41 @@ impl View {
         })
     }
 
-    pub(super) fn real_node(&self, dir: &Arc<OwnedFd>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
+    pub(super) fn real_node(&self, dir: &Arc<DirRef>, name: &OsStr, role: Role) -> io::Result<Arc<Node>> {
         self.real_node_in(dir, name, role, None)
     }
 
     /// [`View::real_node`] of an entry inside item `layer`'s data.
     pub(super) fn real_node_in(
         &self,
-        dir: &Arc<OwnedFd>,
+        dir: &Arc<DirRef>,
         name: &OsStr,
         role: Role,
         layer: Option<usize>,
     ) -> io::Result<Arc<Node>> {
         let layer = layer.filter(|_| self.writable);
-        let (ft, key) = identity(dir.as_ref(), name)?;
+        let dir_fd = dir.fd()?;
+        let (ft, key) = identity(dir_fd.as_ref(), name)?;
         if ft != rfs::FileType::Directory {
             let (dir, name) = (dir.clone(), name.to_os_string());
             let Key::Real(_, ino, _) = key else {
                 unreachable!("identity gives real keys")
             };
-            return Ok(self
-                .table
-                .lookup_tagged(key, None, layer, || Backing::Entry { dir, name, ino }));
+            return Ok(self.table.lookup_tagged(key, None, layer, || Backing::Entry {
+                dir,
+                name: name.into(),
+                ino,
+            }));
         }
         if let Some(n) = self.table.existing(&key) {
             return Ok(n);
         }
-        let fd = open_path(dir.as_ref(), name)?;
+        let fd = open_path(dir_fd.as_ref(), name)?;
         let (_, key) = identity(&fd, OsStr::new(""))?;
-        Ok(self
-            .table
-            .lookup_tagged(key, None, layer, || Backing::Real { fd: Arc::new(fd), role }))
+        Ok(self.table.lookup_tagged(key, None, layer, || Backing::Real {
+            dir: DirRef::new(fd),
+            role,
+        }))
     }
 
     fn aufs_dir(&self, d: AufsDir) -> io::Result<&OwnedFd> {
@@ -333,7 +342,7 @@ impl View {
 
     /// The directory of item `i`'s data. The read-only view opens it once:
     /// every merged root of a chain shares its layers' descriptors.
-    fn data_dir(&self, i: usize) -> io::Result<Arc<OwnedFd>> {
+    fn data_dir(&self, i: usize) -> io::Result<Arc<DirRef>> {
         if self.writable {
             return crate::place::data_dir(&self.dirs, &self.transform.plan.items[i]);
         }
@@ -365,14 +374,14 @@ impl View {
             let layer = self.init_layer(i)?;
             if !init_only && it.source != Source::Empty {
                 let d = self.data_dir(i)?;
-                top = Some(Top::Real(stat_fd(&d)?));
+                top = Some(Top::Real(stat_fd(&*d.fd()?)?));
                 branches.push(Src::Real(d));
             }
             top.get_or_insert(Top::InitRoot(layer.clone()));
             branches.push(Src::Init(layer, Vec::new()));
         } else {
             let d = self.data_dir(i)?;
-            top = Some(Top::Real(stat_fd(&d)?));
+            top = Some(Top::Real(stat_fd(&*d.fd()?)?));
             branches.push(Src::Real(d));
         }
         for id in plan.chain(i) {
@@ -402,10 +411,12 @@ impl View {
                 // (Not while a copy of it to another file system switches.)
                 let _switch = self.live.as_ref().map(|m| m.switching());
                 let (dir, leaf) = self.data_place(i)?;
-                self.real_node_in(&Arc::new(dir), &leaf, Role::Plain, Some(i))?
+                self.real_node_in(&DirRef::new(dir), &leaf, Role::Plain, Some(i))?
             }
-            Shown::Repositories => self.real_node(&self.root_fd, OsStr::new("repositories"), Role::Plain)?,
-            Shown::Registration(d) => self.real_node(&Arc::new(self.aufs_dir(d)?.try_clone()?), name, Role::Plain)?,
+            Shown::Repositories => self.real_node(&self.root_dir, OsStr::new("repositories"), Role::Plain)?,
+            Shown::Registration(d) => {
+                self.real_node(&DirRef::new(self.aufs_dir(d)?.try_clone()?), name, Role::Plain)?
+            }
             Shown::Dir(role) => self.table.lookup(key(), || Backing::Dir { role }),
             Shown::Empty(i) => self.table.lookup_from(key(), origin(i), || Backing::Empty),
             Shown::Layers(i, init) => {
@@ -424,7 +435,10 @@ impl View {
             }
             Shown::Merged(i, init) => {
                 let (dir, top) = self.merged(i, init)?;
-                self.table.lookup(key(), || Backing::Merged { dir, top })
+                self.table.lookup(key(), || Backing::Merged {
+                    dir,
+                    top: Box::new(top),
+                })
             }
         })
     }
@@ -442,21 +456,21 @@ impl View {
         // A node a pending item's transform made, now maybe rebound to the
         // disk: the same node id for as long as the kernel keeps it (an
         // `aufs/mnt/<id>` may be a mount point).
-        if self.writable && parent.origin.is_none() {
+        if self.writable && parent.origin().is_none() {
             if let Some(n) = self.table.existing(&Key::Child(parent.id, name.to_os_string())) {
                 return Ok(n);
             }
         }
         match &*parent.backing() {
-            Backing::Real { fd, role } => {
+            Backing::Real { dir, role } => {
                 let role = *role;
                 match self.transform.shown(role, name) {
-                    Some(s) if s.only_if_absent() => match sys::lstat(fd, name)? {
-                        Some(_) => self.real_node_in(fd, name, self.transform.child_role(role, name), parent.layer),
+                    Some(s) if s.only_if_absent() => match sys::lstat(&*dir.fd()?, name)? {
+                        Some(_) => self.real_node_in(dir, name, self.transform.child_role(role, name), parent.layer()),
                         None => self.shown_node(parent, name, s),
                     },
                     Some(s) => self.shown_node(parent, name, s),
-                    None => self.real_node_in(fd, name, self.transform.child_role(role, name), parent.layer),
+                    None => self.real_node_in(dir, name, self.transform.child_role(role, name), parent.layer()),
                 }
             }
             Backing::Dir { role } => match self.transform.shown(*role, name) {
@@ -472,7 +486,7 @@ impl View {
                 let layer = layer.clone();
                 Ok(self
                     .table
-                    .lookup_from(Key::Child(parent.id, name.to_os_string()), parent.origin, || {
+                    .lookup_from(Key::Child(parent.id, name.to_os_string()), parent.origin(), || {
                         Backing::Init { layer, index: Some(i) }
                     }))
             }
@@ -482,7 +496,7 @@ impl View {
                         .table
                         .lookup(Key::Child(parent.id, name.to_os_string()), || Backing::Merged {
                             dir,
-                            top: Top::Leaf(leaf),
+                            top: Box::new(Top::Leaf(leaf)),
                         }))
                 }
                 Entry::Leaf(Leaf::Real { parent: p, .. }) => self.real_node(&p, name, Role::Plain),
@@ -521,7 +535,8 @@ impl View {
             }
         };
         match &*node.backing() {
-            Backing::Real { fd, role } => {
+            Backing::Real { dir, role } => {
+                let fd = dir.fd()?;
                 let mut names = std::collections::HashSet::new();
                 let listing = if self.writable {
                     sys::list_dir_inos_reading(fd.as_ref())?
@@ -533,7 +548,7 @@ impl View {
                     let (kind, ino) = match self.transform.shown(*role, &name) {
                         Some(Shown::Hidden) => continue,
                         Some(s) if !s.only_if_absent() => (shown_kind(&s), synth_ino),
-                        _ if ft == rfs::FileType::Unknown => match sys::lstat(fd, &name)? {
+                        _ if ft == rfs::FileType::Unknown => match sys::lstat(&*fd, &name)? {
                             Some(st) => (kind_of(rfs::FileType::from_raw_mode(st.st_mode)), ino),
                             None => continue,
                         },
@@ -664,14 +679,14 @@ impl View {
             self.node_io(ino)?
         };
         let file = match &*node.backing() {
-            Backing::Entry { dir, name, .. } => open_entry(dir, name, flags, self.writable)?,
+            Backing::Entry { dir, name, .. } => open_entry(&*dir.fd()?, name, flags, self.writable)?,
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
             Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
         };
         // A file once synthesized was opened through the page cache: the
         // kernel refuses passthrough opens of a file open that way.
-        self.add_file(node.id, file, node.origin.is_none(), open_backing)
+        self.add_file(node.id, file, node.origin().is_none(), open_backing)
     }
 
     /// A handle for an open file, with its inode's backing id.
@@ -738,17 +753,40 @@ impl View {
 /// directory its topmost branch's directory (as aufs shows them); and
 /// whether the path's last component must be followed (a magic link to a
 /// directory) or not (a name in a directory, maybe a symlink).
-pub(super) fn xattr_path(node: &Node) -> Option<(std::path::PathBuf, bool)> {
-    match &*node.backing() {
-        Backing::Real { fd, .. } => Some((proc_path(fd.as_ref()).into(), true)),
-        Backing::Entry { dir, name, .. } => Some((std::path::Path::new(&proc_path(dir.as_ref())).join(name), false)),
-        Backing::Fd { fd } => Some((proc_path(fd.as_ref()).into(), true)),
+/// The descriptor the path goes through comes along: the path is valid
+/// while it lives.
+pub(super) fn xattr_path(node: &Node) -> io::Result<Option<XattrPath>> {
+    let whole = |fd: Arc<OwnedFd>| XattrPath {
+        path: proc_path(fd.as_ref()).into(),
+        _fd: fd,
+        follow: true,
+    };
+    Ok(match &*node.backing() {
+        Backing::Real { dir, .. } => Some(whole(dir.fd()?)),
+        Backing::Fd { fd } => Some(whole(fd.clone())),
+        Backing::Entry { dir, name, .. } => {
+            let fd = dir.fd()?;
+            Some(XattrPath {
+                path: std::path::Path::new(&proc_path(fd.as_ref())).join(&**name),
+                _fd: fd,
+                follow: false,
+            })
+        }
         Backing::Merged { dir, .. } => match dir.parts.first().map(|p| &p.src) {
-            Some(Src::Real(fd)) => Some((proc_path(fd.as_ref()).into(), true)),
+            Some(Src::Real(d)) => Some(whole(d.fd()?)),
             _ => None,
         },
         _ => None,
-    }
+    })
+}
+
+/// See [`xattr_path`].
+pub(super) struct XattrPath {
+    pub path: std::path::PathBuf,
+    /// Whether the last component is to be followed (a magic link to the
+    /// inode) or not (a name in a directory, maybe a symlink).
+    pub follow: bool,
+    _fd: Arc<OwnedFd>,
 }
 
 /// Opens a real file (`name` in `dir`, or with an empty name the
@@ -828,7 +866,7 @@ impl Filesystem for View {
             Err(e) => return reply.error(e),
         };
         match &*node.backing() {
-            Backing::Entry { dir, name, .. } => match sys::readlink(dir.as_ref(), name) {
+            Backing::Entry { dir, name, .. } => match dir.fd().and_then(|d| sys::readlink(&*d, name)) {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno(e)),
             },
@@ -897,7 +935,7 @@ impl Filesystem for View {
                 let end = (start + size as usize).min(bytes.len());
                 return reply.data(&bytes[start..end]);
             }
-            Backing::Entry { dir, name, .. } => open_entry(dir, name, libc::O_RDONLY, false),
+            Backing::Entry { dir, name, .. } => dir.fd().and_then(|d| open_entry(&d, name, libc::O_RDONLY, false)),
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), libc::O_RDONLY, false),
             _ => return reply.data(&[]),
         };
@@ -1039,8 +1077,10 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Some((path, follow)) = xattr_path(&node) else {
-            return reply.error(Errno::ENODATA);
+        let XattrPath { path, follow, .. } = match xattr_path(&node) {
+            Ok(Some(p)) => p,
+            Ok(None) => return reply.error(Errno::ENODATA),
+            Err(e) => return reply.error(errno(e)),
         };
         let mut buf = vec![0u8; size.max(1) as usize];
         // A size query needs the `_query` call: rustix answers 0 for an
@@ -1063,8 +1103,10 @@ impl Filesystem for View {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let Some((path, follow)) = xattr_path(&node) else {
-            return if size == 0 { reply.size(0) } else { reply.data(&[]) };
+        let XattrPath { path, follow, .. } = match xattr_path(&node) {
+            Ok(Some(p)) => p,
+            Ok(None) => return if size == 0 { reply.size(0) } else { reply.data(&[]) },
+            Err(e) => return reply.error(errno(e)),
         };
         let list = || -> rustix::io::Result<Vec<u8>> {
             let n = if follow {

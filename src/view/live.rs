@@ -249,14 +249,15 @@ impl Migrator {
         let Key::Child(parent, name) = key else { return };
         let Some(parent) = self.table.get(*parent) else { return };
         let dir = match &*parent.backing() {
-            Backing::Real { fd, .. } => fd.clone(),
+            Backing::Real { dir, .. } => dir.clone(),
             _ => return,
         };
-        let backing = match sys::lstat(&*dir, name) {
+        let Ok(fd) = dir.fd() else { return };
+        let backing = match sys::lstat(&*fd, name) {
             Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
-                match super::fs::open_path(&*dir, name) {
+                match super::fs::open_path(&*fd, name) {
                     Ok(fd) => Backing::Real {
-                        fd: Arc::new(fd),
+                        dir: crate::dirref::DirRef::new(fd),
                         role: super::transform::Role::Plain,
                     },
                     Err(e) => return log::warn!("rebinding {}: {e}", escape_os(name)),
@@ -264,7 +265,7 @@ impl Migrator {
             }
             Ok(Some(st)) => Backing::Entry {
                 dir,
-                name: name.clone(),
+                name: name.as_os_str().into(),
                 ino: st.st_ino,
             },
             _ => return,
@@ -403,7 +404,7 @@ impl Migrator {
                     };
                     if let Some(ino) = ino {
                         node.rebind(Backing::Entry {
-                            dir: Arc::new(root),
+                            dir: crate::dirref::DirRef::new(root),
                             name: name.into(),
                             ino,
                         });

@@ -79,9 +79,8 @@ fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
     Ok(canon)
 }
 
-/// Raises the descriptor limit as far as allowed: the view holds an `O_PATH`
-/// descriptor per inode the kernel keeps, which a walk of a large tree makes
-/// many thousands of.
+/// Raises the descriptor limit as far as allowed, and sizes the pool of
+/// directory descriptors from it (see [`crate::dirref`]).
 fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let max = std::fs::read_to_string("/proc/sys/fs/nr_open")
@@ -103,7 +102,11 @@ fn raise_nofile_limit() {
             },
         );
     }
-    log::debug!("descriptor limit: {:?}", getrlimit(Resource::Nofile).current);
+    let limit = getrlimit(Resource::Nofile).current.unwrap_or(1024);
+    // Half for directories the kernel keeps (more are reopened from their
+    // file handles), half for open files and everything else.
+    crate::dirref::set_budget((limit / 2).min(1 << 16) as usize);
+    log::debug!("descriptor limit: {limit}");
 }
 
 /// `graph2aufs mount`.

@@ -5,6 +5,7 @@
 //! `du` stay right), a number from a separate range for everything else.
 
 use super::transform::Role;
+use crate::dirref::DirRef;
 use crate::initlayer::InitLayer;
 use crate::union::UnionDir;
 use rustix::fs::Stat;
@@ -20,16 +21,15 @@ pub const ROOT_ID: u64 = 1;
 
 #[derive(Debug)]
 pub enum Backing {
-    /// A real directory of ROOT (or of a file system mounted below it),
-    /// held by an `O_PATH` descriptor.
-    Real { fd: Arc<OwnedFd>, role: Role },
+    /// A real directory of ROOT (or of a file system mounted below it).
+    Real { dir: Arc<DirRef>, role: Role },
     /// A real non-directory, held as its name in its directory: no
     /// descriptor per file, so a walk of millions of files stays within the
     /// descriptor limit. (The read-only view never changes, so the name
     /// stays right.)
     Entry {
-        dir: Arc<OwnedFd>,
-        name: OsString,
+        dir: Arc<DirRef>,
+        name: Box<std::ffi::OsStr>,
         /// The inode the name led to: if it leads elsewhere now (replaced
         /// behind the view), the node is stale.
         ino: u64,
@@ -50,7 +50,7 @@ pub enum Backing {
     },
     /// A merged directory (read-only mode), with where its attributes come
     /// from.
-    Merged { dir: UnionDir, top: Top },
+    Merged { dir: UnionDir, top: Box<Top> },
 }
 
 /// The entry giving a merged directory its attributes.
@@ -66,16 +66,43 @@ pub enum Top {
 pub struct Node {
     pub id: u64,
     backing: RwLock<Backing>,
-    /// The pending item whose transform made this node (read-write view):
-    /// a change to it migrates that item first.
-    pub origin: Option<usize>,
-    /// The item whose layer data this node is in (read-write view): a copy
-    /// to another file system switches only when the kernel holds none.
-    pub layer: Option<usize>,
+    /// See [`Node::origin`].
+    origin: Tag,
+    /// See [`Node::layer`].
+    layer: Tag,
     lookups: AtomicU64,
 }
 
+/// An optional item index in 4 bytes (a node is kept per inode the kernel
+/// knows: millions).
+#[derive(Debug, Clone, Copy)]
+struct Tag(u32);
+
+impl Tag {
+    fn of(i: Option<usize>) -> Tag {
+        Tag(i
+            .and_then(|i| u32::try_from(i).ok())
+            .filter(|&i| i != u32::MAX)
+            .unwrap_or(u32::MAX))
+    }
+    fn get(self) -> Option<usize> {
+        (self.0 != u32::MAX).then_some(self.0 as usize)
+    }
+}
+
 impl Node {
+    /// The pending item whose transform made this node (read-write view):
+    /// a change to it migrates that item first.
+    pub fn origin(&self) -> Option<usize> {
+        self.origin.get()
+    }
+
+    /// The item whose layer data this node is in (read-write view): a copy
+    /// to another file system switches only when the kernel holds none.
+    pub fn layer(&self) -> Option<usize> {
+        self.layer.get()
+    }
+
     pub fn backing(&self) -> RwLockReadGuard<'_, Backing> {
         self.backing.read().expect("a backing lock is never poisoned")
     }
@@ -114,8 +141,8 @@ impl Table {
         let node = Arc::new(Node {
             id: ROOT_ID,
             backing: RwLock::new(root),
-            origin: None,
-            layer: None,
+            origin: Tag::of(None),
+            layer: Tag::of(None),
             lookups: AtomicU64::new(1),
         });
         let mut nodes = HashMap::new();
@@ -173,8 +200,8 @@ impl Table {
         let node = Arc::new(Node {
             id,
             backing: RwLock::new(make()),
-            origin,
-            layer,
+            origin: Tag::of(origin),
+            layer: Tag::of(layer),
             lookups: AtomicU64::new(1),
         });
         if let Some(l) = layer {
@@ -276,7 +303,7 @@ impl Table {
                 if keys.get(&key) == Some(&id) {
                     keys.remove(&key);
                 }
-                if let Some(l) = node.layer {
+                if let Some(l) = node.layer() {
                     if let Some(n) = self.in_layer.lock().expect("never poisoned").get_mut(&l) {
                         *n = n.saturating_sub(1);
                     }

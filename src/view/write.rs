@@ -141,11 +141,31 @@ enum Obj {
     At(Arc<OwnedFd>, std::ffi::OsString),
 }
 
+/// A directory about to change, held open for the change.
+struct WDir {
+    dir: Arc<crate::dirref::DirRef>,
+    fd: Arc<OwnedFd>,
+}
+
+impl std::ops::Deref for WDir {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl std::os::fd::AsFd for WDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Obj {
     fn of(node: &Node) -> io::Result<Obj> {
         match &*node.backing() {
-            Backing::Real { fd, .. } | Backing::Fd { fd } => Ok(Obj::Fd(fd.clone())),
-            Backing::Entry { dir, name, .. } => Ok(Obj::At(dir.clone(), name.clone())),
+            Backing::Real { dir, .. } => Ok(Obj::Fd(dir.fd()?)),
+            Backing::Fd { fd } => Ok(Obj::Fd(fd.clone())),
+            Backing::Entry { dir, name, .. } => Ok(Obj::At(dir.fd()?, name.to_os_string())),
             _ => Err(err(libc::EPERM)),
         }
     }
@@ -177,7 +197,7 @@ impl View {
     /// would touch of a pending item, first.
     fn touch(&self, node: &Node, name: Option<&OsStr>) -> io::Result<()> {
         let Some(m) = &self.live else { return Ok(()) };
-        if let Some(i) = node.origin {
+        if let Some(i) = node.origin() {
             m.migrate(i)?;
         }
         if let (Some(name), Backing::Real { role, .. }) = (name, &*node.backing()) {
@@ -208,7 +228,7 @@ impl View {
             &*node.backing(),
             Backing::Empty | Backing::File(_) | Backing::Init { .. }
         );
-        if synthesized && node.origin.is_some() {
+        if synthesized && node.origin().is_some() {
             if let (Some(m), Some(key)) = (&self.live, self.table.key_of(node.id)) {
                 m.rebind_node(node, &key);
             }
@@ -223,29 +243,30 @@ impl View {
     }
 
     /// The directory `parent` on the disk, ready for a change of `name` in it.
-    fn writable_dir(&self, parent: INodeNo, name: &OsStr) -> io::Result<(Arc<Node>, Arc<OwnedFd>)> {
+    fn writable_dir(&self, parent: INodeNo, name: &OsStr) -> io::Result<(Arc<Node>, WDir)> {
         if !self.writable {
             return Err(err(libc::EROFS));
         }
         let node = self.node_io(parent)?;
         self.touch(&node, Some(name))?;
         self.settle(&node)?;
-        let fd = match &*node.backing() {
-            Backing::Real { fd, .. } => fd.clone(),
+        let dir = match &*node.backing() {
+            Backing::Real { dir, .. } => dir.clone(),
             Backing::Entry { .. } | Backing::Fd { .. } | Backing::File(_) => return Err(err(libc::ENOTDIR)),
             // graph2aufs's own synthesized directories.
             _ => return Err(err(libc::EPERM)),
         };
-        Ok((node, fd))
+        let fd = dir.fd()?;
+        Ok((node, WDir { dir, fd }))
     }
 
     /// The attributes of a new entry, with the kernel's lookup counted.
-    fn new_entry(&self, parent: &Node, dir: &Arc<OwnedFd>, name: &OsStr) -> io::Result<FileAttr> {
+    fn new_entry(&self, parent: &Node, dir: &WDir, name: &OsStr) -> io::Result<FileAttr> {
         let role = match &*parent.backing() {
             Backing::Real { role, .. } => self.transform.child_role(*role, name),
             _ => super::transform::Role::Plain,
         };
-        let node = self.real_node_in(dir, name, role, parent.layer)?;
+        let node = self.real_node_in(&dir.dir, name, role, parent.layer())?;
         self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
     }
 
@@ -444,7 +465,8 @@ impl View {
 
     pub(super) fn do_setxattr(&self, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
         let node = self.writable_node(ino)?;
-        let (path, follow) = super::fs::xattr_path(&node).ok_or_else(|| err(libc::EPERM))?;
+        let super::fs::XattrPath { path, follow, .. } =
+            super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
         let flags = rfs::XattrFlags::from_bits_retain(flags as u32);
         if follow {
             rfs::setxattr(&path, name, value, flags)?;
@@ -456,7 +478,8 @@ impl View {
 
     pub(super) fn do_removexattr(&self, ino: INodeNo, name: &OsStr) -> io::Result<()> {
         let node = self.writable_node(ino)?;
-        let (path, follow) = super::fs::xattr_path(&node).ok_or_else(|| err(libc::EPERM))?;
+        let super::fs::XattrPath { path, follow, .. } =
+            super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
         if follow {
             rfs::removexattr(&path, name)?;
         } else {
