@@ -175,6 +175,7 @@ fn finish(dst: &OwnedFd, name: &OsStr, st: &Stat, attrs: &[(OsString, Vec<u8>)])
 /// Copies a regular file's data, holes kept as holes.
 fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
     let mut pos = 0u64;
+    let mut in_kernel = true;
     while pos < size {
         let data = match rfs::seek(src, SeekFrom::Data(pos)) {
             Ok(d) => d,
@@ -186,7 +187,11 @@ fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
         while at < hole {
             let want = (hole - at).min(8 << 20) as usize;
             let (mut off_in, mut off_out) = (at, at);
-            let n = match rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want) {
+            let r = match in_kernel {
+                true => rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want),
+                false => Err(rustix::io::Errno::XDEV),
+            };
+            let n = match r {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -194,8 +199,11 @@ fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
                     ))
                 }
                 Ok(n) => n,
+                // Across file systems (Linux 5.19 and later refuse most):
+                // sendfile still copies inside the kernel.
                 Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
-                    copy_chunk(src, dst, at, want)?
+                    in_kernel = false;
+                    send_chunk(src, dst, at, want)?
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -205,6 +213,22 @@ fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
         pos = hole;
     }
     dst.set_len(size)
+}
+
+/// Copies up to `want` bytes at offset `at` with sendfile(2) (page cache to
+/// page cache), or through a buffer where sendfile cannot.
+fn send_chunk(src: &File, dst: &File, at: u64, want: usize) -> io::Result<usize> {
+    rfs::seek(dst, SeekFrom::Start(at))?;
+    let mut off = at;
+    match rfs::sendfile(dst, src, Some(&mut off), want) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file shrank while copied",
+        )),
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => copy_chunk(src, dst, at, want),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn copy_chunk(src: &File, dst: &File, at: u64, want: usize) -> io::Result<usize> {

@@ -27,6 +27,9 @@ enum Command {
     /// Print what migration will do and every anomaly found; writes nothing.
     Plan {
         root: PathBuf,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         /// List every item, not only those with problems.
@@ -36,6 +39,9 @@ enum Command {
     /// Migrate offline (the daemon stopped); resumable and idempotent.
     Migrate {
         root: PathBuf,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -53,6 +59,9 @@ enum Command {
         root: PathBuf,
         /// Where to mount (default: ROOT itself).
         mountpoint: Option<PathBuf>,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         /// Never write to ROOT; aufs/mnt/<id> shows each layer's merged root filesystem.
         #[arg(long)]
         read_only: bool,
@@ -81,6 +90,9 @@ enum Command {
     /// Per item: pending, registered, fallback, quarantined, failed; totals.
     Status {
         root: PathBuf,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -89,12 +101,18 @@ enum Command {
     /// Check that ROOT is a complete, consistent aufs layout.
     Verify {
         root: PathBuf,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
     /// Put migrated items back in the legacy layout.
     Rollback {
         root: PathBuf,
+        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
+        #[arg(long, value_name = "DIR")]
+        aufs_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -116,6 +134,15 @@ fn main() -> ExitCode {
             eprintln!("graph2aufs: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// ROOT, with the `--aufs-dir` the operator named.
+fn open_root(root: &std::path::Path, aufs_dir: Option<&std::path::Path>) -> Result<Root> {
+    let root = Root::open(root)?;
+    match aufs_dir {
+        Some(d) => root.with_aufs_dir(d),
+        None => Ok(root),
     }
 }
 
@@ -149,8 +176,13 @@ fn emit(doc: &Document, json: bool, title: &str, all: bool) {
 
 fn run(command: Command) -> Result<u8> {
     match command {
-        Command::Plan { root, json, all } => {
-            let root = Root::open(&root)?;
+        Command::Plan {
+            root,
+            json,
+            all,
+            aufs_dir,
+        } => {
+            let root = open_root(&root, aufs_dir.as_deref())?;
             root.refuse_if_viewed("plan", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
@@ -163,8 +195,9 @@ fn run(command: Command) -> Result<u8> {
             all,
             batch,
             copy_rate,
+            aufs_dir,
         } => {
-            let root = Root::open(&root)?;
+            let root = open_root(&root, aufs_dir.as_deref())?;
             root.refuse_if_viewed("migrate", true)?;
             // Refuse a hostile layout (a symlinked graph, containers or aufs)
             // before writing anything, even the lock.
@@ -195,8 +228,10 @@ fn run(command: Command) -> Result<u8> {
             no_passthrough,
             ready_fd,
             copy_rate,
+            aufs_dir,
         } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
             copy_rate,
+            aufs_dir,
             root,
             mountpoint,
             read_only,
@@ -206,8 +241,13 @@ fn run(command: Command) -> Result<u8> {
             ready_fd,
             no_passthrough,
         }),
-        Command::Status { root, json, all } => {
-            let root = Root::open(&root)?;
+        Command::Status {
+            root,
+            json,
+            all,
+            aufs_dir,
+        } => {
+            let root = open_root(&root, aufs_dir.as_deref())?;
             if let Some(doc) = graph2aufs::view::live_status(&root)? {
                 emit(&doc, json, "live status of", all);
                 let finished = doc.live.as_ref().is_some_and(|l| l.finished);
@@ -221,8 +261,8 @@ fn run(command: Command) -> Result<u8> {
                 doc.has_problems() || doc.items.iter().any(|i| i.state != State::Registered),
             ))
         }
-        Command::Verify { root, json } => {
-            let root = Root::open(&root)?;
+        Command::Verify { root, json, aufs_dir } => {
+            let root = open_root(&root, aufs_dir.as_deref())?;
             root.refuse_if_viewed("verify", false)?;
             let v = verify::verify(&root)?;
             if json {
@@ -243,8 +283,8 @@ fn run(command: Command) -> Result<u8> {
             }
             Ok(u8::from(!v.ok))
         }
-        Command::Rollback { root, json } => {
-            let root = Root::open(&root)?;
+        Command::Rollback { root, json, aufs_dir } => {
+            let root = open_root(&root, aufs_dir.as_deref())?;
             root.refuse_if_viewed("rollback", true)?;
             if !Record::exists(&root) {
                 root.remove_bare_lock()?;

@@ -438,9 +438,18 @@ impl Rollback<'_> {
     fn finish(self) -> Result<()> {
         let root = self.root;
         for rel in self.record.created_dirs.iter().rev() {
-            if let Ok(Some(d)) = sys::open_dir(root.fd(), rel) {
+            let (at, name) = root.resolve(rel);
+            if let Ok(Some(d)) = sys::open_dir(at, name) {
                 if sys::dir_is_empty(&d).unwrap_or(false) {
-                    let _ = rustix::fs::unlinkat(root.fd(), rel.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+                    if name == "." {
+                        // The symlink to an --aufs-dir (the directory is the
+                        // operator's: it stays).
+                        if let Ok(Kind::Symlink(_)) = sys::kind_unread(root.fd(), "aufs") {
+                            let _ = sys::unlink(root.fd(), "aufs");
+                        }
+                    } else {
+                        let _ = rustix::fs::unlinkat(at, name, rustix::fs::AtFlags::REMOVEDIR);
+                    }
                 }
             }
         }
@@ -473,9 +482,13 @@ impl Rollback<'_> {
         let mut mtimes: Vec<_> = self.record.mtimes.iter().collect();
         mtimes.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.len()));
         for (rel, t) in mtimes {
-            let rel = if rel.is_empty() { "." } else { rel.as_str() };
-            if let Ok(Some(st)) = sys::lstat(root.fd(), rel) {
-                let _ = sys::set_times(root.fd(), rel, sys::atime(&st), time(*t));
+            let (at, rel) = if rel.is_empty() {
+                (root.fd(), ".")
+            } else {
+                root.resolve(rel)
+            };
+            if let Ok(Some(st)) = sys::lstat(at, rel) {
+                let _ = sys::set_times(at, rel, sys::atime(&st), time(*t));
             }
         }
         sys::syncfs(root.fd()).step(|| "syncing".into())

@@ -5,6 +5,7 @@ use crate::error::{Error, Result, Step};
 use crate::sys;
 use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// graph2aufs's own directory under ROOT.
@@ -16,6 +17,15 @@ pub struct Root {
     fd: OwnedFd,
     /// ROOT's mtime when opened, before graph2aufs changed anything.
     initial_mtime: rustix::fs::Timespec,
+    /// The native `aufs/` the operator named elsewhere (`--aufs-dir`).
+    aufs: Option<AufsDir>,
+}
+
+/// A native `aufs/` outside ROOT, which `ROOT/aufs` links to.
+struct AufsDir {
+    /// Canonical: exactly what the symlink `ROOT/aufs` holds.
+    path: PathBuf,
+    fd: OwnedFd,
 }
 
 /// Held while a command that writes to ROOT runs; released on drop.
@@ -46,13 +56,103 @@ impl Root {
             path,
             fd,
             initial_mtime: sys::mtime(&st),
+            aufs: None,
         })
     }
 
+    /// Takes `dir` (`--aufs-dir`) as ROOT's native `aufs/`: `ROOT/aufs` is
+    /// a symlink to exactly it, or absent (made by [`Root::link_aufs`]).
+    /// Anything else at `ROOT/aufs` is refused, naming it.
+    pub fn with_aufs_dir(mut self, dir: &Path) -> Result<Root> {
+        let shown = dir.display();
+        let path = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Usage(format!("--aufs-dir {shown} does not exist")),
+            _ => Error::io(format!("--aufs-dir {shown}"), e),
+        })?;
+        if !path.is_dir() {
+            return Err(Error::Usage(format!("--aufs-dir {shown} is not a directory")));
+        }
+        if path == self.path || self.path.starts_with(&path) {
+            return Err(Error::Usage(format!(
+                "--aufs-dir {shown} is ROOT or holds it: name a directory of its own for aufs/"
+            )));
+        }
+        let r = self.path.display();
+        match sys::kind(self.fd(), "aufs").step(|| format!("{r}/aufs"))? {
+            sys::Kind::Missing => {}
+            sys::Kind::Symlink(t) if t == path.as_os_str().as_encoded_bytes() => {}
+            sys::Kind::Symlink(t) => {
+                return Err(Error::Env(format!(
+                    "{r}/aufs is a symlink to {}, not to --aufs-dir {}: refused, nothing changed",
+                    crate::names::escape_os(std::ffi::OsStr::from_bytes(&t)),
+                    path.display()
+                )))
+            }
+            k => {
+                return Err(Error::Env(format!(
+                    "{r}/aufs is {}, and --aufs-dir {} names another aufs directory: move one of them away \
+                     (nothing changed)",
+                    k.describe(),
+                    path.display()
+                )))
+            }
+        }
+        let fd = rfs::open(&path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(std::io::Error::from)
+            .step(|| format!("opening --aufs-dir {}", path.display()))?;
+        self.aufs = Some(AufsDir { path, fd });
+        Ok(self)
+    }
+
     /// The same ROOT reached through another descriptor of it (a private,
-    /// read-only copy of its mount, see `sys::read_only_noatime_clone`).
-    pub fn through(self, fd: OwnedFd) -> Root {
-        Root { fd, ..self }
+    /// read-only copy of its mount, see `sys::read_only_noatime_clone`),
+    /// and of its `--aufs-dir` if `aufs` is given.
+    pub fn through(self, fd: OwnedFd, aufs: Option<OwnedFd>) -> Root {
+        let aufs = match (self.aufs, aufs) {
+            (Some(a), Some(fd)) => Some(AufsDir { fd, ..a }),
+            (a, _) => a,
+        };
+        Root { fd, aufs, ..self }
+    }
+
+    /// The `--aufs-dir` in use.
+    pub fn aufs_dir(&self) -> Option<(&Path, BorrowedFd<'_>)> {
+        self.aufs.as_ref().map(|a| (a.path.as_path(), a.fd.as_fd()))
+    }
+
+    /// Where a path of ROOT's resolves: paths in `aufs/` go to the
+    /// `--aufs-dir` when there is one (`aufs` itself is then `.` in it).
+    pub fn resolve<'a>(&'a self, rel: &'a str) -> (BorrowedFd<'a>, &'a str) {
+        match &self.aufs {
+            Some(a) if rel == "aufs" => (a.fd.as_fd(), "."),
+            Some(a) => match rel.strip_prefix("aufs/") {
+                Some(rest) => (a.fd.as_fd(), rest),
+                None => (self.fd(), rel),
+            },
+            None => (self.fd(), rel),
+        }
+    }
+
+    /// With an `--aufs-dir`, makes `ROOT/aufs` the symlink to it (made under
+    /// a temporary name, then renamed into place) unless it is there.
+    /// `true` if it made it.
+    pub fn link_aufs(&self) -> Result<bool> {
+        let Some(a) = &self.aufs else { return Ok(false) };
+        let r = self.path.display();
+        if sys::kind_unread(self.fd(), "aufs").step(|| format!("{r}/aufs"))? != sys::Kind::Missing {
+            return Ok(false);
+        }
+        let tmp = sys::temp_name(std::ffi::OsStr::new("aufs"));
+        // (A leftover of a run stopped here.)
+        if let Ok(sys::Kind::Symlink(_)) = sys::kind_unread(self.fd(), &tmp) {
+            sys::unlink(self.fd(), &tmp).step(|| format!("removing {r}/{}", tmp.to_string_lossy()))?;
+        }
+        rfs::symlinkat(&a.path, self.fd(), &tmp)
+            .map_err(std::io::Error::from)
+            .step(|| format!("linking {r}/aufs to {}", a.path.display()))?;
+        sys::rename_noreplace(self.fd(), &tmp, self.fd(), "aufs").step(|| format!("linking {r}/aufs"))?;
+        sys::fsync_dir(self.fd()).step(|| format!("syncing {r}"))?;
+        Ok(true)
     }
 
     pub fn path(&self) -> &Path {

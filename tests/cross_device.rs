@@ -502,3 +502,204 @@ fn a_view_killed_while_it_copies_and_a_remount_finish_with_nothing_lost() {
         "too few kill points fell while the view copied: {serving} of {killed}"
     );
 }
+
+/// `ROOT/aufs` and what it links to.
+fn link_of(root: &Path) -> Option<PathBuf> {
+    fs::read_link(root.join("aufs")).ok()
+}
+
+#[test]
+fn migrate_with_aufs_dir_links_root_aufs_to_it_and_copies_every_entry_exactly() {
+    if !require_root("migrate_with_aufs_dir_links_root_aufs_to_it_and_copies_every_entry_exactly") {
+        return;
+    }
+    let f = Fixture::new(&opts(31, 8, 3, 40), 4);
+    let fs2 = LoopFs::new(256, "ext4");
+    let dest = fs::canonicalize(fs2.path()).unwrap();
+    let migrate = |extra: &[&std::ffi::OsStr]| {
+        let mut cmd = g2a(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
+        cmd.args(extra);
+        run_command(cmd, RUN_TIMEOUT)
+    };
+    migrate(&["--aufs-dir".as_ref(), fs2.path().as_os_str()]).expect_code(0);
+    assert_eq!(
+        link_of(&f.root),
+        Some(dest.clone()),
+        "ROOT/aufs is the symlink to the --aufs-dir"
+    );
+    for d in ["diff", "layers", "mnt"] {
+        assert!(dest.join(d).is_dir(), "{d}/ on the --aufs-dir");
+    }
+    assert_as_reference(&f, "after a migrate with --aufs-dir");
+    for id in &f.summary.images {
+        assert!(
+            !f.root.join("graph").join(id).join("layer").exists(),
+            "graph/{id}/layer is left"
+        );
+    }
+    // verify and a second run with the same --aufs-dir: all done.
+    let mut verify = g2a([
+        "verify".as_ref(),
+        f.root.as_os_str(),
+        "--aufs-dir".as_ref(),
+        dest.as_os_str(),
+    ]);
+    verify.arg("--json");
+    assert_eq!(run_command(verify, RUN_TIMEOUT).json()["ok"], true);
+    migrate(&["--aufs-dir".as_ref(), dest.as_os_str()]).expect_code(0);
+    assert_as_reference(&f, "after a second migrate with --aufs-dir");
+    // Without it, the symlink is refused like any other, with a hint.
+    let before = snapshot(&f.root);
+    let r = migrate(&[]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("aufs is a symlink") && r.stderr.contains("--aufs-dir"),
+        "{r}"
+    );
+    assert_same(&before, &snapshot(&f.root), "ROOT after a refused migrate");
+}
+
+#[test]
+fn a_root_aufs_that_is_not_the_named_aufs_dir_is_refused_and_nothing_changes() {
+    if !require_root("a_root_aufs_that_is_not_the_named_aufs_dir_is_refused_and_nothing_changes") {
+        return;
+    }
+    let f = Fixture::new(&opts(32, 3, 1, 5), 0);
+    let named = f.dir.path().join("named");
+    let elsewhere = f.dir.path().join("elsewhere");
+    for d in ["diff", "layers", "mnt"] {
+        fs::create_dir_all(named.join(d)).unwrap();
+        fs::create_dir_all(elsewhere.join(d)).unwrap();
+    }
+    let watched = |root: &Path| (snapshot(root), snapshot(&named), snapshot(&elsewhere));
+    let attempt = |what: &str, expect: &[&str]| {
+        let before = watched(&f.root);
+        for cmd in ["migrate", "plan", "verify", "rollback"] {
+            let r = run_command(
+                g2a([
+                    cmd.as_ref(),
+                    f.root.as_os_str(),
+                    "--aufs-dir".as_ref(),
+                    named.as_os_str(),
+                ]),
+                RUN_TIMEOUT,
+            );
+            assert_eq!(r.code, 2, "{what}: {cmd}: {r}");
+            for e in expect {
+                assert!(r.stderr.contains(e), "{what}: {cmd} should say {e:?}: {r}");
+            }
+        }
+        let after = watched(&f.root);
+        assert_same(&before.0, &after.0, &format!("{what}: ROOT"));
+        assert_same(&before.1, &after.1, &format!("{what}: the named --aufs-dir"));
+        assert_same(&before.2, &after.2, &format!("{what}: the other directory"));
+    };
+    // A symlink to another directory than the one named.
+    std::os::unix::fs::symlink(&elsewhere, f.root.join("aufs")).unwrap();
+    attempt(
+        "ROOT/aufs linking elsewhere",
+        &["aufs is a symlink to", "not to --aufs-dir"],
+    );
+    // A symlink to the named directory spelled through another symlink.
+    fs::remove_file(f.root.join("aufs")).unwrap();
+    let alias = f.dir.path().join("alias");
+    std::os::unix::fs::symlink(&named, &alias).unwrap();
+    std::os::unix::fs::symlink(&alias, f.root.join("aufs")).unwrap();
+    attempt("ROOT/aufs linking through an alias", &["not to --aufs-dir"]);
+    // A real directory there.
+    fs::remove_file(f.root.join("aufs")).unwrap();
+    fs::create_dir(f.root.join("aufs")).unwrap();
+    attempt("ROOT/aufs a directory", &["aufs is a directory", "names another"]);
+    // --aufs-dir that is ROOT itself, or missing.
+    fs::remove_dir(f.root.join("aufs")).unwrap();
+    for (dir, says) in [
+        (f.root.clone(), "is ROOT"),
+        (f.dir.path().join("missing"), "does not exist"),
+    ] {
+        let r = run_command(
+            g2a([
+                "migrate".as_ref(),
+                f.root.as_os_str(),
+                "--aufs-dir".as_ref(),
+                dir.as_os_str(),
+            ]),
+            RUN_TIMEOUT,
+        );
+        assert_ne!(r.code, 0, "{r}");
+        assert!(r.stderr.contains(says), "{r}");
+    }
+    // A read-only view is refused the same way.
+    std::os::unix::fs::symlink(&elsewhere, f.root.join("aufs")).unwrap();
+    let mp = f.dir.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    let r = run_command(
+        g2a([
+            "mount".as_ref(),
+            f.root.as_os_str(),
+            mp.as_os_str(),
+            "--read-only".as_ref(),
+            "--aufs-dir".as_ref(),
+            named.as_os_str(),
+        ]),
+        RUN_TIMEOUT,
+    );
+    let mounted = is_mounted(&mp);
+    if mounted {
+        lazy_umount(&mp);
+    }
+    assert!(!mounted && r.code == 2, "{r}");
+}
+
+#[test]
+fn the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copied_there() {
+    if !require_root_and_fuse("the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copied_there") {
+        return;
+    }
+    let f = Fixture::new(&opts(33, 6, 2, 20), 4);
+    let space = TmpFs::new(256);
+    let dest = fs::canonicalize(space.path()).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("mount")
+        .arg(&f.root)
+        .arg(&f.root)
+        .arg("--foreground")
+        .args(["--copy-rate", "4M", "--aufs-dir"])
+        .arg(&dest);
+    let view = Mount::start_command(cmd, &f.root, BOUND);
+    // Through the view: a directory with every layer, the same as the
+    // finished migration shows.
+    let md = fs::symlink_metadata(f.root.join("aufs")).unwrap();
+    assert!(md.is_dir(), "ROOT/aufs through the view: {md:?}");
+    let listed = |p: &Path| {
+        let mut v: Vec<_> = fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let want = listed(&f.reference.join("aufs/diff"));
+    assert_eq!(listed(&f.root.join("aufs/diff")), want, "aufs/diff through the view");
+    let root_names = listed(&f.root);
+    assert!(root_names.iter().any(|n| n == "aufs"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = run_command(
+            g2a(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
+            RUN_TIMEOUT,
+        )
+        .json();
+        if s["live"]["finished"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished: {s}\n{}", view.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        listed(&f.root.join("aufs/diff")),
+        want,
+        "aufs/diff through the finished view"
+    );
+    view.unmount();
+    assert_eq!(link_of(&f.root), Some(dest.clone()));
+    assert_eq!(listed(&dest.join("diff")), want, "diff/ on the --aufs-dir");
+    assert_as_reference(&f, "after the view with --aufs-dir");
+    drop(space);
+}

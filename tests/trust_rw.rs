@@ -1393,3 +1393,26 @@ fn extended_attributes_for_another_user_as_natively() {
     });
     pair.finish(d);
 }
+
+/// Regression (found this session): ACLs were not applied through the view
+/// (the kernel ignored them without FUSE_POSIX_ACL, so an ACL granting a
+/// user access was refused) and new entries under a default ACL got the
+/// caller's umask, which natively does not apply there.
+#[test]
+fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
+    let test = "acls_grant_access_and_default_acls_replace_the_umask_as_natively";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let lines = natively_and_through_the_view(test, posix::acls);
+    assert!(
+        lines.iter().any(|l| l == "read with the ACL: ok 7"),
+        "the ACL should grant the read natively: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("acl-dir/f:") && l.contains("mode ok \"664\"")),
+        "the default ACL should replace the umask natively: {lines:#?}"
+    );
+}

@@ -124,7 +124,10 @@ impl Dirs {
     }
 
     pub fn open(root: &Root) -> io::Result<Dirs> {
-        let d = |rel: &str| sys::open_dir(root.fd(), rel).map_err(|e| annotate(root, rel, e));
+        let d = |rel: &str| {
+            let (dir, name) = root.resolve(rel);
+            sys::open_dir(dir, name).map_err(|e| annotate(root, rel, e))
+        };
         Ok(Dirs {
             graph: d("graph")?,
             containers: d("containers")?,
@@ -147,10 +150,15 @@ fn annotate(root: &Root, rel: &str, e: io::Error) -> io::Error {
         at.push_str(c);
         if let Ok(Some(st)) = sys::lstat(root.fd(), &at) {
             if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+                let hint = if at == "aufs" {
+                    "; if it links to the aufs directory you named with --aufs-dir, name it again"
+                } else {
+                    ""
+                };
                 return io::Error::new(
                     e.kind(),
                     format!(
-                        "{}/{at} is a symlink (refused: nothing is followed out of ROOT)",
+                        "{}/{at} is a symlink (refused: nothing is followed out of ROOT{hint})",
                         root.path().display()
                     ),
                 );
@@ -422,13 +430,18 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             .map_err(|e| format!("repositories cannot be read: {e}"))
             .and_then(|b| json::parse_repositories(&b).map_err(|e| format!("repositories {e}")))
     };
-    let aufs_dir = sys::open_dir(root.fd(), "aufs").ok().flatten();
+    let (at, name) = root.resolve("aufs");
+    let aufs_dir = sys::open_dir(at, name).ok().flatten();
     let below = |name: &str| match &aufs_dir {
         Some(d) => sys::kind_unread(d, name),
         None => Ok(Kind::Missing),
     };
     let aufs_dirs = [
-        sys::kind_unread(root.fd(), "aufs")?,
+        match root.aufs_dir() {
+            // The symlink to the --aufs-dir (checked when ROOT was opened).
+            Some(_) if sys::kind_unread(root.fd(), "aufs")?.exists() => Kind::Dir,
+            _ => sys::kind_unread(root.fd(), "aufs")?,
+        },
         below("diff")?,
         below("layers")?,
         below("mnt")?,

@@ -76,7 +76,8 @@ impl<'r> Engine<'r> {
         if record.mtimes.is_empty() {
             record.mtimes.insert(String::new(), ts(root.original_mtime()));
             for rel in ["graph", "containers", "aufs", "aufs/diff", "aufs/layers", "aufs/mnt"] {
-                let st = sys::lstat(root.fd(), rel);
+                let (dir, name) = root.resolve(rel);
+                let st = sys::lstat(dir, name);
                 if let Ok(Some(st)) = st {
                     record.mtimes.insert(rel.to_string(), ts(sys::mtime(&st)));
                 }
@@ -84,8 +85,15 @@ impl<'r> Engine<'r> {
         }
         let mut to_create = Vec::new();
         for rel in ["aufs", "aufs/diff", "aufs/layers", "aufs/mnt"] {
-            if sys::kind(root.fd(), rel).step(|| format!("{r}/{rel}"))? == Kind::Missing
-                && !record.created_dirs.iter().any(|d| d == rel)
+            // (With an --aufs-dir, `aufs` is the symlink to it.)
+            let missing = match rel {
+                "aufs" => sys::kind_unread(root.fd(), rel),
+                _ => {
+                    let (dir, name) = root.resolve(rel);
+                    sys::kind(dir, name)
+                }
+            };
+            if missing.step(|| format!("{r}/{rel}"))? == Kind::Missing && !record.created_dirs.iter().any(|d| d == rel)
             {
                 to_create.push(rel.to_string());
             }
@@ -96,11 +104,17 @@ impl<'r> Engine<'r> {
             record.save(root)?;
             faults.step().step(|| "fault injection".into())?;
         }
-        let aufs = {
-            sys::ensure_dir(root.fd(), "aufs", 0o755).step(|| format!("creating {r}/aufs"))?;
-            sys::open_dir(root.fd(), "aufs")
-                .step(|| format!("opening {r}/aufs"))?
-                .ok_or_else(|| Error::Env(format!("{r}/aufs vanished")))?
+        let aufs = match root.aufs_dir() {
+            Some((_, fd)) => {
+                root.link_aufs()?;
+                fd.try_clone_to_owned().step(|| "--aufs-dir".into())?
+            }
+            None => {
+                sys::ensure_dir(root.fd(), "aufs", 0o755).step(|| format!("creating {r}/aufs"))?;
+                sys::open_dir(root.fd(), "aufs")
+                    .step(|| format!("opening {r}/aufs"))?
+                    .ok_or_else(|| Error::Env(format!("{r}/aufs vanished")))?
+            }
         };
         for sub in ["diff", "layers", "mnt"] {
             sys::ensure_dir(&aufs, sub, 0o755).step(|| format!("creating {r}/aufs/{sub}"))?;

@@ -48,6 +48,8 @@ pub struct View {
     root_fd: Arc<OwnedFd>,
     /// ROOT as the root node's backing has it.
     root_dir: Arc<DirRef>,
+    /// The `--aufs-dir` that `ROOT/aufs` links to: shown as that directory.
+    pub aufs_dir: Option<Arc<DirRef>>,
     pub(super) transform: Arc<Transform>,
     pub(super) table: Arc<Table>,
     /// Read-write view: changes pass through to ROOT, and the migrator
@@ -234,6 +236,7 @@ impl View {
             dirs,
             root_fd: Arc::new(root_fd),
             root_dir,
+            aufs_dir: None,
             writable: !transform.read_only,
             live: None,
             transform,
@@ -325,6 +328,29 @@ impl View {
             dir: DirRef::new(fd),
             role,
         }))
+    }
+
+    /// The `--aufs-dir`, if `name` in `parent` is the symlink `ROOT/aufs`
+    /// to it (the view shows the directory: Docker must find the view's
+    /// `aufs/`, not the disk's, while items migrate).
+    fn linked_aufs(&self, parent: Role, name: &OsStr, dir: &Arc<DirRef>) -> io::Result<Option<&Arc<DirRef>>> {
+        let Some(a) = &self.aufs_dir else { return Ok(None) };
+        if parent != Role::Root || name != "aufs" {
+            return Ok(None);
+        }
+        let st = sys::lstat(&*dir.fd()?, name)?;
+        Ok(st
+            .filter(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink)
+            .map(|_| a))
+    }
+
+    /// The node of a real directory held by `dir`.
+    fn real_dir_node(&self, dir: &Arc<DirRef>, role: Role) -> io::Result<Arc<Node>> {
+        let (_, key) = identity(&*dir.fd()?, OsStr::new(""))?;
+        let dir = dir.clone();
+        Ok(self
+            .table
+            .lookup_tagged(key, None, None, || Backing::Real { dir, role }))
     }
 
     fn aufs_dir(&self, d: AufsDir) -> io::Result<&OwnedFd> {
@@ -464,6 +490,9 @@ impl View {
         match &*parent.backing() {
             Backing::Real { dir, role } => {
                 let role = *role;
+                if let Some(a) = self.linked_aufs(role, name, dir)? {
+                    return self.real_dir_node(a, Role::Aufs);
+                }
                 match self.transform.shown(role, name) {
                     Some(s) if s.only_if_absent() => match sys::lstat(&*dir.fd()?, name)? {
                         Some(_) => self.real_node_in(dir, name, self.transform.child_role(role, name), parent.layer()),
@@ -544,6 +573,15 @@ impl View {
                     sys::list_dir_inos(fd.as_ref())?
                 };
                 for (name, ft, ino) in listing {
+                    if ft == rfs::FileType::Symlink && self.linked_aufs(*role, &name, dir)?.is_some() {
+                        names.insert(name.clone());
+                        out.push(DirEntry {
+                            name,
+                            kind: FileType::Directory,
+                            ino: synth_ino,
+                        });
+                        continue;
+                    }
                     // A replaced entry's inode is known only once looked up.
                     let (kind, ino) = match self.transform.shown(*role, &name) {
                         Some(Shown::Hidden) => continue,
@@ -679,7 +717,7 @@ impl View {
             self.node_io(ino)?
         };
         let file = match &*node.backing() {
-            Backing::Entry { dir, name, .. } => open_entry(&*dir.fd()?, name, flags, self.writable)?,
+            Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags, self.writable)?,
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
             Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
@@ -792,6 +830,22 @@ pub(super) struct XattrPath {
 /// Opens a real file (`name` in `dir`, or with an empty name the
 /// descriptor's own file), for reading without updating its atime; in a
 /// read-write view also for writing.
+/// [`open_entry`] of a node's name, which must still lead to the node's
+/// inode: a name replaced behind the view (a file renamed over it on the
+/// disk) gives ESTALE, and the kernel looks the name up again, instead of
+/// the new file's bytes read under the old file's cached size and pages.
+/// Checked before any truncation.
+fn open_named(dir: &OwnedFd, name: &OsStr, ino: u64, flags: i32, writable: bool) -> io::Result<File> {
+    let f = open_entry(dir, name, flags & !libc::O_TRUNC, writable)?;
+    if rfs::fstat(&f)?.st_ino != ino {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    if writable && flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+        f.set_len(0)?;
+    }
+    Ok(f)
+}
+
 fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32, writable: bool) -> io::Result<File> {
     let mut keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
     if writable {
@@ -816,13 +870,18 @@ impl Filesystem for View {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_NO_OPENDIR_SUPPORT,
+            // The kernel caches ACLs (and their absence: `ls -l` asks for
+            // them on every entry) and applies them in permission checks.
+            InitFlags::FUSE_POSIX_ACL,
         ] {
             if config.add_capabilities(flag).is_err() {
                 log::debug!("the kernel does not offer {flag:?}");
             }
         }
         if self.writable {
-            for flag in [InitFlags::FUSE_BIG_WRITES] {
+            // Modes of new entries unmasked, with the caller's umask apart
+            // (see `CallerUmask`).
+            for flag in [InitFlags::FUSE_BIG_WRITES, InitFlags::FUSE_DONT_MASK] {
                 if config.add_capabilities(flag).is_err() {
                     log::debug!("the kernel does not offer {flag:?}");
                 }
@@ -935,7 +994,9 @@ impl Filesystem for View {
                 let end = (start + size as usize).min(bytes.len());
                 return reply.data(&bytes[start..end]);
             }
-            Backing::Entry { dir, name, .. } => dir.fd().and_then(|d| open_entry(&d, name, libc::O_RDONLY, false)),
+            Backing::Entry { dir, name, ino } => {
+                dir.fd().and_then(|d| open_named(&d, name, *ino, libc::O_RDONLY, false))
+            }
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), libc::O_RDONLY, false),
             _ => return reply.data(&[]),
         };
@@ -1188,20 +1249,13 @@ impl Filesystem for View {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let _umask = super::write::CallerUmask::set(umask);
         self.entry_reply(self.do_mknod(req, parent, name, mode, rdev), reply)
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let _umask = super::write::CallerUmask::set(umask);
         self.entry_reply(self.do_mkdir(req, parent, name, mode), reply)
     }
 
@@ -1240,10 +1294,11 @@ impl Filesystem for View {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _umask = super::write::CallerUmask::set(umask);
         match self.do_create(req, parent, name, mode, flags, |f| reply.open_backing(f)) {
             Ok((attr, fh, Some(id))) => reply.created_passthrough(
                 &self.ttl,

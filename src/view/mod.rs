@@ -33,6 +33,8 @@ pub struct MountOptions {
     pub no_passthrough: bool,
     /// Bytes per second at most for copies to another file system (0: no limit).
     pub copy_rate: u64,
+    /// The native `aufs/` on another file system (`ROOT/aufs` links to it).
+    pub aufs_dir: Option<PathBuf>,
 }
 
 fn check_fuse() -> Result<()> {
@@ -119,14 +121,18 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     for p in [Some(&opts.root), opts.mountpoint.as_ref()].into_iter().flatten() {
         recover_dead_view(p)?;
     }
-    let root = Root::open(&opts.root)?;
+    let mut root = Root::open(&opts.root)?;
+    if let Some(dir) = &opts.aufs_dir {
+        root = root.with_aufs_dir(dir)?;
+    }
     let root = if opts.read_only {
         // Serve the read-only view from a private read-only, noatime copy
         // of ROOT's mount: nothing can be written through it, no access
         // time changes (symlinks included), and kernel passthrough is safe.
-        match crate::sys::read_only_noatime_clone(root.fd()) {
-            Ok(fd) => root.through(fd),
-            Err(e) => {
+        let aufs = root.aufs_dir().map(|(_, fd)| crate::sys::read_only_noatime_clone(fd));
+        match (crate::sys::read_only_noatime_clone(root.fd()), aufs.transpose()) {
+            (Ok(fd), Ok(aufs)) => root.through(fd, aufs),
+            (Err(e), _) | (_, Err(e)) => {
                 log::info!(
                     "no private read-only copy of ROOT's mount ({e}): reads use O_NOATIME, \
                      symlink targets read through the view update their access times"
@@ -149,8 +155,9 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
         let root_fd = root_fd(&root)?;
         let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
-        let view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
+        let mut view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
             .step(|| format!("preparing the view of {}", root.path().display()))?;
+        view.aufs_dir = linked_aufs(&root)?;
         (view, counts, None, None)
     } else {
         let root: &'static Root = Box::leak(Box::new(root));
@@ -162,6 +169,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
         let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
             .step(|| format!("preparing the view of {}", root.path().display()))?;
+        view.aufs_dir = linked_aufs(root)?;
         let mut m = live::Migrator::new(root, engine, transform, view.table.clone(), &mountpoint);
         m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
         let m = std::sync::Arc::new(m);
@@ -374,6 +382,14 @@ pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
         .map_err(|e| Error::Env(format!("{} is not a graph2aufs status: {e}", file.display())))
 }
 
+/// The `--aufs-dir` the view shows at `ROOT/aufs`.
+fn linked_aufs(root: &Root) -> Result<Option<std::sync::Arc<crate::dirref::DirRef>>> {
+    root.aufs_dir()
+        .map(|(_, fd)| fd.try_clone_to_owned().map(crate::dirref::DirRef::new))
+        .transpose()
+        .step(|| "opening the --aufs-dir".into())
+}
+
 fn root_fd(root: &Root) -> Result<OwnedFd> {
     rfs::openat(
         root.fd(),
@@ -412,6 +428,9 @@ fn daemonize(opts: &MountOptions) -> Result<u8> {
     }
     if opts.copy_rate > 0 {
         cmd.arg("--copy-rate").arg(opts.copy_rate.to_string());
+    }
+    if let Some(d) = &opts.aufs_dir {
+        cmd.arg("--aufs-dir").arg(d);
     }
     let child_fd = 3;
     cmd.arg("--ready-fd").arg(child_fd.to_string());

@@ -25,6 +25,40 @@ fn err(code: i32) -> io::Error {
 /// (raw system calls: per thread on Linux), so the backing file system
 /// applies its own rules (setgid directories, permission checks) as for
 /// the caller.
+/// The caller's umask on this serving thread while it creates an entry: the
+/// backing file system then applies it exactly as natively (not at all
+/// where the parent has a default ACL). The kernel sends modes unmasked
+/// (FUSE_DONT_MASK); without that flag they arrive masked already, and
+/// masking twice changes nothing.
+pub(super) struct CallerUmask;
+
+impl CallerUmask {
+    pub(super) fn set(umask: u32) -> CallerUmask {
+        thread_local! {
+            static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if !OWN_FS.get() {
+            // This thread's own umask (and cwd), not the process's.
+            // SAFETY: CLONE_FS separates only the umask, cwd and root, which
+            // graph2aufs never relies on being shared (descriptors stay
+            // shared: that is CLONE_FILES).
+            if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
+                OWN_FS.set(true);
+            }
+        }
+        if OWN_FS.get() {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask & 0o777));
+        }
+        CallerUmask
+    }
+}
+
+impl Drop for CallerUmask {
+    fn drop(&mut self) {
+        rustix::process::umask(rustix::fs::Mode::empty());
+    }
+}
+
 struct AsCaller {
     switched: bool,
 }

@@ -7,6 +7,7 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The unprivileged user the checks act as, and a group it belongs to
@@ -955,5 +956,96 @@ pub fn long_names_and_deep_paths(dir: &Path) -> Lines {
         }
     }
     out.push("taken down".into());
+    out
+}
+
+/// A POSIX ACL as its extended attribute holds it: version 2, then
+/// (tag, permissions, id) entries.
+fn acl_xattr(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
+}
+
+/// Default ACLs inherited by new entries (where the umask does not apply),
+/// the umask where there is none, and access granted by an ACL entry and
+/// taken back by a chmod that narrows its mask.
+pub fn acls(dir: &Path) -> Lines {
+    const USER_OBJ: u16 = 0x01;
+    const NAMED_USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const MASK: u16 = 0x10;
+    const ANY_OTHER: u16 = 0x20;
+    const NONE: u32 = u32::MAX;
+    let mut out = Lines::new();
+    let d = dir.join("acl-dir");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let default = acl_xattr(&[
+        (USER_OBJ, 7, NONE),
+        (NAMED_USER, 7, OTHER),
+        (GROUP_OBJ, 5, NONE),
+        (MASK, 7, NONE),
+        (ANY_OTHER, 5, NONE),
+    ]);
+    out.push(format!(
+        "set default ACL: {}",
+        rustix_res(rustix::fs::setxattr(
+            &d,
+            "system.posix_acl_default",
+            &default,
+            rustix::fs::XattrFlags::empty()
+        ))
+    ));
+    // New entries under the caller's umask 077, in a thread of its own
+    // umask (the test process's is shared by every test).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: CLONE_FS gives this thread its own umask only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_FS) }, 0);
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+            let made = [
+                ("acl-dir/f", std::fs::File::create(d.join("f")).map(|_| ())),
+                ("acl-dir/sub", std::fs::create_dir(d.join("sub"))),
+                ("plain", std::fs::File::create(dir.join("plain")).map(|_| ())),
+                ("plain-dir", std::fs::create_dir(dir.join("plain-dir"))),
+            ];
+            for (name, r) in made {
+                let p = dir.join(name);
+                let mode = std::fs::symlink_metadata(&p).map(|m| format!("{:o}", m.mode() & 0o7777));
+                let has_acl = rustix::fs::getxattr_query(&p, "system.posix_acl_access").is_ok();
+                out.push(format!("{name}: {} mode {} access ACL {has_acl}", res(r), res(mode)));
+            }
+        });
+    });
+    // Access granted to a named user by an ACL entry.
+    let g = d.join("g");
+    std::fs::write(&g, b"granted").unwrap();
+    std::fs::set_permissions(&g, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let read_as_user = || as_user(USER, USER, &[USER], || res(std::fs::read(&g).map(|b| b.len())));
+    out.push(format!("read before the ACL: {}", read_as_user()));
+    let access = acl_xattr(&[
+        (USER_OBJ, 6, NONE),
+        (NAMED_USER, 4, USER),
+        (GROUP_OBJ, 0, NONE),
+        (MASK, 4, NONE),
+        (ANY_OTHER, 0, NONE),
+    ]);
+    out.push(format!(
+        "set access ACL: {}",
+        rustix_res(rustix::fs::setxattr(
+            &g,
+            "system.posix_acl_access",
+            &access,
+            rustix::fs::XattrFlags::empty()
+        ))
+    ));
+    out.push(format!("read with the ACL: {}", read_as_user()));
+    std::fs::set_permissions(&g, std::fs::Permissions::from_mode(0o600)).unwrap();
+    out.push(format!("read after chmod 600 (mask ---): {}", read_as_user()));
     out
 }
