@@ -67,6 +67,53 @@ fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
 }
 
+/// An error at an entry inside a tree being measured, copied, compared or
+/// removed: the entry's path below the tree's top, and the cause.
+#[derive(Debug)]
+struct AtPath {
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for AtPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", crate::names::escape_os(self.path.as_os_str()), self.source)
+    }
+}
+
+impl std::error::Error for AtPath {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// `e`, which happened at or below the entry `name`, as an error that says
+/// where: errors from deeper down get their path prefixed, so the message
+/// reads `dir/sub/entry: cause`. The kind is kept.
+fn at(name: &OsStr, e: io::Error) -> io::Error {
+    let kind = e.kind();
+    if e.get_ref().is_some_and(|r| r.is::<AtPath>()) {
+        let inner = e
+            .into_inner()
+            .and_then(|r| r.downcast::<AtPath>().ok())
+            .expect("checked: an AtPath");
+        return io::Error::new(
+            kind,
+            AtPath {
+                path: PathBuf::from(name).join(&inner.path),
+                source: inner.source,
+            },
+        );
+    }
+    io::Error::new(
+        kind,
+        AtPath {
+            path: PathBuf::from(name),
+            source: e,
+        },
+    )
+}
+
 fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
     let mut v = Vec::new();
     for (name, _) in sys::list_dir(dir)? {
@@ -92,7 +139,9 @@ pub fn size(dir: &OwnedFd) -> io::Result<Size> {
     let mut seen = std::collections::HashSet::new();
     for (name, st) in entries(dir)? {
         if ftype(&st) == FileType::Directory {
-            let sub = size(&sys::open_dir_required(dir, &name)?)?;
+            let sub = sys::open_dir_required(dir, &name)
+                .and_then(|d| size(&d))
+                .map_err(|e| at(&name, e))?;
             s.bytes += sub.bytes;
             s.data += sub.data;
             s.inodes += sub.inodes;
@@ -266,7 +315,7 @@ pub fn copy_dir_attrs(
 }
 
 fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -> io::Result<()> {
-    let what = |name: &OsStr, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", crate::names::escape_os(name)));
+    let what = |name: &OsStr, e: io::Error| at(name, e);
     for (name, st) in entries(src)? {
         let attrs = xattrs(src, &name).map_err(|e| what(&name, e))?;
         let ft = ftype(&st);
@@ -281,12 +330,14 @@ fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -
         match ft {
             FileType::Directory => {
                 rfs::mkdirat(dst.as_fd(), &name, Mode::from_raw_mode(0o700)).map_err(|e| what(&name, e.into()))?;
-                let sub_src = sys::open_dir_required(src, &name)?;
-                let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name)?);
+                let sub_src = sys::open_dir_required(src, &name).map_err(|e| what(&name, e))?;
+                let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name).map_err(|e| what(&name, e))?);
                 copy_dir(&sub_src, &sub_dst, pace, links).map_err(|e| what(&name, e))?;
             }
             FileType::RegularFile => {
-                let from = File::from(sys::open_noatime(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                let from = File::from(
+                    sys::open_noatime(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW).map_err(|e| what(&name, e))?,
+                );
                 let to = File::from(
                     rfs::openat(
                         dst.as_fd(),
@@ -299,7 +350,7 @@ fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -
                 copy_data(&from, &to, st.st_size as u64, pace).map_err(|e| what(&name, e))?;
             }
             FileType::Symlink => {
-                let target = sys::readlink(src, &name)?;
+                let target = sys::readlink(src, &name).map_err(|e| what(&name, e))?;
                 rfs::symlinkat(OsStr::from_encoded_bytes_checked(&target), dst.as_fd(), &name)
                     .map_err(|e| what(&name, e.into()))?;
             }
@@ -330,7 +381,27 @@ impl FromBytes for OsStr {
 /// may move them).
 pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
     let mut links = HashMap::new();
-    compare_dir(src, dst, &mut PathBuf::new(), &mut links)
+    compare_dir(src, dst, &mut PathBuf::new(), &mut links, false)
+}
+
+/// Like [`compare`], for a source whose removal was begun after its copy
+/// had been checked and put in place, and stopped (an error, a crash): the
+/// source may lack entries, and its directories' mtimes and link counts
+/// (and its files' link counts) may have changed with the removals; every
+/// entry it still has must be the copy's, content included. `None`: what
+/// is left of the source is all in the copy, and may go.
+pub fn compare_remains(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
+    let mut links = HashMap::new();
+    compare_dir(src, dst, &mut PathBuf::new(), &mut links, true)
+}
+
+/// A path below a compared tree, for messages (`.` for its top).
+fn shown(at: &std::path::Path) -> String {
+    if at.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        crate::names::escape_os(at.as_os_str())
+    }
 }
 
 fn compare_dir(
@@ -338,43 +409,76 @@ fn compare_dir(
     dst: &OwnedFd,
     at: &mut PathBuf,
     links: &mut HashMap<(u64, u64), (u64, u64)>,
+    remains: bool,
 ) -> io::Result<Option<String>> {
-    let (a, b) = (entries(src)?, entries(dst)?);
-    let names = |v: &[(OsString, Stat)]| v.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
-    if names(&a) != names(&b) {
-        return Ok(Some(format!("{}: the entries differ", at.display())));
+    let here_err = |at: &PathBuf, e: io::Error| {
+        if at.as_os_str().is_empty() {
+            e
+        } else {
+            let kind = e.kind();
+            io::Error::new(
+                kind,
+                AtPath {
+                    path: at.clone(),
+                    source: e,
+                },
+            )
+        }
+    };
+    let a = entries(src).map_err(|e| here_err(at, e))?;
+    let b = entries(dst).map_err(|e| here_err(at, e))?;
+    let copies: HashMap<&OsString, &Stat> = b.iter().map(|(n, st)| (n, st)).collect();
+    let missing = a.iter().find(|(n, _)| !copies.contains_key(n));
+    if missing.is_some() || (!remains && a.len() != b.len()) {
+        let what = match missing {
+            Some((n, _)) => format!("{} is not in the copy", crate::names::escape_os(n)),
+            None => "the copy has entries the source has not".into(),
+        };
+        return Ok(Some(format!("{}: the entries differ ({what})", shown(at))));
     }
-    for ((name, s), (_, d)) in a.iter().zip(b.iter()) {
+    for (name, s) in &a {
+        let d = copies[name];
         at.push(name);
-        let here = || at.display().to_string();
+        let here = || shown(at);
+        let dir = ftype(s) == FileType::Directory;
+        // (After a removal stopped half-way, directories and hard-linked
+        // files have lost entries and links: only what a removal leaves
+        // alone is compared.)
         let same = ftype(s) == ftype(d)
             && s.st_mode == d.st_mode
             && s.st_uid == d.st_uid
             && s.st_gid == d.st_gid
-            && (ftype(s) == FileType::Directory || s.st_size == d.st_size)
+            && (dir || s.st_size == d.st_size)
             && s.st_rdev == d.st_rdev
-            && s.st_nlink == d.st_nlink
-            && (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec);
+            && (if remains {
+                dir || s.st_nlink <= d.st_nlink
+            } else {
+                s.st_nlink == d.st_nlink
+            })
+            && ((remains && dir) || (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec));
         if !same {
             return Ok(Some(format!("{}: the metadata differ", here())));
         }
-        if xattrs(src, name)? != xattrs(dst, name)? {
+        let attrs = xattrs(src, name).and_then(|x| Ok((x, xattrs(dst, name)?)));
+        let (xs, xd) = attrs.map_err(|e| here_err(at, e))?;
+        if xs != xd {
             return Ok(Some(format!("{}: the extended attributes differ", here())));
         }
         match ftype(s) {
             FileType::Directory => {
-                let r = compare_dir(
-                    &sys::open_dir_required(src, name)?,
-                    &sys::open_dir_required(dst, name)?,
-                    at,
-                    links,
-                )?;
+                let subs = sys::open_dir_required(src, name).and_then(|x| Ok((x, sys::open_dir_required(dst, name)?)));
+                let (x, y) = subs.map_err(|e| here_err(at, e))?;
+                let r = compare_dir(&x, &y, at, links, remains)?;
                 if r.is_some() {
                     return Ok(r);
                 }
             }
-            FileType::Symlink if sys::readlink(src, name)? != sys::readlink(dst, name)? => {
-                return Ok(Some(format!("{}: the symlink targets differ", here())));
+            FileType::Symlink => {
+                let targets = sys::readlink(src, name).and_then(|t| Ok((t, sys::readlink(dst, name)?)));
+                let (ts, td) = targets.map_err(|e| here_err(at, e))?;
+                if ts != td {
+                    return Ok(Some(format!("{}: the symlink targets differ", here())));
+                }
             }
             FileType::RegularFile => {
                 if s.st_nlink > 1 {
@@ -383,9 +487,12 @@ fn compare_dir(
                         return Ok(Some(format!("{}: a hard link is not one in the copy", here())));
                     }
                 }
-                let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
-                let mut y = File::from(sys::open_noatime(dst, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
-                if !same_content(&mut x, &mut y, s.st_size as u64)? {
+                let same = (|| {
+                    let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                    let mut y = File::from(sys::open_noatime(dst, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+                    same_content(&mut x, &mut y, s.st_size as u64)
+                })();
+                if !same.map_err(|e| here_err(at, e))? {
                     return Ok(Some(format!("{}: the contents differ", here())));
                 }
             }
@@ -394,6 +501,27 @@ fn compare_dir(
         at.pop();
     }
     Ok(None)
+}
+
+/// Removes the tree `name` in `dir` (a source whose copy is in place), never
+/// following a symlink; an error says where below `name` it stopped.
+pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let Some(st) = sys::lstat(dir, name)? else {
+        return Ok(());
+    };
+    if ftype(&st) != FileType::Directory {
+        return Ok(rfs::unlinkat(dir, name, rfs::AtFlags::empty())?);
+    }
+    let sub = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for (child, _) in sys::list_dir(&sub)? {
+        remove_tree(&sub, &child).map_err(|e| at(&child, e))?;
+    }
+    Ok(rfs::unlinkat(dir, name, rfs::AtFlags::REMOVEDIR)?)
 }
 
 /// Whether two files (of `size` bytes when compared) hold the same bytes.
@@ -436,4 +564,69 @@ pub fn free(dir: &OwnedFd) -> io::Result<(u64, u64)> {
     )?;
     let s = rfs::fstatvfs(d)?;
     Ok((s.f_bfree * s.f_frsize, s.f_ffree))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        rfs::openat(
+            rfs::CWD,
+            p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    /// A source tree and its copy.
+    fn pair() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("a/b")).unwrap();
+        fs::write(src.join("a/b/f"), "deep").unwrap();
+        fs::write(src.join("a/g"), "mid").unwrap();
+        fs::write(src.join("top"), "top").unwrap();
+        fs::hard_link(src.join("top"), src.join("a/top-link")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        (t, src, dst)
+    }
+
+    #[test]
+    fn what_is_left_of_a_source_whose_removal_stopped_is_part_of_its_copy() {
+        let (_t, src, dst) = pair();
+        assert_eq!(compare(&open(&src), &open(&dst)).unwrap(), None);
+        // A removal stopped half-way: a file, a hard link and a directory gone.
+        fs::remove_file(src.join("a/b/f")).unwrap();
+        fs::remove_dir(src.join("a/b")).unwrap();
+        fs::remove_file(src.join("top")).unwrap();
+        let full = compare(&open(&src), &open(&dst)).unwrap();
+        assert!(full.is_some_and(|d| d.contains("the entries differ")));
+        assert_eq!(compare_remains(&open(&src), &open(&dst)).unwrap(), None);
+        // What is left must still be the copy's, content included.
+        fs::write(src.join("a/g"), "MID").unwrap();
+        let d = compare_remains(&open(&src), &open(&dst)).unwrap();
+        assert!(d.as_deref().is_some_and(|d| d.starts_with("a/g: ")), "{d:?}");
+        // And nothing the copy has not.
+        fs::write(src.join("new"), "x").unwrap();
+        let d = compare_remains(&open(&src), &open(&dst)).unwrap().unwrap();
+        assert!(d.starts_with(".: the entries differ (new is not in the copy"), "{d}");
+    }
+
+    #[test]
+    fn errors_inside_a_tree_say_where() {
+        let e = at(
+            OsStr::new("a"),
+            at(OsStr::new("b"), io::Error::from_raw_os_error(libc::EACCES)),
+        );
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(e.to_string(), "a/b: Permission denied (os error 13)");
+        let (_t, src, _) = pair();
+        let dir = open(&src);
+        remove_tree(&dir, OsStr::new("a")).unwrap();
+        assert!(!src.join("a").exists() && src.join("top").exists());
+    }
 }

@@ -445,14 +445,20 @@ impl<'r> Engine<'r> {
     pub fn copy_across(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
         let job = self.copy_job_from(it, parent.try_clone()?)?;
         job.run()?;
-        match self.finish_copy(it, &job)? {
-            None => Ok(()),
-            Some(d) => {
+        // A copy not in place (it differs, or checking it failed) is
+        // removed; one in place is never touched by `discard`.
+        match self.finish_copy(it, &job) {
+            Ok(None) => Ok(()),
+            Ok(Some(d)) => {
                 job.discard();
                 Err(io::Error::other(format!(
                     "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
                     it.legacy_path()
                 )))
+            }
+            Err(e) => {
+                job.discard();
+                Err(e)
             }
         }
     }
@@ -485,7 +491,7 @@ impl<'r> Engine<'r> {
     fn copy_job_from(&mut self, it: &plan::Item, parent: OwnedFd) -> io::Result<CopyJob> {
         let diff = self.diff().try_clone()?;
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
-        let need = crate::copy::size(&src)?;
+        let need = crate::copy::size(&src).context(|| format!("reading {} to size its copy", it.legacy_path()))?;
         let (bytes, inodes) = crate::copy::free(&diff)?;
         if need.bytes > bytes || need.inodes > inodes {
             return Err(io::Error::new(
@@ -521,7 +527,9 @@ impl<'r> Engine<'r> {
     pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Option<String>> {
         let src = sys::open_dir_required(&job.parent, job.leaf)?;
         let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
-        if let Some(d) = crate::copy::compare(&src, &dst)? {
+        let checked = crate::copy::compare(&src, &dst)
+            .context(|| format!("checking the copy of {} against its source", it.legacy_path()))?;
+        if let Some(d) = checked {
             return Ok(Some(d));
         }
         if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
@@ -541,17 +549,29 @@ impl<'r> Engine<'r> {
         }
         sys::syncfs(&job.diff)?;
         self.faults.step()?;
-        sys::remove_tree(&job.parent, job.leaf).context(|| format!("removing {} after its copy", it.legacy_path()))?;
+        self.remove_copied_source(it, &job.parent)?;
         Ok(None)
     }
 
     /// Both the source and its copy are there (a run stopped between the
     /// rename of the copy and the removal of the source): the copy is
     /// checked again, then the source goes.
+    ///
+    /// The removal of the source may have begun and stopped (an error, a
+    /// crash): what is left of it is then part of the copy, entry for
+    /// entry, and goes too. Anything else in it (an entry the copy has not,
+    /// or one that differs) is kept, and reported.
     fn drop_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
         let src = sys::open_dir_required(parent, it.legacy_leaf())?;
         let dst = sys::open_dir_required(self.diff(), &it.name)?;
-        if let Some(d) = crate::copy::compare(&src, &dst)? {
+        let checked = crate::copy::compare_remains(&src, &dst).context(|| {
+            format!(
+                "checking {} against its copy aufs/diff/{}",
+                it.legacy_path(),
+                escape_os(&it.name)
+            )
+        })?;
+        if let Some(d) = checked {
             return Err(io::Error::other(format!(
                 "both {} and its copy aufs/diff/{} exist and differ ({d}); nothing removed",
                 it.legacy_path(),
@@ -559,7 +579,23 @@ impl<'r> Engine<'r> {
             )));
         }
         self.faults.step()?;
-        sys::remove_tree(parent, it.legacy_leaf()).context(|| format!("removing {} after its copy", it.legacy_path()))
+        self.remove_copied_source(it, parent)
+    }
+
+    /// Removes an item's legacy data once its copy is in place; an error
+    /// says where the removal stopped (the next run removes the rest).
+    fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+        crate::copy::remove_tree(parent, OsStr::new(it.legacy_leaf())).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "removing {} after its copy: {e}; the copy aufs/diff/{} is complete and in place, \
+                     the next run removes what is left of the source",
+                    it.legacy_path(),
+                    escape_os(&it.name)
+                ),
+            )
+        })
     }
 
     fn drop_swapped_symlink(&mut self, dir: &OwnedFd, leaf: &str) -> io::Result<()> {
@@ -610,7 +646,25 @@ impl<'r> Engine<'r> {
         if sys::kind(self.diff(), init.as_os_str())? == Kind::Dir {
             return Ok(()); // renamed into place only when complete
         }
-        let layer = crate::place::init_layer(&self.dirs, plan, i)?;
+        let layer = crate::place::init_layer(&self.dirs, plan, i).map_err(|e| {
+            // Which layers it was computed from (all of them, or the first
+            // few and the base of a deep chain).
+            let chain: Vec<String> = plan.chain(i).iter().map(|id| id.to_string()).collect();
+            let shown = if chain.len() <= 5 {
+                chain.join(", ")
+            } else {
+                format!(
+                    "{}, ... {} more ..., {}",
+                    chain[..3].join(", "),
+                    chain.len() - 4,
+                    chain[chain.len() - 1]
+                )
+            };
+            io::Error::new(
+                e.kind(),
+                format!("computing aufs/diff/{init} from its image's layers ({shown}): {e}"),
+            )
+        })?;
         let diff = self.diff().try_clone()?;
         let tmp = sys::temp_name(init.as_os_str());
         sys::remove_tree(&diff, &tmp)?;
