@@ -219,6 +219,10 @@ fn handle_of(fd: &OwnedFd) -> Option<Handle> {
                 log::debug!("file handles unusable on mount {mount_id}: {e}");
             }
             mounts.insert(mount_id, None);
+            // (The probe's mount descriptor goes after the lock: its drop
+            // takes it.)
+            drop(mounts);
+            drop(h);
             None
         }
     }

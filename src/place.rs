@@ -23,6 +23,13 @@ fn not_found(it: &Item) -> io::Error {
 /// The directory holding an item's data and the data's name in it. For a
 /// blocked item, its legacy entry whatever it is (what the quarantine takes).
 pub fn data_place(dirs: &Dirs, it: &Item) -> io::Result<(OwnedFd, OsString)> {
+    // A recorded copy is complete, even while its source is being removed
+    // (or its removal stopped half-way).
+    if let (true, Some(diff)) = (it.copied.get(), &dirs.diff) {
+        if sys::kind_unread(diff, &it.name)? == Kind::Dir {
+            return Ok((diff.try_clone()?, it.name.clone()));
+        }
+    }
     let (legacy, quarantine) = (dirs.legacy(it.kind), dirs.quarantine(it.kind));
     let leaf = it.legacy_leaf();
     for parent in [legacy, quarantine].into_iter().flatten() {

@@ -84,6 +84,26 @@ pub struct Item {
     /// A container's creation time (mtime of its config.json): the time of
     /// the entries its init layer creates.
     pub created: rustix::fs::Timespec,
+    /// Its data was copied to `aufs/diff` on another file system and the
+    /// copy recorded (shared by the plan's clones: a run sets it).
+    pub copied: Copied,
+}
+
+/// See [`Item::copied`]. Once set, `aufs/diff/<id>` holds the data, complete
+/// and checked, even while what is left of the source is removed.
+#[derive(Debug, Clone, Default)]
+pub struct Copied(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Copied {
+    pub fn new(v: bool) -> Copied {
+        Copied(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(v)))
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Item {
@@ -496,6 +516,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             source,
             legacy_present: img.places.legacy.exists(),
             ours: ours(ItemKind::Image, &img.name),
+            copied: Copied::new(copied(ItemKind::Image, &img.name)),
             created: rustix::fs::Timespec { tv_sec: 0, tv_nsec: 0 },
         });
     }
@@ -532,6 +553,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             source,
             legacy_present: c.places.legacy.exists(),
             ours: ours(ItemKind::Container, &c.name),
+            copied: Copied::new(copied(ItemKind::Container, &c.name)),
             created: c.created,
         });
     }

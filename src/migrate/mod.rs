@@ -536,6 +536,7 @@ impl<'r> Engine<'r> {
             e.copied = true;
         }
         self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
+        it.copied.set();
         self.faults.step()?;
         if let Kind::Symlink(_) = sys::kind(&job.diff, &it.name)? {
             // Registered through a symlink while copied: swapped atomically.

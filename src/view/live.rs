@@ -182,14 +182,15 @@ impl Migrator {
         }
         if let Some(p) = it.parent {
             if failed.contains(&p) {
-                return Err(other(format!(
-                    "its parent {} is not registered",
-                    escape_os(&plan.items[p].name)
-                )));
+                let why = format!("its parent {} is not registered", escape_os(&plan.items[p].name));
+                failed.push(i);
+                self.fail(engine, i, why.clone());
+                return Err(other(why));
             }
             if self.transform.progress(p) == Progress::Pending {
                 if let Err(e) = self.migrate_locked(engine, p, failed) {
                     failed.push(p);
+                    failed.push(i);
                     let why = format!("its parent {} is not registered ({e})", escape_os(&plan.items[p].name));
                     self.fail(engine, i, why.clone());
                     return Err(other(why));
