@@ -125,6 +125,9 @@ pub enum Key {
 
 pub struct Table {
     nodes: RwLock<HashMap<u64, (Arc<Node>, Key)>>,
+    /// Node ids by key, for the nodes whose id is not their key's inode
+    /// number on ROOT's device (those are found in `nodes` directly: most
+    /// nodes, kept once instead of twice).
     keys: Mutex<HashMap<Key, u64>>,
     next: AtomicU64,
     /// ROOT's device: its inodes keep their own numbers.
@@ -215,7 +218,9 @@ impl Table {
                 .or_default()
                 .push(id);
         }
-        keys.insert(key.clone(), id);
+        if !self.direct(&key, id) {
+            keys.insert(key.clone(), id);
+        }
         self.nodes
             .write()
             .expect("the table lock is never poisoned")
@@ -232,15 +237,34 @@ impl Table {
     }
 
     fn known(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
-        let n = self.get(*keys.get(key)?)?;
+        let n = self.find(keys, key)?;
         n.lookups.fetch_add(1, Ordering::SeqCst);
         Some(n)
+    }
+
+    /// Whether the node `id` of `key` is found by its key's inode number.
+    fn direct(&self, key: &Key, id: u64) -> bool {
+        matches!(key, Key::Real(dev, ino, _) if *dev == self.main_dev && *ino == id)
+    }
+
+    fn find(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
+        if let Key::Real(dev, ino, _) = key {
+            if *dev == self.main_dev {
+                let nodes = self.nodes.read().expect("the table lock is never poisoned");
+                if let Some((n, k)) = nodes.get(ino) {
+                    if k == key {
+                        return Some(n.clone());
+                    }
+                }
+            }
+        }
+        self.get(*keys.get(key)?)
     }
 
     /// The node for `key`, without counting a lookup.
     pub fn peek(&self, key: &Key) -> Option<Arc<Node>> {
         let keys = self.keys.lock().expect("the key lock is never poisoned");
-        self.get(*keys.get(key)?)
+        self.find(&keys, key)
     }
 
     /// How many nodes inside item `layer`'s data the kernel holds.
@@ -262,9 +286,11 @@ impl Table {
             .map(|(_, k)| k.clone())
     }
 
-    /// The name `key` no longer leads to its node (removed or renamed
-    /// away); the node lives on while the kernel holds it.
+    /// The name `key` (a parent and a name) no longer leads to its node
+    /// (removed or renamed away); the node lives on while the kernel holds
+    /// it.
     pub fn unkey(&self, key: &Key) {
+        debug_assert!(matches!(key, Key::Child(..)), "only names are unkeyed");
         self.keys.lock().expect("the key lock is never poisoned").remove(key);
     }
 
