@@ -298,6 +298,24 @@ class G2aView(Contender):
     def target(self, tree, mp):
         return os.path.join(mp, "aufs", "diff", tree.id)
 
+    def mount(self, tree, mp, probe=None):
+        target = super().mount(tree, mp, probe)
+        if not self.read_only and probe is None:
+            # Measured in the steady state a daemon works in all day: once
+            # the background migration has finished (it moves the layer
+            # under the first walk otherwise, and the kernel looks it up anew).
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                r = subprocess.run([f"{BIN}/graph2aufs", "status", tree.root, "--json"], capture_output=True,
+                                   text=True)
+                try:
+                    if json.loads(r.stdout).get("live", {}).get("finished"):
+                        break
+                except ValueError:
+                    pass
+                time.sleep(0.1)
+        return target
+
     def unmount(self, tree):
         super().unmount(tree)
         if not self.read_only:
@@ -737,7 +755,8 @@ def memory_part():
     base = os.path.join(tree.layer(), "walk")
     os.mkdir(base)
     log(f"memory: creating {ndirs * nfiles} files")
-    with Pool(2) as pool:
+    # (Workers end with SIGTERM when the pool closes: not the run's handler.)
+    with Pool(2, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         pool.starmap(fill_dirs, [(base, range(i, ndirs, 2), nfiles) for i in range(2)])
     n = ndirs * (nfiles + 1) + 1
     walk_id, per_id, peak_id = "walk_big", "mem_per_entry", "mem_peak_walk"
