@@ -330,6 +330,15 @@ impl View {
         }))
     }
 
+    /// Whether graph2aufs itself makes files in directory `node` behind the
+    /// kernel: ROOT and `.graph2aufs`.
+    fn own_files_in(&self, node: &Node) -> bool {
+        match &*node.backing() {
+            Backing::Real { role, .. } | Backing::Dir { role } => matches!(role, Role::Root | Role::Own),
+            _ => false,
+        }
+    }
+
     /// The `--aufs-dir`, if `name` in `parent` is the symlink `ROOT/aufs`
     /// to it (the view shows the directory: Docker must find the view's
     /// `aufs/`, not the disk's, while items migrate).
@@ -899,9 +908,24 @@ impl Filesystem for View {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.node(parent).and_then(|p| self.looked_up(&p, name).map_err(errno)) {
+        let parent = match self.node(parent) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match self.looked_up(&parent, name) {
             Ok(attr) => reply.entry(&self.ttl, &attr, Generation(0)),
-            Err(e) => reply.error(e),
+            // A name that is not there: the kernel keeps that as well (node
+            // id 0, a negative entry), so looking again costs no round
+            // trip. Names the view shows change only through the kernel
+            // (which replaces the entry) or never, but for graph2aufs's own
+            // files in ROOT and `.graph2aufs` (the live status appears
+            // while the view mounts): not cached there.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !self.own_files_in(&parent) => reply.entry(
+                &self.ttl,
+                &synth_attr(0, FileType::RegularFile, 0, 0, UNIX_EPOCH),
+                Generation(0),
+            ),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
