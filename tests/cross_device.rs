@@ -703,3 +703,40 @@ fn the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copi
     assert_as_reference(&f, "after the view with --aufs-dir");
     drop(space);
 }
+
+#[test]
+fn rollback_with_aufs_dir_restores_root_exactly_and_removes_only_what_graph2aufs_made() {
+    if !require_root("rollback_with_aufs_dir_restores_root_exactly_and_removes_only_what_graph2aufs_made") {
+        return;
+    }
+    let f = Fixture::new(&opts(34, 5, 2, 10), 0);
+    // On ROOT's own file system: layers are renamed there, and back.
+    let dest = f.dir.path().join("aufs-elsewhere");
+    fs::create_dir(&dest).unwrap();
+    let before = snapshot(&f.root);
+    let with = |cmd: &str| {
+        run_command(
+            g2a([
+                cmd.as_ref(),
+                f.root.as_os_str(),
+                "--aufs-dir".as_ref(),
+                dest.as_os_str(),
+            ]),
+            RUN_TIMEOUT,
+        )
+    };
+    with("migrate").expect_code(0);
+    assert_eq!(link_of(&f.root), Some(fs::canonicalize(&dest).unwrap()));
+    with("rollback").expect_code(0);
+    assert_same(
+        &before,
+        &snapshot(&f.root),
+        "ROOT after migrate and rollback with --aufs-dir",
+    );
+    assert!(
+        !f.root.join("aufs").exists() && link_of(&f.root).is_none(),
+        "ROOT/aufs is left"
+    );
+    // The operator's directory stays, emptied of what graph2aufs made.
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "left in the --aufs-dir");
+}
