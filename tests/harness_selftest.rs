@@ -908,11 +908,13 @@ fn mount_guard_waits_for_the_mount_and_drop_unmounts_it() {
         (mount.info().fstype.as_str(), mount.info().source.to_str()),
         ("fuse", Some("g2a-stand-in"))
     );
+    let fusectl = fusectl();
     assert!(
         mount.connection_dir().join("abort").exists(),
         "fusectl shows {}",
         mount.connection_dir().display()
     );
+    drop(fusectl);
     assert_eq!(fs::read(mp.join("hello.txt")).unwrap(), stand_in::HELLO);
     let mut names: Vec<_> = fs::read_dir(&mp).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();

@@ -20,9 +20,9 @@ pub mod snapshot;
 
 pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
 pub use mount::{
-    is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo, EXIT_GRACE,
-    MOUNT_TIMEOUT, WATCHDOG_GRACE,
+    fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
+    EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
 pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
-pub use scratch::{LoopFs, TmpFs};
+pub use scratch::{BindAt, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};

@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -168,19 +168,39 @@ pub fn lazy_umount(p: &Path) -> bool {
     }
 }
 
-/// Mounts fusectl on /sys/fs/fuse/connections if it is not there, so that a
-/// connection can be aborted. Best effort: without it the watchdog still
-/// detaches the mount and kills the server.
-fn ensure_fusectl() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if mountinfo().iter().any(|m| m.fstype == "fusectl") {
-            return;
+/// Holders of fusectl, and whether the harness mounted it (then the last
+/// holder unmounts it: nothing the tests mount stays behind).
+static FUSECTL_HOLDERS: Mutex<(usize, bool)> = Mutex::new((0, false));
+
+/// fusectl on /sys/fs/fuse/connections while held, so that a connection
+/// can be aborted; mounted if it is not there, and unmounted again by the
+/// last holder if the harness mounted it. Best effort: without it the
+/// watchdog still detaches the mount and kills the server.
+pub struct FusectlHold;
+
+pub fn fusectl() -> FusectlHold {
+    let mut h = FUSECTL_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+    if h.0 == 0 && !mountinfo().iter().any(|m| m.fstype == "fusectl") {
+        match rustix::mount::mount("fusectl", FUSECTL, "fusectl", rustix::mount::MountFlags::empty(), None) {
+            Ok(()) => h.1 = true,
+            Err(e) => eprintln!("harness: cannot mount fusectl on {FUSECTL} ({e}); FUSE connections cannot be aborted"),
         }
-        if let Err(e) = rustix::mount::mount("fusectl", FUSECTL, "fusectl", rustix::mount::MountFlags::empty(), None) {
-            eprintln!("harness: cannot mount fusectl on {FUSECTL} ({e}); FUSE connections cannot be aborted");
+    }
+    h.0 += 1;
+    FusectlHold
+}
+
+impl Drop for FusectlHold {
+    fn drop(&mut self) {
+        let mut h = FUSECTL_HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        h.0 -= 1;
+        if h.0 == 0 && h.1 {
+            if let Err(e) = rustix::mount::unmount(FUSECTL, UnmountFlags::DETACH) {
+                eprintln!("harness: cannot unmount fusectl from {FUSECTL}: {e}");
+            }
+            h.1 = false;
         }
-    });
+    }
 }
 
 /// A FUSE server running as a child process with its filesystem mounted.
@@ -319,7 +339,6 @@ impl Mount {
         let started = Instant::now();
         let mountpoint = fs::canonicalize(mountpoint)
             .unwrap_or_else(|e| panic!("mount point {} must exist before mounting: {e}", mountpoint.display()));
-        ensure_fusectl();
         let command = describe(&cmd);
         let log = tempfile::Builder::new()
             .prefix("g2a-mount-log.")
@@ -627,6 +646,7 @@ fn connection_dir(info: &MountInfo) -> PathBuf {
 }
 
 fn abort_connection(info: &MountInfo) {
+    let _fusectl = fusectl();
     let abort = connection_dir(info).join("abort");
     if let Err(e) = fs::write(&abort, "1") {
         eprintln!(
