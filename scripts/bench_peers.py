@@ -16,6 +16,9 @@ import time
 from collections import namedtuple
 from multiprocessing import Pool
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_common import drop_caches, is_mounted, mounts_under, sh, timed, umount  # noqa: E402
+
 BIN = os.environ["G2A_BIN"]
 WORK = os.path.realpath(os.environ["BENCH_DIR"])
 OUT = os.environ["BENCH_OUT"]
@@ -61,41 +64,6 @@ def log(msg):
 
 # ---------------------------------------------------------------- system helpers
 
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
-def drop_caches():
-    """Also after mass deletions: until the inode tables are written out,
-    ext4 skips recently deleted inodes one by one when allocating (its
-    `recently_deleted`), which makes the next creates several times slower."""
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def mounts_under(d):
-    with open("/proc/self/mountinfo") as f:
-        points = [l.split()[4] for l in f]
-    return [m for m in points if m == d or m.startswith(d + "/")]
-
-
-def is_mounted(mp):
-    return os.path.realpath(mp) in mounts_under(os.path.realpath(mp))
-
-
-def umount(mp):
-    """Unmounts `mp`, retrying while busy; lazily as the last resort."""
-    for _ in range(50):
-        if not is_mounted(mp):
-            return
-        if subprocess.run(["umount", mp], stderr=subprocess.DEVNULL).returncode != 0:
-            time.sleep(0.1)
-    if is_mounted(mp):
-        log(f"{mp} still busy: lazy unmount")
-        subprocess.run(["umount", "-l", mp])
-
-
 def rm_tree(path, depth=0):
     """Removes `path`, never crossing into a mount; with `depth`, two rm
     processes share the subtrees that deep (deleting a million entries is a
@@ -122,12 +90,6 @@ def cached_pages(path):
     """Pages of `path` in the page cache (util-linux fincore), None if unknown."""
     r = subprocess.run(["fincore", "-nb", "-o", "PAGES", path], capture_output=True, text=True)
     return int(r.stdout.split()[0]) if r.returncode == 0 and r.stdout.strip() else None
-
-
-def timed(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def run_checked(args, **kw):

@@ -1,37 +1,15 @@
 """Driver of scripts/bench-view: see that script for what is measured."""
 import json, os, platform, random, shutil, statistics, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_common import drop_caches, is_mounted, sh, timed, umount  # noqa: E402,F401
+
 BIN = os.environ["G2A_BIN"]
 WORK = os.environ["BENCH_DIR"]
 OUT = os.environ["BENCH_OUT"]
 RUNS = int(os.environ["RUNS"])
 DEBIAN = os.environ.get("DEBIAN_BASE", "/var/tmp/g2a-debian")
 mounts = []
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def is_mounted(mp):
-    mp = os.path.realpath(mp)
-    with open("/proc/self/mountinfo") as f:
-        return any(l.split()[4] == mp for l in f)
-
-
-def umount(mp):
-    for _ in range(50):
-        if not is_mounted(mp):
-            return
-        if subprocess.run(["umount", mp], stderr=subprocess.DEVNULL).returncode != 0:
-            time.sleep(0.1)
-    subprocess.run(["umount", "-l", mp])
 
 
 def mount_view(root, mp, extra=(), probe=None):
@@ -66,12 +44,6 @@ def stop(p, mp):
 
 def gen(root, *args):
     sh(f"{BIN}/g2a-genroot", root, *args, stdout=subprocess.DEVNULL)
-
-
-def timed(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def walk(path):

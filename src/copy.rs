@@ -7,7 +7,7 @@
 //! and modification times in nanoseconds. Then [`compare`] checks a copy
 //! against its source, entry by entry, content included.
 
-use crate::sys;
+use crate::sys::{self, at};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -65,53 +65,6 @@ pub struct Size {
 
 fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
-}
-
-/// An error at an entry inside a tree being measured, copied, compared or
-/// removed: the entry's path below the tree's top, and the cause.
-#[derive(Debug)]
-struct AtPath {
-    path: PathBuf,
-    source: io::Error,
-}
-
-impl std::fmt::Display for AtPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", crate::names::escape_os(self.path.as_os_str()), self.source)
-    }
-}
-
-impl std::error::Error for AtPath {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// `e`, which happened at or below the entry `name`, as an error that says
-/// where: errors from deeper down get their path prefixed, so the message
-/// reads `dir/sub/entry: cause`. The kind is kept.
-fn at(name: &OsStr, e: io::Error) -> io::Error {
-    let kind = e.kind();
-    if e.get_ref().is_some_and(|r| r.is::<AtPath>()) {
-        let inner = e
-            .into_inner()
-            .and_then(|r| r.downcast::<AtPath>().ok())
-            .expect("checked: an AtPath");
-        return io::Error::new(
-            kind,
-            AtPath {
-                path: PathBuf::from(name).join(&inner.path),
-                source: inner.source,
-            },
-        );
-    }
-    io::Error::new(
-        kind,
-        AtPath {
-            path: PathBuf::from(name),
-            source: e,
-        },
-    )
 }
 
 fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
@@ -415,14 +368,7 @@ fn compare_dir(
         if at.as_os_str().is_empty() {
             e
         } else {
-            let kind = e.kind();
-            io::Error::new(
-                kind,
-                AtPath {
-                    path: at.clone(),
-                    source: e,
-                },
-            )
+            sys::at(at.as_os_str(), e)
         }
     };
     let a = entries(src).map_err(|e| here_err(at, e))?;
@@ -501,27 +447,6 @@ fn compare_dir(
         at.pop();
     }
     Ok(None)
-}
-
-/// Removes the tree `name` in `dir` (a source whose copy is in place), never
-/// following a symlink; an error says where below `name` it stopped.
-pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
-    let Some(st) = sys::lstat(dir, name)? else {
-        return Ok(());
-    };
-    if ftype(&st) != FileType::Directory {
-        return Ok(rfs::unlinkat(dir, name, rfs::AtFlags::empty())?);
-    }
-    let sub = rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for (child, _) in sys::list_dir(&sub)? {
-        remove_tree(&sub, &child).map_err(|e| at(&child, e))?;
-    }
-    Ok(rfs::unlinkat(dir, name, rfs::AtFlags::REMOVEDIR)?)
 }
 
 /// Whether two files (of `size` bytes when compared) hold the same bytes.
@@ -626,7 +551,7 @@ mod tests {
         assert_eq!(e.to_string(), "a/b: Permission denied (os error 13)");
         let (_t, src, _) = pair();
         let dir = open(&src);
-        remove_tree(&dir, OsStr::new("a")).unwrap();
+        sys::remove_tree(&dir, OsStr::new("a")).unwrap();
         assert!(!src.join("a").exists() && src.join("top").exists());
     }
 }

@@ -136,11 +136,6 @@ pub fn set_budget(n: usize) {
     }
 }
 
-/// How many directory descriptors are open now (tests, debug logs).
-pub fn open_count() -> usize {
-    POOL.open.lock().expect("never poisoned").len()
-}
-
 impl Pool {
     fn opened(&self, d: Weak<DirRef>) {
         let mut q = self.open.lock().expect("never poisoned");

@@ -11,6 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 /// Flags for resolving a path strictly inside a directory: no symlinks at
 /// all, no `..` above it, no magic links.
@@ -412,8 +413,55 @@ pub fn mount_id(fd: impl AsFd) -> io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
-/// Removes `name` in `dir` and everything below it, through descriptors.
-/// Used only for graph2aufs's own temporary trees.
+/// An error at an entry inside a tree (being measured, copied, compared or
+/// removed): the entry's path below the tree's top, and the cause.
+#[derive(Debug)]
+struct AtPath {
+    path: PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for AtPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", crate::names::escape_os(self.path.as_os_str()), self.source)
+    }
+}
+
+impl std::error::Error for AtPath {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// `e`, which happened at or below the entry `name`, as an error that says
+/// where: errors from deeper down get their path prefixed, so the message
+/// reads `dir/sub/entry: cause`. The kind is kept.
+pub fn at(name: &OsStr, e: io::Error) -> io::Error {
+    let kind = e.kind();
+    if e.get_ref().is_some_and(|r| r.is::<AtPath>()) {
+        let inner = e
+            .into_inner()
+            .and_then(|r| r.downcast::<AtPath>().ok())
+            .expect("checked: an AtPath");
+        return io::Error::new(
+            kind,
+            AtPath {
+                path: PathBuf::from(name).join(&inner.path),
+                source: inner.source,
+            },
+        );
+    }
+    io::Error::new(
+        kind,
+        AtPath {
+            path: PathBuf::from(name),
+            source: e,
+        },
+    )
+}
+
+/// Removes `name` in `dir` and everything below it, through descriptors,
+/// never following a symlink; an error says where below `name` it stopped.
 pub fn remove_tree(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<()> {
     let dir = dir.as_fd();
     let name = name.as_ref();
@@ -427,7 +475,7 @@ pub fn remove_tree(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<()> {
                 Mode::empty(),
             )?;
             for (child, _) in list_dir(&sub)? {
-                remove_tree(&sub, &child)?;
+                remove_tree(&sub, &child).map_err(|e| at(&child, e))?;
             }
             Ok(rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
         }

@@ -19,31 +19,6 @@ use serde_json::Value;
 
 const BOUND: Duration = Duration::from_secs(120);
 
-/// A bind mount of `src` at `dst`, undone (lazily if busy) when dropped.
-struct BindAt(PathBuf);
-
-impl BindAt {
-    #[track_caller]
-    fn new(src: &Path, dst: &Path) -> BindAt {
-        fs::create_dir_all(dst).unwrap();
-        let mut cmd = Command::new("mount");
-        cmd.arg("--bind").arg(src).arg(dst);
-        run_command(cmd, RUN_TIMEOUT).expect_code(0);
-        BindAt(dst.to_path_buf())
-    }
-}
-
-impl Drop for BindAt {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::empty());
-            if is_mounted(&self.0) {
-                lazy_umount(&self.0);
-            }
-        }
-    }
-}
-
 /// A generated root, a copy of it migrated on one file system (the
 /// reference), and scratch space.
 struct Fixture {

@@ -833,31 +833,6 @@ fn a_layer_made_unreadable_under_the_view_is_reported_failed_the_view_keeps_serv
 
 // ---------------------------------------------------------------- another file system
 
-/// A bind mount of `src` at `dst`, undone (lazily if busy) when dropped.
-struct BindAt(PathBuf);
-
-impl BindAt {
-    #[track_caller]
-    fn new(src: &Path, dst: &Path) -> BindAt {
-        fs::create_dir_all(dst).unwrap();
-        let mut cmd = Command::new("mount");
-        cmd.arg("--bind").arg(src).arg(dst);
-        run_command(cmd, RUN_TIMEOUT).expect_code(0);
-        BindAt(dst.to_path_buf())
-    }
-}
-
-impl Drop for BindAt {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::empty());
-            if is_mounted(&self.0) {
-                lazy_umount(&self.0);
-            }
-        }
-    }
-}
-
 const BIG_MB: u64 = 4;
 /// Sorted after `big.bin`: copied once the big file is.
 const LATE: &str = "zz-late";

@@ -437,10 +437,10 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
         None => Ok(Kind::Missing),
     };
     let aufs_dirs = [
-        match root.aufs_dir() {
+        match sys::kind_unread(root.fd(), "aufs")? {
             // The symlink to the --aufs-dir (checked when ROOT was opened).
-            Some(_) if sys::kind_unread(root.fd(), "aufs")?.exists() => Kind::Dir,
-            _ => sys::kind_unread(root.fd(), "aufs")?,
+            k if k.exists() && root.aufs_dir().is_some() => Kind::Dir,
+            k => k,
         },
         below("diff")?,
         below("layers")?,

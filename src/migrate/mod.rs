@@ -586,7 +586,7 @@ impl<'r> Engine<'r> {
     /// Removes an item's legacy data once its copy is in place; an error
     /// says where the removal stopped (the next run removes the rest).
     fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
-        crate::copy::remove_tree(parent, OsStr::new(it.legacy_leaf())).map_err(|e| {
+        sys::remove_tree(parent, it.legacy_leaf()).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(

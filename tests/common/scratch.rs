@@ -148,3 +148,29 @@ impl TmpFs {
         &self.scratch.mnt
     }
 }
+
+/// A bind mount of `src` at `dst` (made if missing), undone (lazily if busy)
+/// when dropped.
+pub struct BindAt(PathBuf);
+
+impl BindAt {
+    #[track_caller]
+    pub fn new(src: &Path, dst: &Path) -> BindAt {
+        fs::create_dir_all(dst).unwrap();
+        let mut cmd = Command::new("mount");
+        cmd.arg("--bind").arg(src).arg(dst);
+        must(cmd);
+        BindAt(dst.to_path_buf())
+    }
+}
+
+impl Drop for BindAt {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = rustix::mount::unmount(&self.0, UnmountFlags::empty());
+            if is_mounted(&self.0) {
+                super::mount::lazy_umount(&self.0);
+            }
+        }
+    }
+}
