@@ -67,7 +67,7 @@ fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
 }
 
-fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
+pub(crate) fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
     let mut v = Vec::new();
     for (name, _) in sys::list_dir(dir)? {
         if let Some(st) = sys::lstat(dir, &name)? {
@@ -78,7 +78,7 @@ fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {
     Ok(v)
 }
 
-fn ftype(st: &Stat) -> FileType {
+pub(crate) fn ftype(st: &Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode)
 }
 
@@ -155,7 +155,7 @@ pub fn xattrs(dir: &OwnedFd, name: &OsStr) -> io::Result<Vec<(OsString, Vec<u8>)
 
 /// Owner, xattrs, mode and times of `name` in `dst` as `st` says (in that
 /// order: a chown clears setuid bits, times last).
-fn finish(dst: &OwnedFd, name: &OsStr, st: &Stat, attrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
+pub(crate) fn finish(dst: &OwnedFd, name: &OsStr, st: &Stat, attrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
     rfs::chownat(
         dst,
         name,
@@ -248,7 +248,7 @@ fn copy_chunk(src: &File, dst: &File, at: u64, want: usize) -> io::Result<usize>
 }
 
 /// Hard links already copied: source inode -> where its first copy is.
-type Links = HashMap<(u64, u64), (Arc<OwnedFd>, OsString)>;
+pub(crate) type Links = HashMap<(u64, u64), (Arc<OwnedFd>, OsString)>;
 
 /// Copies the entries of directory `src` into the (empty) directory `dst`.
 /// `dst`'s own owner, mode, xattrs and times are the caller's.
@@ -268,53 +268,57 @@ pub fn copy_dir_attrs(
 }
 
 fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -> io::Result<()> {
-    let what = |name: &OsStr, e: io::Error| at(name, e);
     for (name, st) in entries(src)? {
-        let attrs = xattrs(src, &name).map_err(|e| what(&name, e))?;
-        let ft = ftype(&st);
-        if ft != FileType::Directory && st.st_nlink > 1 {
+        if ftype(&st) != FileType::Directory && st.st_nlink > 1 {
             if let Some((d, first)) = links.get(&(st.st_dev, st.st_ino)) {
-                rfs::linkat(d.as_fd(), first, dst.as_fd(), &name, AtFlags::empty())
-                    .map_err(|e| what(&name, e.into()))?;
+                rfs::linkat(d.as_fd(), first, dst.as_fd(), &name, AtFlags::empty()).map_err(|e| at(&name, e.into()))?;
                 continue;
             }
             links.insert((st.st_dev, st.st_ino), (dst.clone(), name.clone()));
         }
-        match ft {
-            FileType::Directory => {
-                rfs::mkdirat(dst.as_fd(), &name, Mode::from_raw_mode(0o700)).map_err(|e| what(&name, e.into()))?;
-                let sub_src = sys::open_dir_required(src, &name).map_err(|e| what(&name, e))?;
-                let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name).map_err(|e| what(&name, e))?);
-                copy_dir(&sub_src, &sub_dst, pace, links).map_err(|e| what(&name, e))?;
-            }
-            FileType::RegularFile => {
-                let from = File::from(
-                    sys::open_noatime(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW).map_err(|e| what(&name, e))?,
-                );
-                let to = File::from(
-                    rfs::openat(
-                        dst.as_fd(),
-                        &name,
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
-                    .map_err(|e| what(&name, e.into()))?,
-                );
-                copy_data(&from, &to, st.st_size as u64, pace).map_err(|e| what(&name, e))?;
-            }
-            FileType::Symlink => {
-                let target = sys::readlink(src, &name).map_err(|e| what(&name, e))?;
-                rfs::symlinkat(OsStr::from_encoded_bytes_checked(&target), dst.as_fd(), &name)
-                    .map_err(|e| what(&name, e.into()))?;
-            }
-            _ => {
-                rfs::mknodat(dst.as_fd(), &name, ft, Mode::from_raw_mode(0o600), st.st_rdev)
-                    .map_err(|e| what(&name, e.into()))?;
-            }
-        }
-        finish(dst, &name, &st, &attrs).map_err(|e| what(&name, e))?;
+        copy_entry(src, &name, &st, dst, &name, pace, links).map_err(|e| at(&name, e))?;
     }
     Ok(())
+}
+
+/// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
+/// a directory with everything below it (hard links within it recorded in
+/// `links`), with its owner, mode, xattrs and times.
+pub(crate) fn copy_entry(
+    src: &OwnedFd,
+    name: &OsStr,
+    st: &Stat,
+    dst: &Arc<OwnedFd>,
+    dname: &OsStr,
+    pace: &Pace,
+    links: &mut Links,
+) -> io::Result<()> {
+    let attrs = xattrs(src, name)?;
+    let ft = ftype(st);
+    match ft {
+        FileType::Directory => {
+            rfs::mkdirat(dst.as_fd(), dname, Mode::from_raw_mode(0o700))?;
+            let sub_src = sys::open_dir_required(src, name)?;
+            let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), dname)?);
+            copy_dir(&sub_src, &sub_dst, pace, links)?;
+        }
+        FileType::RegularFile => {
+            let from = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+            let to = File::from(rfs::openat(
+                dst.as_fd(),
+                dname,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?);
+            copy_data(&from, &to, st.st_size as u64, pace)?;
+        }
+        FileType::Symlink => {
+            let target = sys::readlink(src, name)?;
+            rfs::symlinkat(OsStr::from_encoded_bytes_checked(&target), dst.as_fd(), dname)?;
+        }
+        _ => rfs::mknodat(dst.as_fd(), dname, ft, Mode::from_raw_mode(0o600), st.st_rdev)?,
+    }
+    finish(dst, dname, st, &attrs)
 }
 
 trait FromBytes {
@@ -333,8 +337,7 @@ impl FromBytes for OsStr {
 /// link structure and file contents (atimes excepted: reading the source
 /// may move them).
 pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
-    let mut links = HashMap::new();
-    compare_dir(src, dst, &mut PathBuf::new(), &mut links, false)
+    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), Check::default())
 }
 
 /// Like [`compare`], for a source whose removal was begun after its copy
@@ -344,8 +347,37 @@ pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
 /// entry it still has must be the copy's, content included. `None`: what
 /// is left of the source is all in the copy, and may go.
 pub fn compare_remains(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
-    let mut links = HashMap::new();
-    compare_dir(src, dst, &mut PathBuf::new(), &mut links, true)
+    let check = Check {
+        remains: true,
+        ..Check::default()
+    };
+    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), check)
+}
+
+/// Like [`compare`], for a source still being changed: entries changed
+/// (their status change time) at or after `since` are left out (a later
+/// [`crate::resync`] copies and checks them again), and so are the listings
+/// and attributes of directories changed then.
+pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io::Result<Option<String>> {
+    let check = Check {
+        since: Some(since),
+        ..Check::default()
+    };
+    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), check)
+}
+
+/// What a comparison leaves out.
+#[derive(Default, Clone, Copy)]
+struct Check {
+    /// The source is what a stopped removal left (see [`compare_remains`]).
+    remains: bool,
+    /// Entries changed since then are left out (see [`compare_unchanged`]).
+    since: Option<(i64, i64)>,
+}
+
+/// An entry's status change time.
+pub fn ctime(st: &Stat) -> (i64, i64) {
+    (st.st_ctime, st.st_ctime_nsec as i64)
 }
 
 /// A path below a compared tree, for messages (`.` for its top).
@@ -362,7 +394,7 @@ fn compare_dir(
     dst: &OwnedFd,
     at: &mut PathBuf,
     links: &mut HashMap<(u64, u64), (u64, u64)>,
-    remains: bool,
+    check: Check,
 ) -> io::Result<Option<String>> {
     let here_err = |at: &PathBuf, e: io::Error| {
         if at.as_os_str().is_empty() {
@@ -371,11 +403,16 @@ fn compare_dir(
             sys::at(at.as_os_str(), e)
         }
     };
+    let changed = |st: &Stat| check.since.is_some_and(|t| ctime(st) >= t);
     let a = entries(src).map_err(|e| here_err(at, e))?;
     let b = entries(dst).map_err(|e| here_err(at, e))?;
     let copies: HashMap<&OsString, &Stat> = b.iter().map(|(n, st)| (n, st)).collect();
-    let missing = a.iter().find(|(n, _)| !copies.contains_key(n));
-    if missing.is_some() || (!remains && a.len() != b.len()) {
+    let missing = a.iter().find(|(n, st)| !copies.contains_key(n) && !changed(st));
+    let listing_changed = check.since.is_some() && {
+        let st = rfs::fstat(src).map_err(|e| here_err(at, e.into()))?;
+        changed(&st)
+    };
+    if missing.is_some() || (!check.remains && !listing_changed && a.len() != b.len()) {
         let what = match missing {
             Some((n, _)) => format!("{} is not in the copy", crate::names::escape_os(n)),
             None => "the copy has entries the source has not".into(),
@@ -383,70 +420,81 @@ fn compare_dir(
         return Ok(Some(format!("{}: the entries differ ({what})", shown(at))));
     }
     for (name, s) in &a {
-        let d = copies[name];
-        at.push(name);
-        let here = || shown(at);
+        let Some(&d) = copies.get(name) else { continue };
         let dir = ftype(s) == FileType::Directory;
-        // (After a removal stopped half-way, directories and hard-linked
-        // files have lost entries and links: only what a removal leaves
-        // alone is compared.)
-        let same = ftype(s) == ftype(d)
-            && s.st_mode == d.st_mode
-            && s.st_uid == d.st_uid
-            && s.st_gid == d.st_gid
-            && (dir || s.st_size == d.st_size)
-            && s.st_rdev == d.st_rdev
-            && (if remains {
-                dir || s.st_nlink <= d.st_nlink
-            } else {
-                s.st_nlink == d.st_nlink
-            })
-            && ((remains && dir) || (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec));
-        if !same {
-            return Ok(Some(format!("{}: the metadata differ", here())));
+        if changed(s) && !dir {
+            continue;
         }
-        let attrs = xattrs(src, name).and_then(|x| Ok((x, xattrs(dst, name)?)));
-        let (xs, xd) = attrs.map_err(|e| here_err(at, e))?;
-        if xs != xd {
-            return Ok(Some(format!("{}: the extended attributes differ", here())));
+        at.push(name);
+        if !changed(s) {
+            if let Some(what) = same_entry(src, name, s, dst, name, d, check.remains).map_err(|e| here_err(at, e))? {
+                return Ok(Some(format!("{}: {what}", shown(at))));
+            }
         }
-        match ftype(s) {
-            FileType::Directory => {
-                let subs = sys::open_dir_required(src, name).and_then(|x| Ok((x, sys::open_dir_required(dst, name)?)));
-                let (x, y) = subs.map_err(|e| here_err(at, e))?;
-                let r = compare_dir(&x, &y, at, links, remains)?;
-                if r.is_some() {
-                    return Ok(r);
-                }
+        if dir {
+            let subs = sys::open_dir_required(src, name).and_then(|x| Ok((x, sys::open_dir_required(dst, name)?)));
+            let (x, y) = subs.map_err(|e| here_err(at, e))?;
+            let r = compare_dir(&x, &y, at, links, check)?;
+            if r.is_some() {
+                return Ok(r);
             }
-            FileType::Symlink => {
-                let targets = sys::readlink(src, name).and_then(|t| Ok((t, sys::readlink(dst, name)?)));
-                let (ts, td) = targets.map_err(|e| here_err(at, e))?;
-                if ts != td {
-                    return Ok(Some(format!("{}: the symlink targets differ", here())));
-                }
+        } else if s.st_nlink > 1 {
+            let pair = *links.entry((s.st_dev, s.st_ino)).or_insert((d.st_dev, d.st_ino));
+            if pair != (d.st_dev, d.st_ino) {
+                return Ok(Some(format!("{}: a hard link is not one in the copy", shown(at))));
             }
-            FileType::RegularFile => {
-                if s.st_nlink > 1 {
-                    let pair = *links.entry((s.st_dev, s.st_ino)).or_insert((d.st_dev, d.st_ino));
-                    if pair != (d.st_dev, d.st_ino) {
-                        return Ok(Some(format!("{}: a hard link is not one in the copy", here())));
-                    }
-                }
-                let same = (|| {
-                    let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
-                    let mut y = File::from(sys::open_noatime(dst, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
-                    same_content(&mut x, &mut y, s.st_size as u64)
-                })();
-                if !same.map_err(|e| here_err(at, e))? {
-                    return Ok(Some(format!("{}: the contents differ", here())));
-                }
-            }
-            _ => {}
         }
         at.pop();
     }
     Ok(None)
+}
+
+/// How entry `name` of `src` (`s`) and its copy `dname` of `dst` (`d`)
+/// differ, if they do: metadata, extended attributes, symlink target,
+/// content (a directory's entries are the caller's). `remains`: see
+/// [`compare_remains`].
+pub(crate) fn same_entry(
+    src: &OwnedFd,
+    name: &OsStr,
+    s: &Stat,
+    dst: &OwnedFd,
+    dname: &OsStr,
+    d: &Stat,
+    remains: bool,
+) -> io::Result<Option<&'static str>> {
+    let dir = ftype(s) == FileType::Directory;
+    // (After a removal stopped half-way, directories and hard-linked
+    // files have lost entries and links: only what a removal leaves
+    // alone is compared.)
+    let same = ftype(s) == ftype(d)
+        && s.st_mode == d.st_mode
+        && s.st_uid == d.st_uid
+        && s.st_gid == d.st_gid
+        && (dir || s.st_size == d.st_size)
+        && s.st_rdev == d.st_rdev
+        && (if remains {
+            dir || s.st_nlink <= d.st_nlink
+        } else {
+            dir || s.st_nlink == d.st_nlink
+        })
+        && ((remains && dir) || (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec));
+    if !same {
+        return Ok(Some("the metadata differ"));
+    }
+    if xattrs(src, name)? != xattrs(dst, dname)? {
+        return Ok(Some("the extended attributes differ"));
+    }
+    match ftype(s) {
+        FileType::Symlink if sys::readlink(src, name)? != sys::readlink(dst, dname)? => {
+            Ok(Some("the symlink targets differ"))
+        }
+        FileType::RegularFile => {
+            let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+            let mut y = File::from(sys::open_noatime(dst, dname, OFlags::RDONLY | OFlags::NOFOLLOW)?);
+            Ok((!same_content(&mut x, &mut y, s.st_size as u64)?).then_some("the contents differ"))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Whether two files (of `size` bytes when compared) hold the same bytes.

@@ -13,6 +13,7 @@ pub mod place;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod resync;
 pub mod rollback;
 pub mod root;
 pub mod sys;

@@ -18,7 +18,7 @@ use crate::sys::{self, Context, Kind};
 pub use fault::Faults;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// Items per batch: one record write and one sync per batch.
 pub const BATCH: usize = 1024;
@@ -532,6 +532,16 @@ impl<'r> Engine<'r> {
         if let Some(d) = checked {
             return Ok(Some(d));
         }
+        self.put_copy_in_place(it, job)?;
+        self.faults.step()?;
+        self.remove_copied_source(it, &job.parent)?;
+        Ok(None)
+    }
+
+    /// A checked copy, durable, goes in place: recorded as copied
+    /// (durably), renamed into place (over the symlink of an item
+    /// registered while copied, atomically), and that made durable.
+    pub fn put_copy_in_place(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<()> {
         if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             e.copied = true;
         }
@@ -548,10 +558,40 @@ impl<'r> Engine<'r> {
             sys::rename_noreplace(&job.diff, &job.tmp, &job.diff, &it.name)
                 .context(|| format!("renaming the copy of {} into place", it.legacy_path()))?;
         }
-        sys::syncfs(&job.diff)?;
-        self.faults.step()?;
-        self.remove_copied_source(it, &job.parent)?;
-        Ok(None)
+        sys::syncfs(&job.diff)
+    }
+
+    /// Sources a run set aside after their copies switched (see
+    /// [`CopyJob::set_aside`]) and did not get to remove: removed, where
+    /// the record says the item was copied and its copy is in place.
+    pub fn drop_set_aside_sources(&mut self, plan: &Plan) {
+        if !self.record.items.values().any(|e| e.copied) {
+            return;
+        }
+        for it in plan.items.iter().filter(|it| self.copied(it)) {
+            let Ok(dir) = self.legacy_dir(it.kind) else { continue };
+            let Ok(Some(parent)) = sys::open_dir(dir, &it.name) else {
+                continue;
+            };
+            let aside = sys::temp_name(OsStr::new(it.legacy_leaf()));
+            let at = format!(
+                "{}/{}/{}",
+                it.legacy_parent_dir(),
+                escape_os(&it.name),
+                escape_os(&aside)
+            );
+            if !matches!(sys::kind(&parent, &aside), Ok(Kind::Dir)) {
+                continue;
+            }
+            if !matches!(sys::kind(self.diff(), &it.name), Ok(Kind::Dir)) {
+                log::warn!("{at} is not graph2aufs's to remove (no copy of it is recorded in place): kept");
+                continue;
+            }
+            log::info!("removing {at}, set aside after its copy");
+            if let Err(e) = sys::remove_tree(&parent, &aside) {
+                log::warn!("removing {at}: {e}");
+            }
+        }
     }
 
     /// Both the source and its copy are there (a run stopped between the
@@ -848,6 +888,63 @@ impl CopyJob {
         Ok(())
     }
 
+    /// The source.
+    pub fn source(&self) -> io::Result<OwnedFd> {
+        sys::open_dir_required(&self.parent, self.leaf)
+    }
+
+    /// The copy, under its temporary name.
+    pub fn copy(&self) -> io::Result<OwnedFd> {
+        sys::open_dir_required(&self.diff, &self.tmp)
+    }
+
+    /// Brings the copy up to date with its source (see [`crate::resync`]),
+    /// its top directory's attributes included, and makes it durable.
+    pub fn resync<'p>(&self, mut pass: crate::resync::Pass<'p>) -> io::Result<crate::resync::Pass<'p>> {
+        let r = (|| {
+            let dst = std::sync::Arc::new(self.copy()?);
+            pass.dir(&self.source()?, &dst)?;
+            let st = sys::lstat(&self.parent, self.leaf)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            crate::resync::set_attrs_exact(&self.parent, OsStr::new(self.leaf), &st, &self.diff, &self.tmp)?;
+            sys::syncfs(&self.diff)
+        })();
+        r.map_err(|e| io::Error::new(e.kind(), format!("bringing the copy of {} up to date: {e}", self.what)))?;
+        Ok(pass)
+    }
+
+    /// The directory holding the source.
+    pub fn parent(&self) -> &OwnedFd {
+        &self.parent
+    }
+
+    /// The copy's temporary name in `aufs/diff`.
+    pub fn tmp_name(&self) -> &OsStr {
+        &self.tmp
+    }
+
+    /// Under a live view, once the copy is in place and the view serves
+    /// it: the source, now older than its copy, is set aside under a
+    /// temporary name beside it (one rename, made durable), to be removed
+    /// by [`CopyJob::drop_set_aside`] (or by the next run:
+    /// [`Engine::drop_set_aside_sources`]).
+    pub fn set_aside(&self) -> io::Result<()> {
+        let aside = sys::temp_name(OsStr::new(self.leaf));
+        sys::rename_noreplace(&self.parent, self.leaf, &self.parent, &aside)
+            .and_then(|()| sys::fsync_dir(self.parent.as_fd()))
+            .map_err(|e| io::Error::new(e.kind(), format!("setting the source of {} aside: {e}", self.what)))
+    }
+
+    /// Removes the source set aside by [`CopyJob::set_aside`].
+    pub fn drop_set_aside(&self) -> io::Result<()> {
+        let aside = sys::temp_name(OsStr::new(self.leaf));
+        sys::remove_tree(&self.parent, &aside).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("removing the source of {} after its copy switched: {e}", self.what),
+            )
+        })
+    }
+
     /// Removes the copy (never the source).
     pub fn discard(&self) {
         if let Err(r) = sys::remove_tree(&self.diff, &self.tmp) {
@@ -892,6 +989,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
     let plan = plan::plan(&scan, &record);
     let mut engine = Engine::open(root, record, Faults::from_env())?;
+    engine.drop_set_aside_sources(&plan);
     engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
     let mut results = ItemResult::of_plan(&plan);
     // Blocked items first: out of the daemon's way.

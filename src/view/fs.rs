@@ -27,14 +27,73 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// An open file or directory of the view.
-enum Handle {
-    File {
-        file: Arc<File>,
-        _backing: Option<Arc<fuser::BackingId>>,
-        /// The inode, when opened through the page cache (not passthrough).
-        cached: Option<u64>,
-    },
+/// An open file of the view.
+struct Handle {
+    file: Arc<File>,
+    _backing: Option<Arc<fuser::BackingId>>,
+    /// The node, when opened through the page cache (not passthrough).
+    cached: Option<u64>,
+    /// The flags it was opened with (to open it again elsewhere).
+    flags: i32,
+}
+
+/// The view's open files, shared with the migrator (a layer copied to
+/// another file system switches its open files to the copy).
+#[derive(Default)]
+pub(super) struct Files {
+    handles: Mutex<HashMap<u64, Handle>>,
+    /// Open handles per inode served through the page cache.
+    cached_opens: Mutex<HashMap<u64, usize>>,
+    /// One backing id per inode, shared by all its opens.
+    backing: Mutex<HashMap<u64, std::sync::Weak<fuser::BackingId>>>,
+}
+
+impl Files {
+    /// How many of the nodes `ids` are open with kernel passthrough (their
+    /// data never reaches graph2aufs: no open of theirs can be switched).
+    pub(super) fn passthrough_opens(&self, ids: impl Iterator<Item = u64>) -> usize {
+        let backing = self.backing.lock().expect("never poisoned");
+        ids.filter(|id| backing.get(id).is_some_and(|w| w.strong_count() > 0))
+            .count()
+    }
+
+    /// The handles open through the page cache, opened again with `open`
+    /// (node id, the handle's flags; `None`: not this node's), for
+    /// [`Files::switch`].
+    pub(super) fn reopen(&self, open: impl Fn(u64, i32) -> Option<io::Result<File>>) -> io::Result<Reopened> {
+        let handles = self.handles.lock().expect("never poisoned");
+        let mut new = Vec::new();
+        for (fh, h) in handles.iter() {
+            let Some(id) = h.cached else { continue };
+            let flags = h.flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL);
+            if let Some(file) = open(id, flags) {
+                new.push((*fh, Arc::new(file?)));
+            }
+        }
+        Ok(new)
+    }
+
+    /// Handles serve the files [`Files::reopen`] opened from now on.
+    pub(super) fn switch(&self, new: Reopened) {
+        let mut handles = self.handles.lock().expect("never poisoned");
+        for (fh, file) in new {
+            if let Some(h) = handles.get_mut(&fh) {
+                h.file = file;
+            }
+        }
+    }
+}
+
+/// Handles and the files they are to serve.
+pub(super) type Reopened = Vec<(u64, Arc<File>)>;
+
+/// Opens the file `backing` is, for a handle opened with `flags`.
+pub(super) fn open_backing(backing: &Backing, flags: i32) -> io::Result<File> {
+    match backing {
+        Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags, true),
+        Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, true),
+        _ => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+    }
 }
 
 struct DirEntry {
@@ -56,17 +115,13 @@ pub struct View {
     /// moves items behind it.
     pub(super) writable: bool,
     pub(super) live: Option<Arc<super::live::Migrator>>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    pub(super) files: Arc<Files>,
     /// Listings being read by the kernel, chunk by chunk (by directory node
     /// id): there is no open directory handle (see `opendir`).
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     inits: Mutex<HashMap<usize, Arc<InitLayer>>>,
     data_dirs: Mutex<HashMap<usize, Arc<DirRef>>>,
-    /// Open handles per inode served through the page cache.
-    cached_opens: Mutex<HashMap<u64, usize>>,
-    /// One backing id per inode, shared by all its opens.
-    backing: Mutex<HashMap<u64, std::sync::Weak<fuser::BackingId>>>,
     ttl: Duration,
     passthrough: bool,
     /// Times of the directories graph2aufs synthesizes.
@@ -241,17 +296,30 @@ impl View {
             live: None,
             transform,
             table,
-            handles: Mutex::new(HashMap::new()),
+            files: Arc::default(),
             listings: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             inits: Mutex::new(HashMap::new()),
             data_dirs: Mutex::new(HashMap::new()),
-            cached_opens: Mutex::new(HashMap::new()),
-            backing: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(3600),
             passthrough,
             synth_time,
         })
+    }
+
+    /// Whether `node` is in a layer being copied to another file system.
+    pub(super) fn in_transit(&self, node: &Node) -> bool {
+        let (Some(m), Some(l)) = (&self.live, node.layer()) else {
+            return false;
+        };
+        m.in_transit(l)
+    }
+
+    /// Holds off the switch of the layers of nodes `ids` to copies while a
+    /// request on them is served (see [`super::live::Migrator::hold`]).
+    pub(super) fn hold(&self, ids: &[u64]) -> Vec<std::sync::RwLockReadGuard<'_, ()>> {
+        let Some(m) = &self.live else { return Vec::new() };
+        m.hold(ids.iter().filter_map(|&id| self.table.get(id)?.layer()))
     }
 
     pub(super) fn node_io(&self, ino: INodeNo) -> io::Result<Arc<Node>> {
@@ -686,13 +754,13 @@ impl View {
 
     /// The backing file of an open handle.
     pub(super) fn handle_file(&self, fh: u64) -> Option<Arc<File>> {
-        let handles = self.handles.lock().expect("never poisoned");
-        handles.get(&fh).map(|Handle::File { file, .. }| file.clone())
+        let handles = self.files.handles.lock().expect("never poisoned");
+        handles.get(&fh).map(|h| h.file.clone())
     }
 
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
-        self.handles.lock().expect("never poisoned").insert(fh, h);
+        self.files.handles.lock().expect("never poisoned").insert(fh, h);
         fh
     }
 
@@ -732,8 +800,11 @@ impl View {
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
         };
         // A file once synthesized was opened through the page cache: the
-        // kernel refuses passthrough opens of a file open that way.
-        self.add_file(node.id, file, node.origin().is_none(), open_backing)
+        // kernel refuses passthrough opens of a file open that way. Nor is a
+        // file of a layer being copied to another file system opened so (its
+        // opens switch to the copy).
+        let passthrough = node.origin().is_none() && !self.in_transit(&node);
+        self.add_file(node.id, file, flags, passthrough, open_backing)
     }
 
     /// A handle for an open file, with its inode's backing id.
@@ -741,15 +812,17 @@ impl View {
         &self,
         ino: u64,
         file: File,
+        flags: i32,
         passthrough: bool,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
     ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
         // The kernel serves all opens of an inode one way at a time: through
         // the page cache while any such open lasts, else passthrough while a
         // passthrough open lasts (whatever this open would rather have).
-        let mut cached = self.cached_opens.lock().expect("never poisoned");
+        let mut cached = self.files.cached_opens.lock().expect("never poisoned");
         let cache_mode = cached.get(&ino).is_some_and(|&n| n > 0);
         let passing = self
+            .files
             .backing
             .lock()
             .expect("never poisoned")
@@ -763,10 +836,11 @@ impl View {
         if backing.is_none() {
             *cached.entry(ino).or_default() += 1;
         }
-        let fh = self.add_handle(Handle::File {
+        let fh = self.add_handle(Handle {
             file: Arc::new(file),
             _backing: backing.clone(),
             cached: backing.is_none().then_some(ino),
+            flags,
         });
         Ok((fh, backing))
     }
@@ -777,7 +851,7 @@ impl View {
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
         file: &File,
     ) -> Option<Arc<fuser::BackingId>> {
-        let mut map = self.backing.lock().expect("never poisoned");
+        let mut map = self.files.backing.lock().expect("never poisoned");
         if let Some(id) = map.get(&ino).and_then(|w| w.upgrade()) {
             return Some(id);
         }
@@ -908,6 +982,7 @@ impl Filesystem for View {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _hold = self.hold(&[parent.0]);
         let parent = match self.node(parent) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
@@ -966,6 +1041,7 @@ impl Filesystem for View {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _hold = self.hold(&[ino.0]);
         // Writes by others than root come through graph2aufs, which clears
         // setuid and setgid bits as the kernel would for them (passthrough
         // writes would be made with the server's privileges).
@@ -1041,9 +1117,9 @@ impl Filesystem for View {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let gone = self.handles.lock().expect("never poisoned").remove(&fh.0);
-        if let Some(Handle::File { cached: Some(ino), .. }) = gone {
-            let mut cached = self.cached_opens.lock().expect("never poisoned");
+        let gone = self.files.handles.lock().expect("never poisoned").remove(&fh.0);
+        if let Some(Handle { cached: Some(ino), .. }) = gone {
+            let mut cached = self.files.cached_opens.lock().expect("never poisoned");
             if let Some(n) = cached.get_mut(&ino) {
                 *n -= 1;
                 if *n == 0 {
@@ -1072,6 +1148,7 @@ impl Filesystem for View {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let _hold = self.hold(&[ino.0]);
         let entries = match self.dir_entries(ino, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
@@ -1090,6 +1167,7 @@ impl Filesystem for View {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let _hold = self.hold(&[ino.0]);
         let entries = match self.dir_entries(ino, offset) {
             Ok(e) => e,
             Err(e) => return reply.error(e),
@@ -1251,6 +1329,7 @@ impl Filesystem for View {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _hold = self.hold(&[ino.0]);
         // Nothing but the change time (chown(-1, -1)): a no-op chown moves it.
         // (The kernel sends no change time: a setattr of nothing is it.)
         let _ = ctime;
@@ -1277,28 +1356,34 @@ impl Filesystem for View {
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let _hold = self.hold(&[parent.0]);
         let _umask = super::write::CallerUmask::set(umask);
         self.entry_reply(self.do_mknod(req, parent, name, mode, rdev), reply)
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let _hold = self.hold(&[parent.0]);
         let _umask = super::write::CallerUmask::set(umask);
         self.entry_reply(self.do_mkdir(req, parent, name, mode), reply)
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let _hold = self.hold(&[parent.0]);
         self.entry_reply(self.do_symlink(req, parent, link_name, target), reply)
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let _hold = self.hold(&[ino.0, newparent.0]);
         self.entry_reply(self.do_link(ino, newparent, newname), reply)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _hold = self.hold(&[parent.0]);
         empty_reply(self.do_unlink(parent, name, false), reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _hold = self.hold(&[parent.0]);
         empty_reply(self.do_unlink(parent, name, true), reply)
     }
 
@@ -1312,6 +1397,7 @@ impl Filesystem for View {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _hold = self.hold(&[parent.0, newparent.0]);
         empty_reply(self.do_rename(parent, name, newparent, newname, flags), reply)
     }
 
@@ -1325,6 +1411,7 @@ impl Filesystem for View {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _hold = self.hold(&[parent.0]);
         let _umask = super::write::CallerUmask::set(umask);
         match self.do_create(req, parent, name, mode, flags, |f| reply.open_backing(f)) {
             Ok((attr, fh, Some(id))) => reply.created_passthrough(
@@ -1343,7 +1430,7 @@ impl Filesystem for View {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -1352,6 +1439,7 @@ impl Filesystem for View {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _hold = self.hold(&[ino.0]);
         let Some(file) = self.handle_file(fh.0) else {
             return reply.error(Errno::EBADF);
         };
@@ -1382,13 +1470,14 @@ impl Filesystem for View {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _hold = self.hold(&[ino.0]);
         let Some(file) = self.handle_file(fh.0) else {
             return reply.error(Errno::EBADF);
         };
@@ -1411,10 +1500,12 @@ impl Filesystem for View {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _hold = self.hold(&[ino.0]);
         empty_reply(self.do_setxattr(ino, name, value, flags), reply)
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _hold = self.hold(&[ino.0]);
         empty_reply(self.do_removexattr(ino, name), reply)
     }
 

@@ -15,9 +15,10 @@ use crate::root::Root;
 use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where `status` finds a live mount's progress (under `.graph2aufs/`).
@@ -58,10 +59,20 @@ pub struct Migrator {
     notifier: Mutex<Option<fuser::Notifier>>,
     /// The copy under way: item, pace, bytes in all, when it started.
     copying: Mutex<Option<Copying>>,
-    /// `aufs/diff` as the table knows it (its node is the parent of every
-    /// layer's entry in the kernel).
-    diff_key: Option<Key>,
+    /// The layer being copied to another file system (`usize::MAX`: none):
+    /// its files open without kernel passthrough, so that their opens can
+    /// switch to the copy.
+    transit: AtomicUsize,
+    /// Changes (and lookups) inside layer `i`'s data hold
+    /// `pauses[i % PAUSES]` for reading; its copy switches holding it for
+    /// writing: a brief pause of that layer's changes only.
+    pauses: [RwLock<()>; PAUSES],
+    /// The view's open files.
+    files: Arc<super::fs::Files>,
 }
+
+/// Write pauses, each shared by the layers whose index it is modulo this.
+const PAUSES: usize = 16;
 
 fn other(msg: String) -> io::Error {
     io::Error::other(msg)
@@ -77,19 +88,32 @@ impl Migrator {
         self.switch.read().expect("never poisoned")
     }
 
-    pub fn new(
+    /// Whether layer `i` is being copied to another file system.
+    pub fn in_transit(&self, i: usize) -> bool {
+        self.transit.load(Ordering::SeqCst) == i
+    }
+
+    /// Holds off the switch of the layers `layers` to their copies while a
+    /// change (or lookup) in them lasts. (Taken once per request, never
+    /// twice by one thread: a waiting switch would block the second.)
+    pub fn hold(&self, layers: impl Iterator<Item = usize>) -> Vec<RwLockReadGuard<'_, ()>> {
+        let mut at: Vec<usize> = layers.map(|l| l % PAUSES).collect();
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .map(|k| self.pauses[k].read().expect("never poisoned"))
+            .collect()
+    }
+
+    pub(super) fn new(
         root: &'static Root,
         engine: Engine<'static>,
         transform: Arc<Transform>,
         table: Arc<Table>,
+        files: Arc<super::fs::Files>,
         mountpoint: &std::path::Path,
     ) -> Migrator {
         let results = ItemResult::of_plan(&transform.plan);
-        let diff_key = engine
-            .diff_fd()
-            .and_then(|d| super::fs::identity(&d, std::ffi::OsStr::new("")))
-            .ok()
-            .map(|(_, k)| k);
         Migrator {
             root,
             engine: Mutex::new(engine),
@@ -110,7 +134,9 @@ impl Migrator {
             switch: std::sync::RwLock::new(()),
             notifier: Mutex::new(None),
             copying: Mutex::new(None),
-            diff_key,
+            transit: AtomicUsize::new(usize::MAX),
+            pauses: Default::default(),
+            files,
         }
     }
 
@@ -305,13 +331,9 @@ impl Migrator {
 
     /// Copies item `i`'s data to `aufs/diff/<id>` when that is on another
     /// file system, without holding the engine (the view goes on serving
-    /// the source, and migrating other items); then, once the kernel holds
-    /// nothing of the layer (its entries are dropped from the kernel's
-    /// cache; files open through the view keep it, and the switch waits),
-    /// checks the copy against the source again with lookups into layers
-    /// paused, and switches: the copy renamed into place, the source
-    /// removed. A change made meanwhile shows in that check: the layer is
-    /// copied again. Nothing to do (`false`) for an item a rename moves.
+    /// the source, and migrating other items), then switches the view to
+    /// the copy (see [`Migrator::copy_and_switch`]). Nothing to do
+    /// (`false`) for an item a rename moves.
     fn copy_live(&self, i: usize) -> io::Result<bool> {
         let plan = &self.transform.plan;
         let it = &plan.items[i];
@@ -337,51 +359,197 @@ impl Migrator {
                 None => return Ok(false),
             }
         };
+        self.transit.store(i, Ordering::SeqCst);
         self.set_result(i, State::Copying, None);
         self.write_status();
-        let result = (|| loop {
-            job.run()?;
-            let mut pause = Duration::from_millis(200);
-            loop {
-                if self.stop.load(Ordering::SeqCst) {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
+        let result = self.copy_and_switch(i, &job);
+        self.transit.store(usize::MAX, Ordering::SeqCst);
+        *self.copying.lock().expect("never poisoned") = None;
+        match result {
+            Ok(true) => {
+                // The view serves the copy: the source, set aside, goes.
+                if let Err(e) = job.drop_set_aside() {
+                    log::warn!("{e}; the next run removes it");
                 }
-                self.release_layer(i);
-                if self.table.held_in_layer(i) == 0 {
+                Ok(true)
+            }
+            Ok(false) => unreachable!("a switch either happens or fails"),
+            Err(e) => {
+                job.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// The copy of layer `i` to another file system, while the view keeps
+    /// serving (and changing) the source: the full copy; passes that copy
+    /// again what changed meanwhile ([`crate::resync`]); a check of every
+    /// entry not changed since against its source; then, with changes to
+    /// the layer (and lookups into it) paused, a last pass that copies and
+    /// checks what changed since, the copy made durable and put in place,
+    /// and every node and open file of the layer switched to its copy (same
+    /// node ids: the kernel sees no change). Files of the layer open with
+    /// kernel passthrough (opened before the copy began) cannot switch: the
+    /// switch waits for them to close.
+    fn copy_and_switch(&self, i: usize, job: &crate::migrate::CopyJob) -> io::Result<bool> {
+        use crate::resync::{self, Pass};
+        let it = &self.transform.plan.items[i];
+        let none = std::collections::HashSet::new();
+        let mut since = resync::now();
+        job.run()?;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            // Catch up with the changes made meanwhile, outside any pause.
+            for _ in 0..3 {
+                let t = resync::now();
+                let pass = job.resync(Pass::new(since, false, &none, &job.pace))?;
+                since = t;
+                if pass.changed == 0 {
                     break;
                 }
+            }
+            let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, since)
+                .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
+            if let Some(d) = checked {
+                return Err(other(format!(
+                    "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
+                    it.legacy_path()
+                )));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
+            }
+            let held = self.passthrough_held(i);
+            if held > 0 {
                 self.set_result(
                     i,
                     State::Copying,
-                    Some("copied; switching once nothing of the layer is open through the view".into()),
+                    Some(format!(
+                        "copied; switching once {held} file(s) of the layer opened before the copy are closed"
+                    )),
                 );
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(10));
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(10));
+                continue;
             }
-            let _pause_lookups = self.switch.write().expect("never poisoned");
+            let _changes = self.pauses[i % PAUSES].write().expect("never poisoned");
+            let _lookups = self.switch.write().expect("never poisoned");
             let mut engine = self.engine.lock().expect("never poisoned");
-            if self.table.held_in_layer(i) == 0 && engine.finish_copy(it, &job)?.is_none() {
-                return Ok(());
+            if self.passthrough_held(i) > 0 {
+                continue;
             }
-            log::info!("{} changed while copied: copying it again", it.legacy_path());
-        })();
-        *self.copying.lock().expect("never poisoned") = None;
-        if result.is_err() {
-            job.discard();
+            let t = Instant::now();
+            let nodes = self.table.layer_nodes(i);
+            let want = nodes
+                .iter()
+                .filter_map(|(_, k)| match k {
+                    Key::Real(dev, ino, _) => Some((*dev, *ino)),
+                    Key::Child(..) => None,
+                })
+                .collect();
+            let pass = job.resync(Pass::new(since, true, &want, &job.pace))?;
+            let top = sys::lstat(job.parent(), it.legacy_leaf())?
+                .map(|st| (st.st_dev, st.st_ino))
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            // Everything the view switches to is ready before the copy goes
+            // in place; nothing fails after.
+            let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
+            engine.put_copy_in_place(it, job)?;
+            let (rebound, reopened) = (nodes.len(), files.len());
+            for (node, backing, key) in nodes {
+                node.rebind(backing);
+                self.table.rekey(node.id, key);
+                self.invalidate(node.id, -1);
+            }
+            self.files.switch(files);
+            // (Failing, the source stays where it was: the next run checks it
+            // against its copy before removing it.)
+            job.set_aside()
+                .map_err(|e| other(format!("{e}; the next run checks it against its copy")))?;
+            log::info!(
+                "{} switched to its copy in {:.1} ms ({} entries copied again, {rebound} nodes and {reopened} \
+                 open files switched)",
+                it.legacy_path(),
+                t.elapsed().as_secs_f64() * 1e3,
+                pass.changed
+            );
+            return Ok(true);
         }
-        result.map(|()| true)
     }
 
-    /// Asks the kernel to drop its cached entries of layer `i` (its name in
-    /// `aufs/diff`, and with it everything below that nobody uses). Layer
-    /// data is never a mount point.
-    fn release_layer(&self, i: usize) {
-        let (Some(key), Some(n)) = (&self.diff_key, &*self.notifier.lock().expect("never poisoned")) else {
-            return;
-        };
-        if let Some(diff) = self.table.peek(key) {
-            let _ = n.inval_entry(fuser::INodeNo(diff.id), &self.transform.plan.items[i].name);
+    /// How many nodes of layer `i` are open with kernel passthrough.
+    fn passthrough_held(&self, i: usize) -> usize {
+        let ids = self.table.layer_nodes(i);
+        self.files.passthrough_opens(ids.iter().map(|(n, _)| n.id))
+    }
+
+    /// What the nodes of a layer are served from once it switches to its
+    /// copy (`found`: the copies, by source inode; `top`: the source inode
+    /// of the layer's directory, to be at `aufs/diff/<id>`), with the keys
+    /// of the copies' inodes; and every file open on them, opened again in
+    /// the copy. A node without a copy (an entry removed while the kernel
+    /// kept it: an open, unlinked file) keeps its source inode, which lives
+    /// on while it is open.
+    #[allow(clippy::type_complexity)]
+    fn prepare_switch(
+        &self,
+        engine: &Engine<'static>,
+        nodes: &[(Arc<super::node::Node>, Key)],
+        found: &crate::resync::Found,
+        (top, top_name): ((u64, u64), &std::ffi::OsStr),
+    ) -> io::Result<(Vec<(Arc<super::node::Node>, Backing, Key)>, super::fs::Reopened)> {
+        use crate::dirref::DirRef;
+        let diff = Arc::new(engine.diff_fd()?);
+        let mut dirs: std::collections::HashMap<*const OwnedFd, Arc<DirRef>> = Default::default();
+        let mut out = Vec::new();
+        for (node, key) in nodes {
+            let Key::Real(dev, ino, _) = key else { continue };
+            if matches!(&*node.backing(), Backing::Fd { .. }) {
+                continue;
+            }
+            let (dir, name) = if (*dev, *ino) == top {
+                (diff.clone(), top_name.to_os_string())
+            } else {
+                match found.get(&(*dev, *ino)) {
+                    Some((dir, name, _)) => (dir.clone(), name.clone()),
+                    None => continue,
+                }
+            };
+            let (ft, new_key) = super::fs::identity(&dir, &name)?;
+            let backing = if ft == rustix::fs::FileType::Directory {
+                let role = match &*node.backing() {
+                    Backing::Real { role, .. } => *role,
+                    _ => super::transform::Role::Plain,
+                };
+                Backing::Real {
+                    dir: DirRef::new(super::fs::open_path(&dir, &name)?),
+                    role,
+                }
+            } else {
+                let Key::Real(_, new_ino, _) = new_key else {
+                    unreachable!("identity gives real keys")
+                };
+                let parent = match dirs.get(&Arc::as_ptr(&dir)) {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = DirRef::new(dir.try_clone()?);
+                        dirs.insert(Arc::as_ptr(&dir), d.clone());
+                        d
+                    }
+                };
+                Backing::Entry {
+                    dir: parent,
+                    name: name.into_boxed_os_str(),
+                    ino: new_ino,
+                }
+            };
+            out.push((node.clone(), backing, new_key));
         }
+        let by_id: std::collections::HashMap<u64, &Backing> = out.iter().map(|(n, b, _)| (n.id, b)).collect();
+        let files = self
+            .files
+            .reopen(|id, flags| by_id.get(&id).map(|b| super::fs::open_backing(b, flags)))?;
+        Ok((out, files))
     }
 
     /// `repositories` becomes `repositories-aufs` now.

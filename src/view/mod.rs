@@ -170,7 +170,14 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
             .step(|| format!("preparing the view of {}", root.path().display()))?;
         view.aufs_dir = linked_aufs(root)?;
-        let mut m = live::Migrator::new(root, engine, transform, view.table.clone(), &mountpoint);
+        let mut m = live::Migrator::new(
+            root,
+            engine,
+            transform,
+            view.table.clone(),
+            view.files.clone(),
+            &mountpoint,
+        );
         m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
         let m = std::sync::Arc::new(m);
         view.live = Some(m.clone());
@@ -294,6 +301,7 @@ fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, p
     let plan = plan::plan(&scan, &record);
     log::debug!("scan and plan in {:?}", t.elapsed());
     let mut engine = Engine::open(root, record, Faults::from_env())?;
+    engine.drop_set_aside_sources(&plan);
     log::debug!("engine open at {:?}", t.elapsed());
     let mut blocked = Vec::new();
     for (i, it) in plan.items.iter().enumerate() {

@@ -338,6 +338,31 @@ impl Table {
         }
     }
 
+    /// The nodes inside item `layer`'s data, with their keys.
+    pub fn layer_nodes(&self, layer: usize) -> Vec<(Arc<Node>, Key)> {
+        let nodes = self.nodes.read().expect("the table lock is never poisoned");
+        nodes
+            .values()
+            .filter(|(n, _)| n.layer() == Some(layer))
+            .cloned()
+            .collect()
+    }
+
+    /// Node `id` is found by `key` from now on (its inode was copied to
+    /// another file system: same id, so the kernel sees no change).
+    pub fn rekey(&self, id: u64, key: Key) {
+        let mut keys = self.keys.lock().expect("the key lock is never poisoned");
+        let mut nodes = self.nodes.write().expect("the table lock is never poisoned");
+        let Some((_, old)) = nodes.get_mut(&id) else { return };
+        if keys.get(old) == Some(&id) {
+            keys.remove(old);
+        }
+        *old = key.clone();
+        if !self.direct(&key, id) {
+            keys.insert(key, id);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.read().expect("the table lock is never poisoned").len()
     }

@@ -367,7 +367,10 @@ impl Transform {
             Role::Plain => None,
             // graph2aufs's own files while it writes them (the record, the
             // live status, the symlink to an --aufs-dir) never show.
-            Role::Own | Role::Root if b.starts_with(TMP_PREFIX) => Some(Shown::Hidden),
+            // (Nor a layer's source set aside after its copy switched.)
+            Role::Own | Role::Root | Role::Image(_) | Role::Container(_) if b.starts_with(TMP_PREFIX) => {
+                Some(Shown::Hidden)
+            }
             Role::Root if self.repositories_done() && b.starts_with(b"repositories") => None,
             Role::Root => self.root.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()),
             Role::Image(i) | Role::Container(i) => {

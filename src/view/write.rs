@@ -548,7 +548,9 @@ impl View {
             rfs::openat(dir.as_fd(), name, oflags, Mode::from_raw_mode(mode & 0o7777))?
         };
         let attr = self.new_entry(&node, &dir, name)?;
-        let (fh, backing) = self.add_file(attr.ino.0, File::from(fd), true, open_backing)?;
+        let node = self.node_io(attr.ino)?;
+        let passthrough = !self.in_transit(&node);
+        let (fh, backing) = self.add_file(attr.ino.0, File::from(fd), flags, passthrough, open_backing)?;
         Ok((attr, fh, backing))
     }
 

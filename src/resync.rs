@@ -1,0 +1,334 @@
+//! Bringing a copy of a layer up to date with its source, which the view
+//! kept changing while it was copied: every entry whose status change time
+//! is at or after the time the last pass started (any write, truncation,
+//! chmod, chown, xattr change, link or rename moves it) is copied again
+//! (to a temporary name, then renamed over the old copy: a hard link it
+//! shared in the copy is not changed with it), entries the source no longer
+//! has are removed from the copy, and everything else is checked by its
+//! metadata. A pass costs a walk of the layer and the changed data.
+//!
+//! The last pass runs with writes into the layer paused, checking every
+//! entry it copies, content included: the entries it leaves alone were
+//! checked by [`crate::copy::compare_unchanged`] before it (unchanged since,
+//! their status change times say). That pass also finds, for the inodes the
+//! view holds, their copies: the view switches to them.
+
+use crate::copy::{self, ctime, ftype, Links, Pace};
+use crate::sys::{self, at};
+use rustix::fs::{self as rfs, AtFlags, FileType, Stat};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+/// Where the copy of a source inode is: its directory, its name there, and
+/// its status.
+pub type Found = HashMap<(u64, u64), (Arc<OwnedFd>, OsString, Stat)>;
+
+/// A pass over a copy.
+pub struct Pass<'a> {
+    /// Entries changed at or after this time are copied again.
+    pub since: (i64, i64),
+    /// Check each entry copied again against its source (the last pass,
+    /// when nothing changes the source).
+    pub verify: bool,
+    /// Source inodes (device, inode number) whose copies to report.
+    pub want: &'a HashSet<(u64, u64)>,
+    pub found: Found,
+    /// Entries copied again, or removed.
+    pub changed: u64,
+    pub pace: &'a Pace,
+    /// Hard links met in this pass: source inode -> its copy's first name.
+    links: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>,
+}
+
+/// The time to give [`Pass::since`] for changes from now on: the clock the
+/// kernel stamps status changes with, less a margin for a clock set back.
+pub fn now() -> (i64, i64) {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `t` is.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
+    assert_eq!(r, 0, "CLOCK_REALTIME_COARSE is always there on Linux");
+    (t.tv_sec - MARGIN, t.tv_nsec)
+}
+
+/// Seconds [`now`] leaves for a clock set back.
+const MARGIN: i64 = 2;
+
+impl<'a> Pass<'a> {
+    pub fn new(since: (i64, i64), verify: bool, want: &'a HashSet<(u64, u64)>, pace: &'a Pace) -> Pass<'a> {
+        Pass {
+            since,
+            verify,
+            want,
+            found: Found::new(),
+            changed: 0,
+            pace,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Brings directory `dst` up to date with `src` (their own attributes
+    /// are the caller's). `true`: entries of `dst` were added, removed or
+    /// replaced (its times must be set again).
+    pub fn dir(&mut self, src: &OwnedFd, dst: &Arc<OwnedFd>) -> io::Result<bool> {
+        let a = copy::entries(src)?;
+        let b: HashMap<OsString, Stat> = copy::entries(dst)?.into_iter().collect();
+        let mut touched = false;
+        let names: HashSet<&OsString> = a.iter().map(|(n, _)| n).collect();
+        for name in b.keys().filter(|n| !names.contains(n)) {
+            sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e))?;
+            self.changed += 1;
+            touched = true;
+        }
+        for (name, s) in &a {
+            let t = self.entry(src, name, s, dst, b.get(name)).map_err(|e| at(name, e))?;
+            touched |= t;
+        }
+        Ok(touched)
+    }
+
+    /// One entry: `d` is its copy's status, if there is one.
+    fn entry(
+        &mut self,
+        src: &OwnedFd,
+        name: &OsStr,
+        s: &Stat,
+        dst: &Arc<OwnedFd>,
+        d: Option<&Stat>,
+    ) -> io::Result<bool> {
+        let ft = ftype(s);
+        let key = (s.st_dev, s.st_ino);
+        let mut touched = false;
+        // A further name of a hard-linked inode: a link to its first copy.
+        if ft != FileType::Directory && s.st_nlink > 1 {
+            if let Some((ldir, lname, lino)) = self.links.get(&key).cloned() {
+                if d.map(|d| d.st_ino) != Some(lino) {
+                    if d.is_some() {
+                        sys::remove_tree(dst.as_fd(), name)?;
+                    }
+                    rfs::linkat(ldir.as_fd(), &lname, dst.as_fd(), name, AtFlags::empty())?;
+                    self.changed += 1;
+                    touched = true;
+                }
+                self.note(key, dst, name)?;
+                return Ok(touched);
+            }
+        }
+        let changed = ctime(s) >= self.since;
+        let stale = match d {
+            None => true,
+            Some(d) if ftype(d) != ft => true,
+            Some(_) if ft == FileType::Directory => false,
+            Some(d) => changed || !same_metadata(s, d),
+        };
+        if stale {
+            self.replace(src, name, s, dst, d)?;
+            touched = true;
+        } else if ft == FileType::Directory {
+            let sub_src = sys::open_dir_required(src, name)?;
+            let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), name)?);
+            let inner = self.dir(&sub_src, &sub_dst)?;
+            let d = d.expect("not stale: the copy is there");
+            if inner || changed || !same_metadata(s, d) {
+                set_attrs_exact(src, name, s, dst, name)?;
+            }
+        }
+        if ft != FileType::Directory && s.st_nlink > 1 {
+            let st = sys::lstat(dst.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            self.links.insert(key, (dst.clone(), name.to_os_string(), st.st_ino));
+        }
+        self.note(key, dst, name)?;
+        Ok(touched)
+    }
+
+    /// Copies entry `name` again: under a temporary name, then over the
+    /// old copy `d` (a directory: removed first).
+    fn replace(
+        &mut self,
+        src: &OwnedFd,
+        name: &OsStr,
+        s: &Stat,
+        dst: &Arc<OwnedFd>,
+        d: Option<&Stat>,
+    ) -> io::Result<()> {
+        let tmp = spare_name(dst, name)?;
+        // (Hard links inside a directory copied anew to inodes met before.)
+        let mut links: Links = self
+            .links
+            .iter()
+            .map(|(k, (dir, first, _))| (*k, (dir.clone(), first.clone())))
+            .collect();
+        copy::copy_entry(src, name, s, dst, &tmp, self.pace, &mut links).inspect_err(|_| {
+            let _ = sys::remove_tree(dst.as_fd(), &tmp);
+        })?;
+        if d.is_some_and(|d| ftype(d) == FileType::Directory) || (d.is_some() && ftype(s) == FileType::Directory) {
+            sys::remove_tree(dst.as_fd(), name)?;
+        }
+        rfs::renameat(dst.as_fd(), &tmp, dst.as_fd(), name)?;
+        self.changed += 1;
+        if self.verify {
+            let d = sys::lstat(dst.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            // (Its further names are linked to it as the pass meets them.)
+            let mut s = *s;
+            s.st_nlink = d.st_nlink;
+            let s = &s;
+            let differs = match ftype(s) {
+                FileType::Directory => {
+                    let sub_src = sys::open_dir_required(src, name)?;
+                    let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
+                    copy::same_entry(src, name, s, dst, name, &d, false)?
+                        .map(str::to_string)
+                        .or(copy::compare(&sub_src, &sub_dst)?)
+                }
+                _ => copy::same_entry(src, name, s, dst, name, &d, false)?.map(str::to_string),
+            };
+            if let Some(what) = differs {
+                return Err(io::Error::other(format!(
+                    "its copy differs from it right after copying: {what}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, key: (u64, u64), dst: &Arc<OwnedFd>, name: &OsStr) -> io::Result<()> {
+        if self.want.contains(&key) {
+            if let Some(st) = sys::lstat(dst.as_fd(), name)? {
+                self.found.insert(key, (dst.clone(), name.to_os_string(), st));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a copy's metadata are still its source's (for an entry not
+/// changed since the last pass, a cheap check of what the copy kept).
+fn same_metadata(s: &Stat, d: &Stat) -> bool {
+    s.st_mode == d.st_mode
+        && s.st_uid == d.st_uid
+        && s.st_gid == d.st_gid
+        && s.st_rdev == d.st_rdev
+        && (ftype(s) == FileType::Directory || s.st_size == d.st_size)
+        && (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec)
+}
+
+/// Sets the owner, mode, times and exactly the xattrs of `name` in `src`
+/// on its copy in `dst` (xattrs the source no longer has are removed).
+pub fn set_attrs_exact(src: &OwnedFd, name: &OsStr, s: &Stat, dst: &OwnedFd, dname: &OsStr) -> io::Result<()> {
+    let want = copy::xattrs(src, name)?;
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(dst))).join(dname);
+    for (x, _) in copy::xattrs(dst, dname)? {
+        if !want.iter().any(|(w, _)| *w == x) {
+            rfs::lremovexattr(&path, &x)?;
+        }
+    }
+    copy::finish(dst, dname, s, &want)
+}
+
+/// A name in `dst` for a copy about to replace `name`: free there (and in
+/// no source listing, which never holds graph2aufs's own names... unless a
+/// hostile layer does: then another suffix).
+fn spare_name(dst: &OwnedFd, name: &OsStr) -> io::Result<OsString> {
+    for n in 0u32.. {
+        let mut t = sys::temp_name(name);
+        if n > 0 {
+            t.push(format!(".{n}"));
+        }
+        if sys::lstat(dst, &t)?.is_none() {
+            return Ok(t);
+        }
+    }
+    unreachable!("some name is free")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    fn open(p: &std::path::Path) -> OwnedFd {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rfs::openat(rfs::CWD, p, flags, Mode::empty()).unwrap()
+    }
+
+    fn sync(src: &std::path::Path, dst: &std::path::Path, since: (i64, i64), verify: bool) -> u64 {
+        let want = HashSet::new();
+        let pace = Pace::default();
+        let mut pass = Pass::new(since, verify, &want, &pace);
+        pass.dir(&open(src), &Arc::new(open(dst))).unwrap();
+        pass.changed
+    }
+
+    #[test]
+    fn a_pass_copies_what_changed_removes_what_went_and_keeps_hard_links_apart() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("d/e")).unwrap();
+        fs::write(src.join("d/e/f"), "deep").unwrap();
+        fs::write(src.join("a"), "a").unwrap();
+        fs::hard_link(src.join("a"), src.join("d/a-link")).unwrap();
+        fs::write(src.join("gone"), "x").unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        // Nothing changed since: a pass copies nothing.
+        let later = (i64::MAX, 0);
+        assert_eq!(sync(&src, &dst, later, true), 0);
+        let since = now();
+        // Changes: a file rewritten (through its hard link), a file
+        // removed, a file replaced by a directory, a new file deep down.
+        fs::write(src.join("d/a-link"), "A!").unwrap();
+        fs::remove_file(src.join("gone")).unwrap();
+        fs::create_dir(src.join("gone")).unwrap();
+        fs::write(src.join("d/e/new"), "new").unwrap();
+        fs::write(src.join("d/e/f"), "DEEP").unwrap();
+        assert!(sync(&src, &dst, since, true) >= 4);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
+        assert_eq!(fs::read(dst.join("a")).unwrap(), b"A!");
+        assert_eq!(
+            fs::metadata(dst.join("a")).unwrap().ino(),
+            fs::metadata(dst.join("d/a-link")).unwrap().ino()
+        );
+        // A hard link broken in the source is broken in the copy.
+        let since = now();
+        fs::remove_file(src.join("d/a-link")).unwrap();
+        fs::write(src.join("d/a-link"), "apart").unwrap();
+        sync(&src, &dst, since, true);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
+        assert_eq!(fs::read(dst.join("a")).unwrap(), b"A!");
+        assert_eq!(fs::read(dst.join("d/a-link")).unwrap(), b"apart");
+    }
+
+    #[test]
+    fn an_unchanged_entry_whose_copy_differs_is_found_by_the_comparison_of_what_did_not_change() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("f"), "one").unwrap();
+        fs::write(src.join("g"), "two").unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        // (The time itself, without the margin `now` leaves.)
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let since = (now().0 + MARGIN, now().1);
+        // A change in the source is left out (a later pass copies it)...
+        fs::write(src.join("g"), "TWO").unwrap();
+        assert_eq!(copy::compare_unchanged(&open(&src), &open(&dst), since).unwrap(), None);
+        // ...a copy gone bad behind an unchanged source is not (same size
+        // and times: only the content tells).
+        let m = fs::metadata(dst.join("f")).unwrap();
+        fs::write(dst.join("f"), "ONE").unwrap();
+        let times = fs::FileTimes::new().set_modified(m.modified().unwrap());
+        fs::File::options()
+            .write(true)
+            .open(dst.join("f"))
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        let d = copy::compare_unchanged(&open(&src), &open(&dst), since).unwrap();
+        assert_eq!(d.as_deref(), Some("f: the contents differ"));
+    }
+}
