@@ -276,9 +276,22 @@ fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -
             }
             links.insert((st.st_dev, st.st_ino), (dst.clone(), name.clone()));
         }
-        copy_entry(src, &name, &st, dst, &name, pace, links).map_err(|e| at(&name, e))?;
+        match copy_entry(src, &name, &st, dst, &name, pace, links) {
+            // Removed from the source while copied (under a live view): left
+            // out, as if listed a moment later (a later pass, or the
+            // comparison, sees to the rest).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(src, &name)? => {
+                sys::remove_tree(dst.as_fd(), &name).map_err(|e| at(&name, e))?;
+            }
+            r => r.map_err(|e| at(&name, e))?,
+        }
     }
     Ok(())
+}
+
+/// Whether `name` is in `dir`.
+pub(crate) fn exists(dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
+    Ok(sys::lstat(dir, name)?.is_some())
 }
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
@@ -426,21 +439,37 @@ fn compare_dir(
             continue;
         }
         at.push(name);
-        if !changed(s) {
-            if let Some(what) = same_entry(src, name, s, dst, name, d, check.remains).map_err(|e| here_err(at, e))? {
-                return Ok(Some(format!("{}: {what}", shown(at))));
-            }
+        // (A change made while it was compared shows in its status change
+        // time since: not a difference of the copy.)
+        let changed_since =
+            || check.since.is_some() && sys::lstat(src, name).is_ok_and(|st| st.as_ref().is_none_or(changed));
+        let own = match changed(s) {
+            true => Ok(None),
+            false => same_entry(src, name, s, dst, name, d, check.remains),
+        };
+        let own = match own {
+            Ok(Some(_)) | Err(_) if changed_since() => Ok(None),
+            r => r,
+        };
+        if let Some(what) = own.map_err(|e| here_err(at, e))? {
+            return Ok(Some(format!("{}: {what}", shown(at))));
         }
         if dir {
-            let subs = sys::open_dir_required(src, name).and_then(|x| Ok((x, sys::open_dir_required(dst, name)?)));
-            let (x, y) = subs.map_err(|e| here_err(at, e))?;
-            let r = compare_dir(&x, &y, at, links, check)?;
+            let subs = match sys::open_dir_required(src, name).and_then(|x| Ok((x, sys::open_dir_required(dst, name)?)))
+            {
+                Err(_) if changed_since() => {
+                    at.pop();
+                    continue;
+                }
+                r => r.map_err(|e| here_err(at, e))?,
+            };
+            let r = compare_dir(&subs.0, &subs.1, at, links, check)?;
             if r.is_some() {
                 return Ok(r);
             }
         } else if s.st_nlink > 1 {
             let pair = *links.entry((s.st_dev, s.st_ino)).or_insert((d.st_dev, d.st_ino));
-            if pair != (d.st_dev, d.st_ino) {
+            if pair != (d.st_dev, d.st_ino) && !changed_since() {
                 return Ok(Some(format!("{}: a hard link is not one in the copy", shown(at))));
             }
         }

@@ -43,18 +43,48 @@ pub struct Pass<'a> {
     links: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>,
 }
 
-/// The time to give [`Pass::since`] for changes from now on: the clock the
-/// kernel stamps status changes with, less a margin for a clock set back.
-pub fn now() -> (i64, i64) {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which `t` is.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
-    assert_eq!(r, 0, "CLOCK_REALTIME_COARSE is always there on Linux");
-    (t.tv_sec - MARGIN, t.tv_nsec)
+/// A moment, to find the changes made since: the clock the kernel stamps
+/// status changes with then, and how far the wall clock was from a clock
+/// nobody sets (so that a wall clock set back since is noticed).
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    time: i128,
+    offset: i128,
 }
 
-/// Seconds [`now`] leaves for a clock set back.
-const MARGIN: i64 = 2;
+fn clock(id: libc::clockid_t) -> i128 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `t` is.
+    let r = unsafe { libc::clock_gettime(id, &mut t) };
+    assert_eq!(r, 0, "the clocks used are always there on Linux");
+    t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+}
+
+fn offset() -> i128 {
+    clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC)
+}
+
+/// Now.
+pub fn stamp() -> Stamp {
+    Stamp {
+        time: clock(libc::CLOCK_REALTIME_COARSE),
+        offset: offset(),
+    }
+}
+
+impl Stamp {
+    /// The status change time at or after which an entry changed after
+    /// this moment: its time, earlier by as much as the wall clock has been
+    /// set back since (and by a few milliseconds for rounding).
+    pub fn since(&self) -> (i64, i64) {
+        let back = (self.offset - offset()).max(0);
+        let t = self.time - back - 10_000_000;
+        (
+            (t.div_euclid(1_000_000_000)) as i64,
+            (t.rem_euclid(1_000_000_000)) as i64,
+        )
+    }
+}
 
 impl<'a> Pass<'a> {
     pub fn new(since: (i64, i64), verify: bool, want: &'a HashSet<(u64, u64)>, pace: &'a Pace) -> Pass<'a> {
@@ -83,8 +113,15 @@ impl<'a> Pass<'a> {
             touched = true;
         }
         for (name, s) in &a {
-            let t = self.entry(src, name, s, dst, b.get(name)).map_err(|e| at(name, e))?;
-            touched |= t;
+            match self.entry(src, name, s, dst, b.get(name)) {
+                Ok(t) => touched |= t,
+                // Removed meanwhile (changes are not paused): the next
+                // pass sees to it.
+                Err(e) if !self.verify && e.kind() == io::ErrorKind::NotFound && !copy::exists(src, name)? => {
+                    self.changed += 1;
+                }
+                Err(e) => return Err(at(name, e)),
+            }
         }
         Ok(touched)
     }
@@ -275,9 +312,9 @@ mod tests {
         fs::create_dir(&dst).unwrap();
         copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
         // Nothing changed since: a pass copies nothing.
-        let later = (i64::MAX, 0);
-        assert_eq!(sync(&src, &dst, later, true), 0);
-        let since = now();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(sync(&src, &dst, stamp().since(), true), 0);
+        let since = stamp().since();
         // Changes: a file rewritten (through its hard link), a file
         // removed, a file replaced by a directory, a new file deep down.
         fs::write(src.join("d/a-link"), "A!").unwrap();
@@ -293,7 +330,7 @@ mod tests {
             fs::metadata(dst.join("d/a-link")).unwrap().ino()
         );
         // A hard link broken in the source is broken in the copy.
-        let since = now();
+        let since = stamp().since();
         fs::remove_file(src.join("d/a-link")).unwrap();
         fs::write(src.join("d/a-link"), "apart").unwrap();
         sync(&src, &dst, since, true);
@@ -311,9 +348,8 @@ mod tests {
         fs::write(src.join("g"), "two").unwrap();
         fs::create_dir(&dst).unwrap();
         copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
-        // (The time itself, without the margin `now` leaves.)
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let since = (now().0 + MARGIN, now().1);
+        let since = stamp().since();
         // A change in the source is left out (a later pass copies it)...
         fs::write(src.join("g"), "TWO").unwrap();
         assert_eq!(copy::compare_unchanged(&open(&src), &open(&dst), since).unwrap(), None);

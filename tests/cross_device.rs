@@ -3,7 +3,11 @@
 //! no space on the destination stops cleanly and a second run after space
 //! is freed finishes; a run killed at any step of a copy loses nothing and
 //! a second run finishes; under the read-write view the copy runs in the
-//! background, shows its progress, and takes in the writes made meanwhile.
+//! background, shows its progress, and takes in the writes made meanwhile;
+//! files open in the layer stay open across its switch to the copy (same
+//! inode numbers, their writes kept), the switch waits for files opened
+//! with kernel passthrough before the copy began, and writers busy in the
+//! layer all through see no error and lose nothing.
 
 mod common;
 use common::*;
@@ -268,17 +272,8 @@ fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_ma
         return;
     }
     let f = Fixture::new(&opts(24, 6, 2, 20), 8);
-    let space = TmpFs::new(256);
-    let aufs = BindAt::new(space.path(), &f.root.join("aufs"));
+    let (aufs, view) = copying_view(&f, &[]);
     let big = f.summary.images[0].clone();
-    let mut cmd = Command::new(bin());
-    // Throttled: the copy of the 8 MiB layer takes a few seconds.
-    cmd.arg("mount")
-        .arg(&f.root)
-        .arg(&f.root)
-        .arg("--foreground")
-        .args(["--copy-rate", "2M"]);
-    let view = Mount::start_command(cmd, &f.root, BOUND);
     let status = || -> Value {
         run_command(
             g2a(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
@@ -289,18 +284,11 @@ fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_ma
     // The copy shows in status, with its progress.
     let deadline = Instant::now() + Duration::from_secs(30);
     let copying = loop {
-        let s = status();
-        let it = s["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["id"] == big.as_str())
-            .cloned()
-            .unwrap();
+        let it = item_status(&f.root, &big);
         if it["state"] == "copying" && it["copy"]["total_bytes"].as_u64().unwrap_or(0) > 0 {
             break it;
         }
-        assert!(Instant::now() < deadline, "never seen copying: {s}");
+        assert!(Instant::now() < deadline, "never seen copying: {it}");
         thread::sleep(Duration::from_millis(50));
     };
     assert!(copying["copy"]["total_bytes"].as_u64().unwrap() >= 8 << 20, "{copying}");
@@ -376,6 +364,276 @@ fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_ma
         })
     };
     assert_same(&strip(want), &strip(got), "aufs/diff after the live copy");
+    drop(aufs);
+}
+
+/// A read-write view of `f`'s root whose `aufs/` is a tmpfs: its layers
+/// are copied there, throttled (the 8 MiB layer takes a few seconds).
+/// (Declared before the view, the file systems are unmounted after it.)
+fn copying_view(f: &Fixture, env: &[(&str, &str)]) -> ((BindAt, TmpFs), Mount) {
+    let space = TmpFs::new(256);
+    let aufs = BindAt::new(space.path(), &f.root.join("aufs"));
+    let mut cmd = Command::new(bin());
+    cmd.arg("mount")
+        .arg(&f.root)
+        .arg(&f.root)
+        .arg("--foreground")
+        .args(["--copy-rate", "2M"])
+        .envs(env.iter().copied());
+    ((aufs, space), Mount::start_command(cmd, &f.root, BOUND))
+}
+
+/// `status --json` of item `id` of ROOT.
+fn item_status(root: &Path, id: &str) -> Value {
+    let s = run_command(
+        g2a(["status".as_ref(), root.as_os_str(), "--json".as_ref()]),
+        RUN_TIMEOUT,
+    )
+    .json();
+    s["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not in status: {s}"))
+}
+
+#[test]
+fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::MetadataExt;
+    if !require_root_and_fuse("files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy") {
+        return;
+    }
+    let f = Fixture::new(&opts(26, 4, 1, 10), 8);
+    let (aufs, view) = copying_view(&f, &[("GRAPH2AUFS_ITEM_DELAY_MS", "300"), ("RUST_LOG", "info")]);
+    let big = f.summary.images[0].clone();
+    let layer = f.root.join("aufs/diff").join(&big);
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let (p, t) = (e.as_ref().unwrap().path(), e.unwrap().file_type().unwrap());
+            if t.is_dir() {
+                files(&p, out);
+            } else if t.is_file() && p.file_name().unwrap() != "big.bin" {
+                out.push(p);
+            }
+        }
+    }
+    let mut existing = Vec::new();
+    files(&layer, &mut existing);
+    assert!(existing.len() >= 2, "files to open in {}", layer.display());
+    // Opened before the copy begins: with kernel passthrough, where the
+    // kernel has it (the switch then waits for it to close).
+    let early = fs::File::open(&existing[0]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while item_status(&f.root, &big)["state"] != "copying" {
+        assert!(Instant::now() < deadline, "never copying:\n{}", view.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Opened while it is copied: a file written all along, one read, and
+    // the layer's directory itself.
+    let mut held = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(layer.join("held.log"))
+        .unwrap();
+    let ino = held.metadata().unwrap().ino();
+    let mut reader = fs::File::open(&existing[1]).unwrap();
+    let want_read = fs::read(
+        f.reference
+            .join("aufs/diff")
+            .join(existing[1].strip_prefix(f.root.join("aufs/diff")).unwrap()),
+    );
+    let dir = fs::File::open(&layer).unwrap();
+    let mut lines = String::new();
+    let mut line = 0;
+    let mut write_line = |held: &mut fs::File, lines: &mut String| {
+        let l = format!("line {line}\n");
+        line += 1;
+        held.write_all(l.as_bytes()).unwrap();
+        lines.push_str(&l);
+    };
+    let passthrough = view.log().contains("kernel FUSE passthrough enabled");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut early = Some(early);
+    let mut waited_for_early = false;
+    loop {
+        write_line(&mut held, &mut lines);
+        let st = item_status(&f.root, &big);
+        if st["state"] == "registered" {
+            break;
+        }
+        if st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("opened before the copy"))
+        {
+            // The switch waits for the file opened with passthrough.
+            waited_for_early = true;
+            early = None;
+        }
+        assert!(Instant::now() < deadline, "never switched: {st}\n{}", view.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    drop(early);
+    if passthrough {
+        assert!(
+            waited_for_early,
+            "the switch did not wait for the file open with passthrough"
+        );
+    } else {
+        loud("no kernel FUSE passthrough here: the wait for a passthrough open is not tested");
+    }
+    // Switched: the same files, the same inode numbers, the writes go on.
+    write_line(&mut held, &mut lines);
+    assert_eq!(
+        held.metadata().unwrap().ino(),
+        ino,
+        "the open file's inode number changed"
+    );
+    held.rewind().unwrap();
+    let mut got = String::new();
+    held.read_to_string(&mut got).unwrap();
+    assert_eq!(got, lines, "what the open file holds after the switch");
+    let mut read = Vec::new();
+    reader.read_to_end(&mut read).unwrap();
+    assert_eq!(
+        Some(&read),
+        want_read.as_ref().ok(),
+        "read through a file opened before the switch"
+    );
+    assert!(dir.metadata().unwrap().is_dir());
+    fs::write(layer.join("after-switch"), b"after").unwrap();
+    let log = view.log();
+    let switched = log
+        .lines()
+        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{big}/")));
+    loud(switched.unwrap_or_else(|| panic!("no switch in the log:\n{log}")));
+    drop((held, reader, dir));
+    view.unmount();
+    // On the other file system: everything written; the source gone.
+    let copy = f.root.join("aufs/diff").join(&big);
+    assert_eq!(fs::read_to_string(copy.join("held.log")).unwrap(), lines);
+    assert_eq!(fs::read(copy.join("after-switch")).unwrap(), b"after");
+    assert_ne!(
+        fs::metadata(&copy).unwrap().dev(),
+        fs::metadata(f.root.join("graph")).unwrap().dev(),
+        "the layer is on the other file system"
+    );
+    let legacy: Vec<_> = fs::read_dir(f.root.join("graph").join(&big))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !legacy
+            .iter()
+            .any(|n| n == "layer" || n.to_string_lossy().starts_with(".graph2aufs")),
+        "the source is left: {legacy:?}"
+    );
+    drop(aufs);
+}
+
+#[test]
+fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing() {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if !require_root_and_fuse("writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing") {
+        return;
+    }
+    let f = Fixture::new(&opts(27, 4, 1, 10), 8);
+    let (aufs, view) = copying_view(&f, &[("RUST_LOG", "info")]);
+    let big = f.summary.images[0].clone();
+    let layer = f.root.join("aufs/diff").join(&big);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while item_status(&f.root, &big)["state"] != "copying" {
+        assert!(Instant::now() < deadline, "never copying:\n{}", view.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Each writer works in a directory of its own and keeps what it expects
+    // there: files created, rewritten, renamed, removed; a log appended to
+    // through one handle all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|k| {
+            let (dir, stop) = (layer.join(format!("writer-{k}")), stop.clone());
+            thread::spawn(move || {
+                fs::create_dir(&dir).unwrap();
+                let mut model: BTreeMap<String, String> = BTreeMap::new();
+                let mut log = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("log"))
+                    .unwrap();
+                let mut logged = String::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) || n < 20 {
+                    let name = format!("f{n}");
+                    let body = format!("{k}:{n}:").repeat(1 + (n as usize % 50));
+                    fs::write(dir.join(&name), &body).unwrap_or_else(|e| panic!("writer {k}: writing {name}: {e}"));
+                    model.insert(name, body);
+                    if n % 3 == 2 {
+                        let (from, to) = (format!("f{}", n - 1), format!("g{}", n - 1));
+                        fs::rename(dir.join(&from), dir.join(&to))
+                            .unwrap_or_else(|e| panic!("writer {k}: {from}: {e}"));
+                        let b = model.remove(&from).unwrap();
+                        model.insert(to, b);
+                    }
+                    if n % 5 == 4 {
+                        let gone = format!("f{}", n - 2);
+                        if model.remove(&gone).is_some() {
+                            fs::remove_file(dir.join(&gone)).unwrap_or_else(|e| panic!("writer {k}: {gone}: {e}"));
+                        }
+                    }
+                    let line = format!("{n}\n");
+                    log.write_all(line.as_bytes())
+                        .unwrap_or_else(|e| panic!("writer {k}: the log: {e}"));
+                    logged.push_str(&line);
+                    n += 1;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                model.insert("log".into(), logged);
+                (k, model, n)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while item_status(&f.root, &big)["state"] != "registered" {
+        assert!(Instant::now() < deadline, "never switched:\n{}", view.log());
+        assert!(writers.iter().all(|w| !w.is_finished()), "a writer failed");
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let models: Vec<_> = writers
+        .into_iter()
+        .map(|w| w.join().expect("a writer failed"))
+        .collect();
+    let log = view.log();
+    let switched = log
+        .lines()
+        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{big}/")));
+    loud(switched.unwrap_or_else(|| panic!("no switch in the log:\n{log}")));
+    view.unmount();
+    for (k, model, n) in models {
+        let dir = f.root.join("aufs/diff").join(&big).join(format!("writer-{k}"));
+        let on_disk: BTreeMap<String, String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            on_disk == model,
+            "writer {k} ({n} rounds): what is on the disk differs from what it wrote"
+        );
+    }
     drop(aufs);
 }
 

@@ -928,6 +928,7 @@ impl CopyJob {
     /// by [`CopyJob::drop_set_aside`] (or by the next run:
     /// [`Engine::drop_set_aside_sources`]).
     pub fn set_aside(&self) -> io::Result<()> {
+        self.faults.step()?;
         let aside = sys::temp_name(OsStr::new(self.leaf));
         sys::rename_noreplace(&self.parent, self.leaf, &self.parent, &aside)
             .and_then(|()| sys::fsync_dir(self.parent.as_fd()))
@@ -936,6 +937,7 @@ impl CopyJob {
 
     /// Removes the source set aside by [`CopyJob::set_aside`].
     pub fn drop_set_aside(&self) -> io::Result<()> {
+        self.faults.step()?;
         let aside = sys::temp_name(OsStr::new(self.leaf));
         sys::remove_tree(&self.parent, &aside).map_err(|e| {
             io::Error::new(

@@ -395,20 +395,20 @@ impl Migrator {
         use crate::resync::{self, Pass};
         let it = &self.transform.plan.items[i];
         let none = std::collections::HashSet::new();
-        let mut since = resync::now();
+        let mut stamp = resync::stamp();
         job.run()?;
         let mut wait = Duration::from_millis(200);
         loop {
             // Catch up with the changes made meanwhile, outside any pause.
             for _ in 0..3 {
-                let t = resync::now();
-                let pass = job.resync(Pass::new(since, false, &none, &job.pace))?;
-                since = t;
+                let next = resync::stamp();
+                let pass = job.resync(Pass::new(stamp.since(), false, &none, &job.pace))?;
+                stamp = next;
                 if pass.changed == 0 {
                     break;
                 }
             }
-            let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, since)
+            let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, stamp.since())
                 .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
             if let Some(d) = checked {
                 return Err(other(format!(
@@ -447,7 +447,7 @@ impl Migrator {
                     Key::Child(..) => None,
                 })
                 .collect();
-            let pass = job.resync(Pass::new(since, true, &want, &job.pace))?;
+            let pass = job.resync(Pass::new(stamp.since(), true, &want, &job.pace))?;
             let top = sys::lstat(job.parent(), it.legacy_leaf())?
                 .map(|st| (st.st_dev, st.st_ino))
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
