@@ -28,7 +28,8 @@ pub struct Pace {
     pub done: AtomicU64,
     /// Stop as soon as possible (the copy then fails with `Interrupted`).
     pub stop: AtomicBool,
-    started: std::sync::OnceLock<Instant>,
+    /// When the copy under way began (its first byte).
+    started: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Pace {
@@ -39,11 +40,22 @@ impl Pace {
         }
     }
 
+    /// A new copy begins: nothing done yet (its rate counts from its own
+    /// first byte).
+    pub fn restart(&self) {
+        self.done.store(0, Ordering::Relaxed);
+        *self.started.lock().expect("never poisoned") = None;
+    }
+
     fn account(&self, n: u64) -> io::Result<()> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped"));
         }
-        let start = *self.started.get_or_init(Instant::now);
+        let start = *self
+            .started
+            .lock()
+            .expect("never poisoned")
+            .get_or_insert_with(Instant::now);
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if self.rate > 0 {
             let due = Duration::from_secs_f64(done as f64 / self.rate as f64);

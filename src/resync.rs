@@ -190,7 +190,7 @@ impl<'a> Pass<'a> {
         dst: &Arc<OwnedFd>,
         d: Option<&Stat>,
     ) -> io::Result<()> {
-        let tmp = spare_name(dst, name)?;
+        let tmp = spare_name(dst)?;
         // (Hard links inside a directory copied anew to inodes met before.)
         let mut links: Links = self
             .links
@@ -205,6 +205,12 @@ impl<'a> Pass<'a> {
         }
         rfs::renameat(dst.as_fd(), &tmp, dst.as_fd(), name)?;
         self.changed += 1;
+        if ftype(s) == FileType::Directory && !self.want.is_empty() {
+            // The copies of the inodes below, for the view.
+            let sub_src = sys::open_dir_required(src, name)?;
+            let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), name)?);
+            self.note_tree(&sub_src, &sub_dst)?;
+        }
         if self.verify {
             let d = sys::lstat(dst.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
             // (Its further names are linked to it as the pass meets them.)
@@ -225,6 +231,20 @@ impl<'a> Pass<'a> {
                 return Err(io::Error::other(format!(
                     "its copy differs from it right after copying: {what}"
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Pass::note`] of everything below directory `src`, just copied
+    /// whole to `dst`.
+    fn note_tree(&mut self, src: &OwnedFd, dst: &Arc<OwnedFd>) -> io::Result<()> {
+        for (name, s) in copy::entries(src)? {
+            self.note((s.st_dev, s.st_ino), dst, &name)?;
+            if ftype(&s) == FileType::Directory {
+                let sub_src = sys::open_dir_required(src, &name)?;
+                let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name)?);
+                self.note_tree(&sub_src, &sub_dst)?;
             }
         }
         Ok(())
@@ -264,15 +284,11 @@ pub fn set_attrs_exact(src: &OwnedFd, name: &OsStr, s: &Stat, dst: &OwnedFd, dna
     copy::finish(dst, dname, s, &want)
 }
 
-/// A name in `dst` for a copy about to replace `name`: free there (and in
-/// no source listing, which never holds graph2aufs's own names... unless a
-/// hostile layer does: then another suffix).
-fn spare_name(dst: &OwnedFd, name: &OsStr) -> io::Result<OsString> {
+/// A name in `dst` for a copy about to replace an entry: free there (the
+/// entry's own name may be as long as a name can be: not derived from it).
+fn spare_name(dst: &OwnedFd) -> io::Result<OsString> {
     for n in 0u32.. {
-        let mut t = sys::temp_name(name);
-        if n > 0 {
-            t.push(format!(".{n}"));
-        }
+        let t = OsString::from(format!(".graph2aufs-tmp-resync.{n}"));
         if sys::lstat(dst, &t)?.is_none() {
             return Ok(t);
         }
@@ -337,6 +353,39 @@ mod tests {
         assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
         assert_eq!(fs::read(dst.join("a")).unwrap(), b"A!");
         assert_eq!(fs::read(dst.join("d/a-link")).unwrap(), b"apart");
+    }
+
+    #[test]
+    fn a_pass_finds_the_copies_of_inodes_wanted_also_below_a_directory_copied_anew() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("a/b")).unwrap();
+        fs::write(src.join("a/b/f"), "f").unwrap();
+        fs::write(src.join("g"), "g").unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let since = stamp().since();
+        // A directory renamed: its copy is made anew under the new name.
+        fs::rename(src.join("a"), src.join("moved")).unwrap();
+        let key = |p: &str| {
+            let m = fs::symlink_metadata(src.join(p)).unwrap();
+            (m.dev(), m.ino())
+        };
+        let want: HashSet<(u64, u64)> = ["moved", "moved/b", "moved/b/f", "g"].map(key).into();
+        let pace = Pace::default();
+        let mut pass = Pass::new(since, true, &want, &pace);
+        pass.dir(&open(&src), &Arc::new(open(&dst))).unwrap();
+        let mut got: Vec<String> = pass
+            .found
+            .values()
+            .map(|(_, name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["b", "f", "g", "moved"]);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
+        // Each is the copy of its source, by content.
+        let (dir, name, _) = &pass.found[&key("moved/b/f")];
+        assert_eq!(sys::read_file(dir.as_ref(), name, 16).unwrap(), b"f");
     }
 
     #[test]

@@ -17,8 +17,9 @@
 //!    groups, xattrs, mtimes), through the view and on the disk. Run inside
 //!    a legacy-backed layer (still at `graph/<id>/layer`), a migrated one, a
 //!    synthesized init layer (the first change migrates it), a layer the
-//!    background migration moves mid-sequence, and as an unprivileged user
-//!    after root mixed owners and modes. Every run prints its seed;
+//!    background migration moves mid-sequence, a layer copied to another
+//!    file system and switched to its copy mid-sequence, and as an
+//!    unprivileged user after root mixed owners and modes. Every run prints its seed;
 //!    `TRUST_RW_SEED=N` replays it, `TRUST_RW_KEEP_GOING=1` prints every
 //!    difference instead of stopping at the first, `TRUST_RW_VERBOSE=1`
 //!    counts operations and errnos, `TRUST_RW_SERVER_LOG=debug` logs every
@@ -53,6 +54,7 @@ mod posix;
 mod scene;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use differ::{seed, Differ};
@@ -242,6 +244,77 @@ fn differential_in_a_layer_that_the_background_migration_moves_meanwhile() {
     );
     report(test, &d, &format!("; the layer moved after operation {moved_at}"));
     assert!(moved_at >= 50, "too few operations before the move ({moved_at})");
+}
+
+#[test]
+fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile() {
+    let test = "differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let scene = Scene::new(&options(25, 14, 2));
+    // `aufs/` on a file system of its own, of the native side's kind (ext4:
+    // fallocate modes differ between kinds): layers are copied, and
+    // switched. (Declared before the view: unmounted after it.)
+    let space = LoopFs::new(2048, "ext4");
+    let aufs = BindAt::new(space.path(), &scene.root.join("aufs"));
+    let id = scene.summary.images[9].clone();
+    let legacy = scene.root.join("graph").join(&id).join("layer");
+    // A copy that takes a while (2 MiB at 1 MiB/s): operations run while
+    // the layer is in transit, and after it switched.
+    fs::write(legacy.join("ballast"), vec![7u8; 2 << 20]).unwrap();
+    let view = scene.mount_with(&["--copy-rate", "1M"], &[("GRAPH2AUFS_ITEM_DELAY_MS", "40")]);
+    let layer = scene.mp.join("aufs/diff").join(&id);
+    let mut d = differ_over(test, 5, &scene, &layer);
+    d.compare_trees(&scene.dir.path().join("native"), &layer, "the native copy");
+    assert!(
+        fs::symlink_metadata(&legacy).is_ok(),
+        "the layer switched before the first operation: start it later in the order"
+    );
+    let (mut copying_at, mut switched_at) = (None, None);
+    while switched_at.is_none_or(|m| d.tally.ops < m + OPS) {
+        d.step();
+        if switched_at.is_none() && d.tally.ops % 8 == 0 {
+            if copying_at.is_none() && scene.state(&id) == "copying" {
+                copying_at = Some(d.tally.ops);
+            }
+            if fs::symlink_metadata(&legacy).is_err() {
+                switched_at = Some(d.tally.ops);
+            }
+        }
+        assert!(
+            d.tally.ops < 40 * OPS,
+            "the layer never switched during {} operations:\n{}",
+            d.tally.ops,
+            view.log()
+        );
+    }
+    let (copying_at, switched_at) = (copying_at.expect("seen copying"), switched_at.expect("set above"));
+    d.release();
+    let native = scene.dir.path().join("native");
+    d.compare_trees(&native, &layer, "through the view");
+    scene.wait_finished(&view);
+    d.compare_trees(&native, &layer, "through the view once every item migrated");
+    let log = view.log();
+    view.unmount();
+    let on_disk = scene.root.join("aufs/diff").join(&id);
+    d.compare_trees(&native, &on_disk, "aufs/diff/<id> on the disk after unmounting");
+    assert_ne!(
+        fs::metadata(&on_disk).unwrap().dev(),
+        fs::metadata(scene.root.join("graph")).unwrap().dev(),
+        "the layer is on the other file system"
+    );
+    let switch = log
+        .lines()
+        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{id}/")))
+        .unwrap_or_else(|| panic!("no switch of {id} in the log:\n{log}"));
+    report(
+        test,
+        &d,
+        &format!("; in transit from operation {copying_at}, switched by {switched_at}: {switch}"),
+    );
+    assert!(switched_at >= copying_at + 16, "too few operations while in transit");
+    drop(aufs);
 }
 
 // ---------------------------------------------------------------------------

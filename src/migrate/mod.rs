@@ -463,6 +463,15 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// Whether items of `kind` are copied to `aufs/diff` (their legacy
+    /// directory is another mount).
+    pub fn copies_across(&self, kind: ItemKind) -> bool {
+        let (Ok(legacy), Some(diff)) = (self.legacy_dir(kind), &self.dirs.diff) else {
+            return false;
+        };
+        matches!((sys::mount_id(legacy), sys::mount_id(diff)), (Ok(a), Ok(b)) if a != b)
+    }
+
     /// A copy job for an item whose data is still in its legacy place, on
     /// another file system (mount) than `aufs/diff`; `None` if a rename
     /// moves it. Fails, changing nothing, when the destination lacks the
@@ -508,7 +517,7 @@ impl<'r> Engine<'r> {
             ));
         }
         self.copy_total.store(need.data, std::sync::atomic::Ordering::Relaxed);
-        self.pace.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.pace.restart();
         Ok(CopyJob {
             parent,
             leaf: it.legacy_leaf(),

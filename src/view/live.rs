@@ -9,13 +9,12 @@ use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
 use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
 use crate::names::escape_os;
-use crate::plan::State;
+use crate::plan::{ItemKind, State};
 use crate::report::{Document, LiveState};
 use crate::root::Root;
 use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -59,10 +58,11 @@ pub struct Migrator {
     notifier: Mutex<Option<fuser::Notifier>>,
     /// The copy under way: item, pace, bytes in all, when it started.
     copying: Mutex<Option<Copying>>,
-    /// The layer being copied to another file system (`usize::MAX`: none):
-    /// its files open without kernel passthrough, so that their opens can
-    /// switch to the copy.
-    transit: AtomicUsize,
+    /// The layers to be copied to another file system, until they switch:
+    /// their files open without kernel passthrough (from the start, so that
+    /// no open made before its copy began holds up the switch), so that
+    /// their opens can switch to the copy.
+    transit: Vec<AtomicBool>,
     /// Changes (and lookups) inside layer `i`'s data hold
     /// `pauses[i % PAUSES]` for reading; its copy switches holding it for
     /// writing: a brief pause of that layer's changes only.
@@ -88,9 +88,10 @@ impl Migrator {
         self.switch.read().expect("never poisoned")
     }
 
-    /// Whether layer `i` is being copied to another file system.
+    /// Whether layer `i` is to be copied to another file system (and has
+    /// not switched yet).
     pub fn in_transit(&self, i: usize) -> bool {
-        self.transit.load(Ordering::SeqCst) == i
+        self.transit.get(i).is_some_and(|t| t.load(Ordering::SeqCst))
     }
 
     /// Holds off the switch of the layers `layers` to their copies while a
@@ -114,6 +115,13 @@ impl Migrator {
         mountpoint: &std::path::Path,
     ) -> Migrator {
         let results = ItemResult::of_plan(&transform.plan);
+        let across = [ItemKind::Image, ItemKind::Container].map(|k| engine.copies_across(k));
+        let transit = (transform.plan.items.iter().enumerate())
+            .map(|(i, it)| {
+                let across = across[(it.kind == ItemKind::Container) as usize];
+                AtomicBool::new(across && !it.blocked() && transform.progress(i) < Progress::Done)
+            })
+            .collect();
         Migrator {
             root,
             engine: Mutex::new(engine),
@@ -134,7 +142,7 @@ impl Migrator {
             switch: std::sync::RwLock::new(()),
             notifier: Mutex::new(None),
             copying: Mutex::new(None),
-            transit: AtomicUsize::new(usize::MAX),
+            transit,
             pauses: Default::default(),
             files,
         }
@@ -356,24 +364,25 @@ impl Migrator {
                     *self.copying.lock().expect("never poisoned") = Some((i, job.pace.clone(), total, Instant::now()));
                     job
                 }
-                None => return Ok(false),
+                None => {
+                    // Moved by a rename instead (a busy layer, retried later).
+                    self.transit[i].store(false, Ordering::SeqCst);
+                    return Ok(false);
+                }
             }
         };
-        self.transit.store(i, Ordering::SeqCst);
         self.set_result(i, State::Copying, None);
         self.write_status();
         let result = self.copy_and_switch(i, &job);
-        self.transit.store(usize::MAX, Ordering::SeqCst);
         *self.copying.lock().expect("never poisoned") = None;
         match result {
-            Ok(true) => {
+            Ok(aside) => {
                 // The view serves the copy: the source, set aside, goes.
-                if let Err(e) = job.drop_set_aside() {
+                if let Some(Err(e)) = aside.then(|| job.drop_set_aside()) {
                     log::warn!("{e}; the next run removes it");
                 }
                 Ok(true)
             }
-            Ok(false) => unreachable!("a switch either happens or fails"),
             Err(e) => {
                 job.discard();
                 Err(e)
@@ -387,100 +396,86 @@ impl Migrator {
     /// entry not changed since against its source; then, with changes to
     /// the layer (and lookups into it) paused, a last pass that copies and
     /// checks what changed since, the copy made durable and put in place,
-    /// and every node and open file of the layer switched to its copy (same
-    /// node ids: the kernel sees no change). Files of the layer open with
-    /// kernel passthrough (opened before the copy began) cannot switch: the
-    /// switch waits for them to close.
+    /// every node and open file of the layer switched to its copy (same
+    /// node ids: the kernel sees no change), and the source set aside
+    /// (`true`; `false`: it could not be, and stays where it was).
     fn copy_and_switch(&self, i: usize, job: &crate::migrate::CopyJob) -> io::Result<bool> {
         use crate::resync::{self, Pass};
         let it = &self.transform.plan.items[i];
         let none = std::collections::HashSet::new();
         let mut stamp = resync::stamp();
         job.run()?;
-        let mut wait = Duration::from_millis(200);
-        loop {
-            // Catch up with the changes made meanwhile, outside any pause.
-            for _ in 0..3 {
-                let next = resync::stamp();
-                let pass = job.resync(Pass::new(stamp.since(), false, &none, &job.pace))?;
-                stamp = next;
-                if pass.changed == 0 {
-                    break;
-                }
+        // Catch up with the changes made meanwhile, outside any pause.
+        for _ in 0..3 {
+            let next = resync::stamp();
+            let pass = job.resync(Pass::new(stamp.since(), false, &none, &job.pace))?;
+            stamp = next;
+            if pass.changed == 0 {
+                break;
             }
-            let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, stamp.since())
-                .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
-            if let Some(d) = checked {
-                return Err(other(format!(
-                    "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
-                    it.legacy_path()
-                )));
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
-            }
-            let held = self.passthrough_held(i);
-            if held > 0 {
-                self.set_result(
-                    i,
-                    State::Copying,
-                    Some(format!(
-                        "copied; switching once {held} file(s) of the layer opened before the copy are closed"
-                    )),
-                );
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(10));
-                continue;
-            }
-            let _changes = self.pauses[i % PAUSES].write().expect("never poisoned");
-            let _lookups = self.switch.write().expect("never poisoned");
-            let mut engine = self.engine.lock().expect("never poisoned");
-            if self.passthrough_held(i) > 0 {
-                continue;
-            }
-            let t = Instant::now();
-            let nodes = self.table.layer_nodes(i);
-            let want = nodes
-                .iter()
-                .filter_map(|(_, k)| match k {
-                    Key::Real(dev, ino, _) => Some((*dev, *ino)),
-                    Key::Child(..) => None,
-                })
-                .collect();
-            let pass = job.resync(Pass::new(stamp.since(), true, &want, &job.pace))?;
-            let top = sys::lstat(job.parent(), it.legacy_leaf())?
-                .map(|st| (st.st_dev, st.st_ino))
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-            // Everything the view switches to is ready before the copy goes
-            // in place; nothing fails after.
-            let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
-            engine.put_copy_in_place(it, job)?;
-            let (rebound, reopened) = (nodes.len(), files.len());
-            for (node, backing, key) in nodes {
-                node.rebind(backing);
-                self.table.rekey(node.id, key);
-                self.invalidate(node.id, -1);
-            }
-            self.files.switch(files);
-            // (Failing, the source stays where it was: the next run checks it
-            // against its copy before removing it.)
-            job.set_aside()
-                .map_err(|e| other(format!("{e}; the next run checks it against its copy")))?;
-            log::info!(
-                "{} switched to its copy in {:.1} ms ({} entries copied again, {rebound} nodes and {reopened} \
-                 open files switched)",
-                it.legacy_path(),
-                t.elapsed().as_secs_f64() * 1e3,
-                pass.changed
-            );
-            return Ok(true);
         }
-    }
-
-    /// How many nodes of layer `i` are open with kernel passthrough.
-    fn passthrough_held(&self, i: usize) -> usize {
-        let ids = self.table.layer_nodes(i);
-        self.files.passthrough_opens(ids.iter().map(|(n, _)| n.id))
+        let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, stamp.since())
+            .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
+        if let Some(d) = checked {
+            return Err(other(format!(
+                "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
+                it.legacy_path()
+            )));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
+        }
+        let _changes = self.pauses[i % PAUSES].write().expect("never poisoned");
+        let _lookups = self.switch.write().expect("never poisoned");
+        let mut engine = self.engine.lock().expect("never poisoned");
+        let t = Instant::now();
+        let nodes = self.table.layer_nodes(i);
+        // (Every file of a layer to be copied opens without passthrough: an
+        // open with it would write where the switch cannot follow.)
+        let passing = self.files.passthrough_opens(nodes.iter().map(|(n, _)| n.id));
+        if passing > 0 {
+            return Err(other(format!(
+                "{passing} file(s) of {} are open with kernel passthrough: the copy is removed, the source kept",
+                it.legacy_path()
+            )));
+        }
+        let want = nodes
+            .iter()
+            .filter_map(|(_, k)| match k {
+                Key::Real(dev, ino, _) => Some((*dev, *ino)),
+                Key::Child(..) => None,
+            })
+            .collect();
+        let pass = job.resync(Pass::new(stamp.since(), true, &want, &job.pace))?;
+        let top = sys::lstat(job.parent(), it.legacy_leaf())?
+            .map(|st| (st.st_dev, st.st_ino))
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        // Everything the view switches to is ready before the copy goes in
+        // place; nothing fails after.
+        let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
+        engine.put_copy_in_place(it, job)?;
+        self.transit[i].store(false, Ordering::SeqCst);
+        let (rebound, reopened) = (nodes.len(), files.len());
+        for (node, backing, key) in nodes {
+            node.rebind(backing);
+            self.table.rekey(node.id, key);
+            self.invalidate(node.id, -1);
+        }
+        self.files.switch(files);
+        // (Failing, the source stays where it was: the next run checks it
+        // against its copy before removing it.)
+        let aside = job
+            .set_aside()
+            .inspect_err(|e| log::warn!("{e}; the next run checks it against its copy before removing it"))
+            .is_ok();
+        log::info!(
+            "{} switched to its copy in {:.1} ms ({} entries copied again, {rebound} nodes and {reopened} open files \
+             switched)",
+            it.legacy_path(),
+            t.elapsed().as_secs_f64() * 1e3,
+            pass.changed
+        );
+        Ok(aside)
     }
 
     /// What the nodes of a layer are served from once it switches to its
@@ -489,7 +484,7 @@ impl Migrator {
     /// of the copies' inodes; and every file open on them, opened again in
     /// the copy. A node without a copy (an entry removed while the kernel
     /// kept it: an open, unlinked file) keeps its source inode, which lives
-    /// on while it is open.
+    /// on while it is open (and whose changes are not the layer's).
     #[allow(clippy::type_complexity)]
     fn prepare_switch(
         &self,
@@ -503,10 +498,9 @@ impl Migrator {
         let mut dirs: std::collections::HashMap<*const OwnedFd, Arc<DirRef>> = Default::default();
         let mut out = Vec::new();
         for (node, key) in nodes {
+            // (A node held by a descriptor of its own, its name gone, whose
+            // inode has another name in the layer switches to that.)
             let Key::Real(dev, ino, _) = key else { continue };
-            if matches!(&*node.backing(), Backing::Fd { .. }) {
-                continue;
-            }
             let (dir, name) = if (*dev, *ino) == top {
                 (diff.clone(), top_name.to_os_string())
             } else {

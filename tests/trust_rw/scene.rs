@@ -75,8 +75,18 @@ impl Scene {
     /// `env` set for the server.
     #[track_caller]
     pub fn mount(&self, env: &[(&str, &str)]) -> Mount {
+        self.mount_with(&[], env)
+    }
+
+    /// [`Scene::mount`] with more arguments for `graph2aufs mount`.
+    #[track_caller]
+    pub fn mount_with(&self, args: &[&str], env: &[(&str, &str)]) -> Mount {
         let mut cmd = Command::new(bin());
-        cmd.arg("mount").arg(&self.root).arg(&self.mp).arg("--foreground");
+        cmd.arg("mount")
+            .arg(&self.root)
+            .arg(&self.mp)
+            .arg("--foreground")
+            .args(args);
         // TRUST_RW_SERVER_LOG=debug shows every request in a failing test's log.
         cmd.env(
             "RUST_LOG",
