@@ -69,6 +69,9 @@ pub struct Migrator {
     pauses: [RwLock<()>; PAUSES],
     /// The view's open files.
     files: Arc<super::fs::Files>,
+    /// What `status` notes besides the plan's: sources of copied layers
+    /// that could not be removed.
+    notes: Mutex<Vec<crate::plan::Note>>,
 }
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
@@ -145,6 +148,7 @@ impl Migrator {
             transit,
             pauses: Default::default(),
             files,
+            notes: Mutex::default(),
         }
     }
 
@@ -378,8 +382,27 @@ impl Migrator {
         match result {
             Ok(aside) => {
                 // The view serves the copy: the source, set aside, goes.
-                if let Some(Err(e)) = aside.then(|| job.drop_set_aside()) {
-                    log::warn!("{e}; the next run removes it");
+                let left = match aside {
+                    true => job.drop_set_aside().err().map(|e| {
+                        let path = format!(
+                            "{}/{}/{}",
+                            it.legacy_parent_dir(),
+                            escape_os(&it.name),
+                            escape_os(&sys::temp_name(std::ffi::OsStr::new(it.legacy_leaf())))
+                        );
+                        (path, format!("{e}; the next run removes it"))
+                    }),
+                    false => Some((
+                        it.legacy_path(),
+                        "left in place after its copy switched (it could not be set aside); the next run checks \
+                         it against the copy and removes it"
+                            .into(),
+                    )),
+                };
+                if let Some((path, reason)) = left {
+                    log::warn!("{path}: {reason}");
+                    let mut notes = self.notes.lock().expect("never poisoned");
+                    notes.push(crate::plan::Note { path, reason });
                 }
                 Ok(true)
             }
@@ -464,10 +487,7 @@ impl Migrator {
         self.files.switch(files);
         // (Failing, the source stays where it was: the next run checks it
         // against its copy before removing it.)
-        let aside = job
-            .set_aside()
-            .inspect_err(|e| log::warn!("{e}; the next run checks it against its copy before removing it"))
-            .is_ok();
+        let aside = job.set_aside().inspect_err(|e| log::warn!("{e}")).is_ok();
         log::info!(
             "{} switched to its copy in {:.1} ms ({} entries copied again, {rebound} nodes and {reopened} open files \
              switched)",
@@ -741,6 +761,8 @@ impl Migrator {
         if let Some((i, pace, total, t0)) = &*self.copying.lock().expect("never poisoned") {
             let done = pace.done.load(Ordering::Relaxed);
             let rate = (done as f64 / t0.elapsed().as_secs_f64().max(0.001)) as u64;
+            // (Data copied again, changed meanwhile, adds to the total.)
+            let total = &(*total).max(done);
             doc.items[*i].copy = Some(crate::report::CopyProgress {
                 done_bytes: done,
                 total_bytes: *total,
@@ -748,6 +770,8 @@ impl Migrator {
                 eta_s: (rate > 0).then(|| total.saturating_sub(done) / rate),
             });
         }
+        doc.notes
+            .extend(self.notes.lock().expect("never poisoned").iter().cloned());
         self.store(&doc);
     }
 
