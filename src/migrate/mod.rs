@@ -586,17 +586,22 @@ impl<'r> Engine<'r> {
     /// Removes an item's legacy data once its copy is in place; an error
     /// says where the removal stopped (the next run removes the rest).
     fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
-        sys::remove_tree(parent, it.legacy_leaf()).map_err(|e| {
+        let (path, copy) = (it.legacy_path(), escape_os(&it.name));
+        let explain = move |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "removing {} after its copy: {e}; the copy aufs/diff/{} is complete and in place, \
-                     the next run removes what is left of the source",
-                    it.legacy_path(),
-                    escape_os(&it.name)
+                    "removing {path} after its copy: {e}; the copy aufs/diff/{copy} is complete and in place, \
+                     the next run removes what is left of the source"
                 ),
             )
-        })
+        };
+        // (The offline run removes sources in the background: see `run`.)
+        let key = record::key(it.kind, &it.name);
+        if crate::copy::remove_later(parent, OsStr::new(it.legacy_leaf()), key, Box::new(explain.clone()))? {
+            return Ok(());
+        }
+        sys::remove_tree(parent, it.legacy_leaf()).map_err(explain)
     }
 
     fn drop_swapped_symlink(&mut self, dir: &OwnedFd, leaf: &str) -> io::Result<()> {
@@ -834,12 +839,21 @@ impl CopyJob {
         sys::remove_tree(&self.diff, &self.tmp)?;
         self.faults.step()?;
         sys::ensure_dir(&self.diff, &self.tmp, 0o700)?;
-        let copied = (|| {
+        let copied = (|| -> io::Result<()> {
             let src = sys::open_dir_required(&self.parent, self.leaf)?;
             let dst = std::sync::Arc::new(sys::open_dir_required(&self.diff, &self.tmp)?);
+            let t = std::time::Instant::now();
             crate::copy::copy_tree(&src, &dst, &self.pace)?;
             crate::copy::copy_dir_attrs(&self.parent, OsStr::new(self.leaf), &self.diff, &self.tmp)?;
-            sys::syncfs(&self.diff)
+            let copied = t.elapsed();
+            sys::syncfs(&self.diff)?;
+            log::debug!(
+                "copied {} in {:.3} s, synced in {:.3} s",
+                self.what,
+                copied.as_secs_f64(),
+                (t.elapsed() - copied).as_secs_f64()
+            );
+            Ok(())
         })();
         if let Err(e) = copied {
             self.discard();
@@ -917,6 +931,11 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
         .collect();
     let bar = progress_bar(opts.progress, todo.len() as u64);
     let mut failed = vec![false; plan.items.len()];
+    // The sources of layers copied to another file system (each in place,
+    // durable, compared and recorded first) are removed by a background
+    // thread while the next layers are copied; each removal that fails
+    // fails its item, as it would have at once.
+    let removals = crate::copy::Removals::start();
     for batch in todo.chunks(opts.batch.max(1)) {
         engine.claim(&plan, batch)?;
         for &i in batch {
@@ -963,6 +982,17 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
             );
         }
     }
+    for (key, e) in removals.finish() {
+        let Some(i) = plan.items.iter().position(|it| record::key(it.kind, &it.name) == key) else {
+            continue;
+        };
+        let it = &plan.items[i];
+        log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
+        results[i].state = State::Failed;
+        results[i].reason = Some(e.to_string());
+        engine.note_failure(it, results[i].reason.clone());
+    }
+    engine.save_failures()?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
