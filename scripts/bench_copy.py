@@ -56,7 +56,7 @@ def main():
     data = int(subprocess.run(["du", "-sb", os.path.join(src, "graph")], capture_output=True, text=True,
                               check=True).stdout.split()[0])
     dest, image = os.path.join(WORK, "dest"), os.path.join(WORK, "dest.img")
-    cp, g2a = [], []
+    cp, mv, g2a = [], [], []
     root = os.path.join(WORK, "root")
     try:
         for _ in range(RUNS):
@@ -70,6 +70,22 @@ def main():
                     sh("cp", "-a", os.path.join(src, "graph", i, "layer"), os.path.join(dest, i))
                 os.sync()
             cp.append(timed(cp_all))
+            umount(dest)
+            # What an operator moving the layers by hand does: cp -a, sync,
+            # then rm -rf of the sources (of a copy of the root, like
+            # graph2aufs's).
+            shutil.rmtree(root, ignore_errors=True)
+            sh("cp", "-a", src, root)
+            mount_dest(dest, image)
+            drop_caches()
+
+            def move_all():
+                for i in ids:
+                    sh("cp", "-a", os.path.join(root, "graph", i, "layer"), os.path.join(dest, i))
+                os.sync()
+                for i in ids:
+                    sh("rm", "-rf", os.path.join(root, "graph", i, "layer"))
+            mv.append(timed(move_all))
             umount(dest)
             # graph2aufs migrate with aufs/ on the other file system.
             shutil.rmtree(root, ignore_errors=True)
@@ -110,8 +126,10 @@ def main():
                    f"destination ext4 on a loop image on the same disk",
         "data_bytes": data,
         "cp_a_s": cp,
+        "cp_a_sync_rm_s": mv,
         "graph2aufs_migrate_s": g2a,
         "throughput_ratio": med(cp) / med(g2a),
+        "move_ratio": med(mv) / med(g2a),
         "write_latency_us_during_copy_p50_p99": during,
         "write_latency_us_no_copy_p50_p99": idle,
     }
@@ -121,8 +139,10 @@ def main():
     mib = data / 2**20
     print(f"Machine: {results['machine']}; median of {RUNS} runs (spread min-max); {mib:,.0f} MiB of layers")
     print(f"| cp -a of the layers | {spread(cp)} | {mib / med(cp):,.0f} MiB/s |")
+    print(f"| cp -a of the layers, sync, rm -rf of their sources | {spread(mv)} | {mib / med(mv):,.0f} MiB/s |")
     print(f"| graph2aufs migrate across file systems | {spread(g2a)} | {mib / med(g2a):,.0f} MiB/s |")
     print(f"| ratio (cp -a time / graph2aufs time) | {results['throughput_ratio']:.2f} | target >= 0.9 |")
+    print(f"| ratio (cp -a + rm -rf time / graph2aufs time) | {results['move_ratio']:.2f} | for a move |")
     print(f"| 4 KiB write+fsync latency through the view, p50 / p99 | during a copy {during[0]:.0f} / {during[1]:.0f} us "
           f"| no copy {idle[0]:.0f} / {idle[1]:.0f} us |")
 
