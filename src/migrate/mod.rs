@@ -933,8 +933,10 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let mut failed = vec![false; plan.items.len()];
     // The sources of layers copied to another file system (each in place,
     // durable, compared and recorded first) are removed by a background
-    // thread while the next layers are copied; each removal that fails
-    // fails its item, as it would have at once.
+    // thread while the next layers are copied. A removal that fails fails
+    // its item, with the same reason as before, at the end of the run
+    // (meanwhile the item, its copy in place, was registered, and its
+    // children went on: the next run removes the rest of the source).
     let removals = crate::copy::Removals::start();
     for batch in todo.chunks(opts.batch.max(1)) {
         engine.claim(&plan, batch)?;
