@@ -1,5 +1,5 @@
 """Driver of scripts/bench-copy: see that script for what is measured."""
-import json, os, shutil, subprocess, sys, time
+import json, os, re, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_view import drop_caches, gen, is_mounted, med, sh, timed, umount  # noqa: E402
@@ -56,7 +56,7 @@ def main():
     data = int(subprocess.run(["du", "-sb", os.path.join(src, "graph")], capture_output=True, text=True,
                               check=True).stdout.split()[0])
     dest, image = os.path.join(WORK, "dest"), os.path.join(WORK, "dest.img")
-    cp, g2a = [], []
+    cp, mv, g2a = [], [], []
     root = os.path.join(WORK, "root")
     try:
         for _ in range(RUNS):
@@ -71,6 +71,22 @@ def main():
                 os.sync()
             cp.append(timed(cp_all))
             umount(dest)
+            # What an operator moving the layers by hand does: cp -a, sync,
+            # then rm -rf of the sources (of a copy of the root, like
+            # graph2aufs's).
+            shutil.rmtree(root, ignore_errors=True)
+            sh("cp", "-a", src, root)
+            mount_dest(dest, image)
+            drop_caches()
+
+            def move_all():
+                for i in ids:
+                    sh("cp", "-a", os.path.join(root, "graph", i, "layer"), os.path.join(dest, i))
+                os.sync()
+                for i in ids:
+                    sh("rm", "-rf", os.path.join(root, "graph", i, "layer"))
+            mv.append(timed(move_all))
+            umount(dest)
             # graph2aufs migrate with aufs/ on the other file system.
             shutil.rmtree(root, ignore_errors=True)
             sh("cp", "-a", src, root)
@@ -83,7 +99,10 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
         sh("cp", "-a", src, root)
         mount_dest(os.path.join(root, "aufs"), image)
-        p = subprocess.Popen([f"{BIN}/graph2aufs", "mount", root, "--foreground"], stderr=subprocess.DEVNULL)
+        log_path = os.path.join(WORK, "view.log")
+        log = open(log_path, "w")
+        p = subprocess.Popen([f"{BIN}/graph2aufs", "mount", root, "--foreground"], stderr=log,
+                             env={**os.environ, "RUST_LOG": "info"})
         while not (is_mounted(root) and os.path.isdir(os.path.join(root, "aufs", "diff"))):
             time.sleep(0.01)
         containers = sorted(os.listdir(os.path.join(root, "containers")))
@@ -98,7 +117,15 @@ def main():
         idle = fio_write_latency(target)
         umount(root)
         p.wait(timeout=60)
+        log.close()
         umount(os.path.join(root, "aufs"))
+        # Each layer's switch to its copy: how long its changes paused.
+        pauses = {}
+        for line in open(log_path):
+            m = re.search(r"(\S+) switched to its copy in ([0-9.]+) ms", line)
+            if m:
+                pauses[m.group(1)] = float(m.group(2))
+        written = f"containers/{containers[0]}/rw"
     finally:
         for m in reversed(mounts):
             if is_mounted(m):
@@ -110,10 +137,13 @@ def main():
                    f"destination ext4 on a loop image on the same disk",
         "data_bytes": data,
         "cp_a_s": cp,
+        "cp_a_sync_rm_s": mv,
         "graph2aufs_migrate_s": g2a,
         "throughput_ratio": med(cp) / med(g2a),
+        "move_ratio": med(mv) / med(g2a),
         "write_latency_us_during_copy_p50_p99": during,
         "write_latency_us_no_copy_p50_p99": idle,
+        "switch_pause_ms": pauses,
     }
     with open(OUT, "w") as f:
         json.dump(results, f, indent=2)
@@ -121,10 +151,16 @@ def main():
     mib = data / 2**20
     print(f"Machine: {results['machine']}; median of {RUNS} runs (spread min-max); {mib:,.0f} MiB of layers")
     print(f"| cp -a of the layers | {spread(cp)} | {mib / med(cp):,.0f} MiB/s |")
+    print(f"| cp -a of the layers, sync, rm -rf of their sources | {spread(mv)} | {mib / med(mv):,.0f} MiB/s |")
     print(f"| graph2aufs migrate across file systems | {spread(g2a)} | {mib / med(g2a):,.0f} MiB/s |")
     print(f"| ratio (cp -a time / graph2aufs time) | {results['throughput_ratio']:.2f} | target >= 0.9 |")
+    print(f"| ratio (cp -a + rm -rf time / graph2aufs time) | {results['move_ratio']:.2f} | for a move |")
     print(f"| 4 KiB write+fsync latency through the view, p50 / p99 | during a copy {during[0]:.0f} / {during[1]:.0f} us "
           f"| no copy {idle[0]:.0f} / {idle[1]:.0f} us |")
+    if pauses:
+        ps = sorted(pauses.values())
+        print(f"| changes paused while a layer switches to its copy (view, {len(ps)} layers) | median {med(ps):.1f} ms, "
+              f"max {ps[-1]:.1f} ms | the layer fio wrote to: {pauses.get(written, float('nan')):.1f} ms |")
 
 
 if __name__ == "__main__":

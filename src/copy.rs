@@ -362,7 +362,10 @@ impl FromBytes for OsStr {
 /// link structure and file contents (atimes excepted: reading the source
 /// may move them).
 pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
-    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), Check::default())
+    let t = Instant::now();
+    let r = compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), Check::default());
+    log::debug!("compared a copy in {:.3} s", t.elapsed().as_secs_f64());
+    r
 }
 
 /// Like [`compare`], for a source whose removal was begun after its copy
@@ -540,6 +543,25 @@ pub(crate) fn same_entry(
 
 /// Whether two files (of `size` bytes when compared) hold the same bytes.
 fn same_content(x: &mut File, y: &mut File, size: u64) -> io::Result<bool> {
+    for f in [&*x, &*y] {
+        // (Only a hint for the read-ahead: its failure changes nothing.)
+        let _ = rfs::fadvise(f, 0, None, rfs::Advice::Sequential);
+    }
+    if size < PARALLEL_COMPARE {
+        return same_content_here(x, y, size);
+    }
+    same_content_parallel(x, y)
+}
+
+/// Files from this size on are compared with the source read by a second
+/// thread: reading both files (mostly page cache to user memory) is most
+/// of a comparison's time, and the two reads are independent.
+const PARALLEL_COMPARE: u64 = 8 << 20;
+
+/// Chunks of a parallel comparison.
+const COMPARE_CHUNK: usize = 4 << 20;
+
+fn same_content_here(x: &mut File, y: &mut File, size: u64) -> io::Result<bool> {
     // Buffers of the file's size (one byte more shows growth), at most
     // 1 MiB: most files are small, and zeroing megabytes for each of them
     // cost more than the comparison.
@@ -557,6 +579,37 @@ fn same_content(x: &mut File, y: &mut File, size: u64) -> io::Result<bool> {
     }
 }
 
+/// [`same_content_here`], with `x` read ahead by a second thread, chunk by
+/// chunk (a few chunks at most in flight; buffers are reused).
+fn same_content_parallel(x: &mut File, y: &mut File) -> io::Result<bool> {
+    use std::sync::mpsc;
+    std::thread::scope(|s| {
+        let (chunks, chunks_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(1);
+        let (spent, spent_rx) = mpsc::channel::<Vec<u8>>();
+        s.spawn(move || loop {
+            let mut a = spent_rx.try_recv().unwrap_or_else(|_| vec![0u8; COMPARE_CHUNK]);
+            let r = read_full(x, &mut a);
+            let end = !matches!(r, Ok(n) if n > 0);
+            // (A send fails once the comparison has stopped: so does this.)
+            if chunks.send(r.map(|n| (a, n))).is_err() || end {
+                return;
+            }
+        });
+        let mut b = vec![0u8; COMPARE_CHUNK];
+        loop {
+            let m = read_full(y, &mut b)?;
+            let (a, n) = chunks_rx.recv().expect("the reader sends until it ends")?;
+            if n != m || a[..n] != b[..m] {
+                return Ok(false);
+            }
+            if n == 0 {
+                return Ok(true);
+            }
+            let _ = spent.send(a);
+        }
+    })
+}
+
 fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -566,6 +619,97 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A removal handed to [`Removals`]: `leaf` in `parent`, and what its
+/// error says.
+struct Removal {
+    parent: OwnedFd,
+    leaf: OsString,
+    key: String,
+    explain: Box<dyn FnOnce(io::Error) -> io::Error + Send>,
+}
+
+/// Removals of copied sources on a background thread, for a run that
+/// copies layer after layer (the offline `migrate`): removing a layer's
+/// source (mostly waiting for the source file system's metadata) then
+/// overlaps the next layers' copies. Only what the caller would have
+/// removed at once is handed over, so nothing goes earlier than before;
+/// [`Removals::finish`] waits for every removal and says which failed.
+pub struct Removals {
+    queue: Option<std::sync::mpsc::SyncSender<Removal>>,
+    worker: Option<std::thread::JoinHandle<Vec<(String, io::Error)>>>,
+}
+
+impl Removals {
+    /// Starts the background thread.
+    pub fn start() -> Removals {
+        // (A few removals queued at most: each holds a descriptor.)
+        let (queue, removals) = std::sync::mpsc::sync_channel::<Removal>(8);
+        let worker = std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            for r in removals {
+                let t = Instant::now();
+                let done = sys::remove_tree(&r.parent, &r.leaf);
+                log::debug!("removed {} in {:.3} s", r.key, t.elapsed().as_secs_f64());
+                if let Err(e) = done {
+                    failed.push((r.key, (r.explain)(e)));
+                }
+            }
+            failed
+        });
+        Removals {
+            queue: Some(queue),
+            worker: Some(worker),
+        }
+    }
+
+    /// Hands over the removal of `leaf` in `parent`; `key` names it in
+    /// [`Removals::finish`], with its error through `explain`.
+    pub fn remove(
+        &self,
+        parent: &OwnedFd,
+        leaf: &OsStr,
+        key: String,
+        explain: Box<dyn FnOnce(io::Error) -> io::Error + Send>,
+    ) -> io::Result<()> {
+        let r = Removal {
+            parent: parent.try_clone()?,
+            leaf: leaf.to_os_string(),
+            key,
+            explain,
+        };
+        let queue = self.queue.as_ref().expect("open until finished");
+        // (The worker only stops when the queue is closed, in `stop`.)
+        queue
+            .send(r)
+            .map_err(|_| io::Error::other("the background removal stopped"))
+    }
+
+    /// Waits for every removal handed over; the failed ones by their keys.
+    pub fn finish(mut self) -> Vec<(String, io::Error)> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Vec<(String, io::Error)> {
+        self.queue = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(failed)) => failed,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Removals {
+    fn drop(&mut self) {
+        // (A run that stops early still waits for its removals.)
+        if self.worker.is_some() {
+            for (key, e) in self.stop() {
+                log::error!("{key}: {e}");
+            }
+        }
+    }
 }
 
 /// Free space where `dir` is: bytes and inodes available to root.
@@ -628,6 +772,48 @@ mod tests {
         fs::write(src.join("new"), "x").unwrap();
         let d = compare_remains(&open(&src), &open(&dst)).unwrap().unwrap();
         assert!(d.starts_with(".: the entries differ (new is not in the copy"), "{d}");
+    }
+
+    #[test]
+    fn removals_handed_to_the_background_are_done_when_finished_and_their_failures_named() {
+        let (_t, src, _) = pair();
+        let dir = open(&src);
+        let explain = || Box::new(|e: io::Error| io::Error::new(e.kind(), format!("explained: {e}")));
+        let removals = Removals::start();
+        removals.remove(&dir, OsStr::new("a"), "a".into(), explain()).unwrap();
+        // A file where a directory should be: its removal fails, and says so.
+        let f = src.join("top");
+        let not_dir = rfs::openat(rfs::CWD, &f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        removals
+            .remove(&not_dir, OsStr::new("x"), "top/x".into(), explain())
+            .unwrap();
+        let failed = removals.finish();
+        assert!(!src.join("a").exists() && src.join("top").exists());
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, "top/x");
+        assert!(failed[0].1.to_string().starts_with("explained: "), "{}", failed[0].1);
+    }
+
+    #[test]
+    fn a_large_file_is_compared_to_its_last_byte() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let data: Vec<u8> = (0..(PARALLEL_COMPARE as usize * 2 + 12345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        fs::write(&a, &data).unwrap();
+        fs::write(&b, &data).unwrap();
+        let same = |x: &std::path::Path, y: &std::path::Path| {
+            let size = fs::metadata(x).unwrap().len();
+            same_content(&mut File::open(x).unwrap(), &mut File::open(y).unwrap(), size).unwrap()
+        };
+        assert!(same(&a, &b));
+        let mut other = data.clone();
+        *other.last_mut().unwrap() ^= 1;
+        fs::write(&b, &other).unwrap();
+        assert!(!same(&a, &b));
+        fs::write(&b, &data[..data.len() - 1]).unwrap();
+        assert!(!same(&a, &b) && !same(&b, &a));
     }
 
     #[test]

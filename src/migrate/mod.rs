@@ -61,6 +61,9 @@ pub struct Engine<'r> {
     pub pace: std::sync::Arc<crate::copy::Pace>,
     /// Bytes of file data the copy under way copies in all.
     pub copy_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where copied sources go to be removed in the background (the
+    /// offline run); `None`: removed at once.
+    pub removals: Option<crate::copy::Removals>,
 }
 
 pub(crate) fn ts(t: rustix::fs::Timespec) -> (i64, i64) {
@@ -131,6 +134,7 @@ impl<'r> Engine<'r> {
             quarantined_aufs,
             pace: Default::default(),
             copy_total: Default::default(),
+            removals: None,
         };
         engine.clean_temporaries()?;
         Ok(engine)
@@ -635,17 +639,22 @@ impl<'r> Engine<'r> {
     /// Removes an item's legacy data once its copy is in place; an error
     /// says where the removal stopped (the next run removes the rest).
     fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
-        sys::remove_tree(parent, it.legacy_leaf()).map_err(|e| {
+        let (path, copy) = (it.legacy_path(), escape_os(&it.name));
+        let explain = move |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "removing {} after its copy: {e}; the copy aufs/diff/{} is complete and in place, \
-                     the next run removes what is left of the source",
-                    it.legacy_path(),
-                    escape_os(&it.name)
+                    "removing {path} after its copy: {e}; the copy aufs/diff/{copy} is complete and in place, \
+                     the next run removes what is left of the source"
                 ),
             )
-        })
+        };
+        // (The offline run removes sources in the background: see `run`.)
+        if let Some(r) = &self.removals {
+            let key = record::key(it.kind, &it.name);
+            return r.remove(parent, OsStr::new(it.legacy_leaf()), key, Box::new(explain));
+        }
+        sys::remove_tree(parent, it.legacy_leaf()).map_err(explain)
     }
 
     fn drop_swapped_symlink(&mut self, dir: &OwnedFd, leaf: &str) -> io::Result<()> {
@@ -883,12 +892,21 @@ impl CopyJob {
         sys::remove_tree(&self.diff, &self.tmp)?;
         self.faults.step()?;
         sys::ensure_dir(&self.diff, &self.tmp, 0o700)?;
-        let copied = (|| {
+        let copied = (|| -> io::Result<()> {
             let src = sys::open_dir_required(&self.parent, self.leaf)?;
             let dst = std::sync::Arc::new(sys::open_dir_required(&self.diff, &self.tmp)?);
+            let t = std::time::Instant::now();
             crate::copy::copy_tree(&src, &dst, &self.pace)?;
             crate::copy::copy_dir_attrs(&self.parent, OsStr::new(self.leaf), &self.diff, &self.tmp)?;
-            sys::syncfs(&self.diff)
+            let copied = t.elapsed();
+            sys::syncfs(&self.diff)?;
+            log::debug!(
+                "copied {} in {:.3} s, synced in {:.3} s",
+                self.what,
+                copied.as_secs_f64(),
+                (t.elapsed() - copied).as_secs_f64()
+            );
+            Ok(())
         })();
         if let Err(e) = copied {
             self.discard();
@@ -1026,6 +1044,13 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
         .collect();
     let bar = progress_bar(opts.progress, todo.len() as u64);
     let mut failed = vec![false; plan.items.len()];
+    // The sources of layers copied to another file system (each in place,
+    // durable, compared and recorded first) are removed by a background
+    // thread while the next layers are copied. A removal that fails fails
+    // its item, with the same reason as before, at the end of the run
+    // (meanwhile the item, its copy in place, was registered, and its
+    // children went on: the next run removes the rest of the source).
+    engine.removals = Some(crate::copy::Removals::start());
     for batch in todo.chunks(opts.batch.max(1)) {
         engine.claim(&plan, batch)?;
         for &i in batch {
@@ -1072,6 +1097,18 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
             );
         }
     }
+    let removals = engine.removals.take().expect("set above");
+    for (key, e) in removals.finish() {
+        let Some(i) = plan.items.iter().position(|it| record::key(it.kind, &it.name) == key) else {
+            continue;
+        };
+        let it = &plan.items[i];
+        log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
+        results[i].state = State::Failed;
+        results[i].reason = Some(e.to_string());
+        engine.note_failure(it, results[i].reason.clone());
+    }
+    engine.save_failures()?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -469,7 +469,9 @@ impl Migrator {
                 Key::Child(..) => None,
             })
             .collect();
-        let pass = job.resync(Pass::new(stamp.since(), true, &want, &job.pace))?;
+        // (Never throttled: changes to the layer wait for it.)
+        let unthrottled = crate::copy::Pace::default();
+        let pass = job.resync(Pass::new(stamp.since(), true, &want, &unthrottled))?;
         let top = sys::lstat(job.parent(), it.legacy_leaf())?
             .map(|st| (st.st_dev, st.st_ino))
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
