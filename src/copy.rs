@@ -289,10 +289,10 @@ fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -
             links.insert((st.st_dev, st.st_ino), (dst.clone(), name.clone()));
         }
         match copy_entry(src, &name, &st, dst, &name, pace, links) {
-            // Removed from the source while copied (under a live view): left
-            // out, as if listed a moment later (a later pass, or the
-            // comparison, sees to the rest).
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !exists(src, &name)? => {
+            // Removed or replaced in the source while copied (under a live
+            // view): left out, as if listed a moment later (a later pass,
+            // or the comparison, sees to the rest).
+            Err(_) if changed_since_listed(src, &name, &st)? => {
                 sys::remove_tree(dst.as_fd(), &name).map_err(|e| at(&name, e))?;
             }
             r => r.map_err(|e| at(&name, e))?,
@@ -301,9 +301,13 @@ fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -
     Ok(())
 }
 
-/// Whether `name` is in `dir`.
-pub(crate) fn exists(dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
-    Ok(sys::lstat(dir, name)?.is_some())
+/// Whether entry `name` of `dir`, listed with status `st`, is gone or
+/// has changed since (another inode, or a status change).
+pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io::Result<bool> {
+    Ok(match sys::lstat(dir, name)? {
+        None => true,
+        Some(now) => (now.st_ino, now.st_mode, ctime(&now)) != (st.st_ino, st.st_mode, ctime(st)),
+    })
 }
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
@@ -467,6 +471,9 @@ fn compare_dir(
             r => r,
         };
         if let Some(what) = own.map_err(|e| here_err(at, e))? {
+            if let Some(t) = check.since {
+                log::debug!("{}: {what}; changed at {:?}, checked since {t:?}", shown(at), ctime(s));
+            }
             return Ok(Some(format!("{}: {what}", shown(at))));
         }
         if dir {
@@ -505,37 +512,54 @@ pub(crate) fn same_entry(
     dname: &OsStr,
     d: &Stat,
     remains: bool,
-) -> io::Result<Option<&'static str>> {
+) -> io::Result<Option<String>> {
     let dir = ftype(s) == FileType::Directory;
     // (After a removal stopped half-way, directories and hard-linked
     // files have lost entries and links: only what a removal leaves
     // alone is compared.)
-    let same = ftype(s) == ftype(d)
-        && s.st_mode == d.st_mode
-        && s.st_uid == d.st_uid
-        && s.st_gid == d.st_gid
-        && (dir || s.st_size == d.st_size)
-        && s.st_rdev == d.st_rdev
+    let fields =
+        |what: &str, a: String, b: String| Some(format!("the {what} differ ({a} in the source, {b} in the copy)"));
+    let differs = if ftype(s) != ftype(d) {
+        Some("the kinds differ".to_string())
+    } else if s.st_mode != d.st_mode {
+        fields("modes", format!("{:o}", s.st_mode), format!("{:o}", d.st_mode))
+    } else if (s.st_uid, s.st_gid) != (d.st_uid, d.st_gid) {
+        fields(
+            "owners",
+            format!("{}:{}", s.st_uid, s.st_gid),
+            format!("{}:{}", d.st_uid, d.st_gid),
+        )
+    } else if !dir && s.st_size != d.st_size {
+        fields("sizes", s.st_size.to_string(), d.st_size.to_string())
+    } else if s.st_rdev != d.st_rdev {
+        Some("the device numbers differ".to_string())
+    } else if !dir
         && (if remains {
-            dir || s.st_nlink <= d.st_nlink
+            s.st_nlink > d.st_nlink
         } else {
-            dir || s.st_nlink == d.st_nlink
+            s.st_nlink != d.st_nlink
         })
-        && ((remains && dir) || (s.st_mtime, s.st_mtime_nsec) == (d.st_mtime, d.st_mtime_nsec));
-    if !same {
-        return Ok(Some("the metadata differ"));
-    }
-    if xattrs(src, name)? != xattrs(dst, dname)? {
-        return Ok(Some("the extended attributes differ"));
+    {
+        fields("link counts", s.st_nlink.to_string(), d.st_nlink.to_string())
+    } else if !(remains && dir) && (s.st_mtime, s.st_mtime_nsec) != (d.st_mtime, d.st_mtime_nsec) {
+        let t = |st: &Stat| format!("{}.{:09}", st.st_mtime, st.st_mtime_nsec);
+        fields("modification times", t(s), t(d))
+    } else if xattrs(src, name)? != xattrs(dst, dname)? {
+        Some("the extended attributes differ".to_string())
+    } else {
+        None
+    };
+    if differs.is_some() {
+        return Ok(differs);
     }
     match ftype(s) {
         FileType::Symlink if sys::readlink(src, name)? != sys::readlink(dst, dname)? => {
-            Ok(Some("the symlink targets differ"))
+            Ok(Some("the symlink targets differ".into()))
         }
         FileType::RegularFile => {
             let mut x = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
             let mut y = File::from(sys::open_noatime(dst, dname, OFlags::RDONLY | OFlags::NOFOLLOW)?);
-            Ok((!same_content(&mut x, &mut y, s.st_size as u64)?).then_some("the contents differ"))
+            Ok((!same_content(&mut x, &mut y, s.st_size as u64)?).then(|| "the contents differ".into()))
         }
         _ => Ok(None),
     }

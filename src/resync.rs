@@ -41,6 +41,9 @@ pub struct Pass<'a> {
     pub pace: &'a Pace,
     /// Hard links met in this pass: source inode -> its copy's first name.
     links: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>,
+    /// Directories copied anew, to check once the pass has linked every
+    /// hard link (a name met later may link into them).
+    to_check: Vec<(OwnedFd, OwnedFd, OsString)>,
 }
 
 /// A moment, to find the changes made since: the clock the kernel stamps
@@ -96,7 +99,23 @@ impl<'a> Pass<'a> {
             changed: 0,
             pace,
             links: HashMap::new(),
+            to_check: Vec::new(),
         }
+    }
+
+    /// Brings the copy `dst` of directory `src` up to date (see
+    /// [`Pass::dir`]), checking what it copied again if the pass verifies.
+    pub fn run(&mut self, src: &OwnedFd, dst: &Arc<OwnedFd>) -> io::Result<bool> {
+        let touched = self.dir(src, dst)?;
+        for (x, y, name) in std::mem::take(&mut self.to_check) {
+            if let Some(what) = copy::compare(&x, &y)? {
+                return Err(at(
+                    &name,
+                    io::Error::other(format!("its copy differs from it right after copying: {what}")),
+                ));
+            }
+        }
+        Ok(touched)
     }
 
     /// Brings directory `dst` up to date with `src` (their own attributes
@@ -115,9 +134,9 @@ impl<'a> Pass<'a> {
         for (name, s) in &a {
             match self.entry(src, name, s, dst, b.get(name)) {
                 Ok(t) => touched |= t,
-                // Removed meanwhile (changes are not paused): the next
-                // pass sees to it.
-                Err(e) if !self.verify && e.kind() == io::ErrorKind::NotFound && !copy::exists(src, name)? => {
+                // Removed or replaced meanwhile (changes are not paused):
+                // the next pass sees to it.
+                Err(_) if !self.verify && copy::changed_since_listed(src, name, s)? => {
                     self.changed += 1;
                 }
                 Err(e) => return Err(at(name, e)),
@@ -200,6 +219,15 @@ impl<'a> Pass<'a> {
         copy::copy_entry(src, name, s, dst, &tmp, self.pace, &mut links).inspect_err(|_| {
             let _ = sys::remove_tree(dst.as_fd(), &tmp);
         })?;
+        // Hard links met below a directory copied anew: further names met
+        // later in the pass link to those copies.
+        for (k, (dir, first)) in links {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.links.entry(k) {
+                if let Some(st) = sys::lstat(dir.as_fd(), &first)? {
+                    v.insert((dir, first, st.st_ino));
+                }
+            }
+        }
         if d.is_some_and(|d| ftype(d) == FileType::Directory) || (d.is_some() && ftype(s) == FileType::Directory) {
             sys::remove_tree(dst.as_fd(), name)?;
         }
@@ -217,17 +245,18 @@ impl<'a> Pass<'a> {
             let mut s = *s;
             s.st_nlink = d.st_nlink;
             let s = &s;
-            let differs = match ftype(s) {
-                FileType::Directory => {
-                    let sub_src = sys::open_dir_required(src, name)?;
-                    let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
-                    copy::same_entry(src, name, s, dst, name, &d, false)?
-                        .map(str::to_string)
-                        .or(copy::compare(&sub_src, &sub_dst)?)
-                }
-                _ => copy::same_entry(src, name, s, dst, name, &d, false)?.map(str::to_string),
-            };
-            if let Some(what) = differs {
+            if ftype(s) == FileType::Directory {
+                // (What is below it, once the pass is over.)
+                let sub_src = sys::open_dir_required(src, name)?;
+                let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
+                let path =
+                    std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&sub_src)));
+                let shown = std::fs::read_link(path)
+                    .map(|p| p.into_os_string())
+                    .unwrap_or(name.to_os_string());
+                self.to_check.push((sub_src, sub_dst, shown));
+            }
+            if let Some(what) = copy::same_entry(src, name, s, dst, name, &d, false)? {
                 return Err(io::Error::other(format!(
                     "its copy differs from it right after copying: {what}"
                 )));
@@ -312,7 +341,7 @@ mod tests {
         let want = HashSet::new();
         let pace = Pace::default();
         let mut pass = Pass::new(since, verify, &want, &pace);
-        pass.dir(&open(src), &Arc::new(open(dst))).unwrap();
+        pass.run(&open(src), &Arc::new(open(dst))).unwrap();
         pass.changed
     }
 
@@ -374,7 +403,7 @@ mod tests {
         let want: HashSet<(u64, u64)> = ["moved", "moved/b", "moved/b/f", "g"].map(key).into();
         let pace = Pace::default();
         let mut pass = Pass::new(since, true, &want, &pace);
-        pass.dir(&open(&src), &Arc::new(open(&dst))).unwrap();
+        pass.run(&open(&src), &Arc::new(open(&dst))).unwrap();
         let mut got: Vec<String> = pass
             .found
             .values()
@@ -386,6 +415,26 @@ mod tests {
         // Each is the copy of its source, by content.
         let (dir, name, _) = &pass.found[&key("moved/b/f")];
         assert_eq!(sys::read_file(dir.as_ref(), name, 16).unwrap(), b"f");
+    }
+
+    #[test]
+    fn a_hard_link_in_a_directory_renamed_before_its_other_name_stays_one() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("z")).unwrap();
+        fs::write(src.join("b"), "x").unwrap();
+        fs::hard_link(src.join("b"), src.join("z/p")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let since = stamp().since();
+        // Renamed: `a` comes before `b`, whose inode did not change.
+        fs::rename(src.join("z"), src.join("a")).unwrap();
+        sync(&src, &dst, since, true);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
+        assert_eq!(
+            fs::metadata(dst.join("a/p")).unwrap().ino(),
+            fs::metadata(dst.join("b")).unwrap().ino()
+        );
     }
 
     #[test]

@@ -930,7 +930,7 @@ impl CopyJob {
     pub fn resync<'p>(&self, mut pass: crate::resync::Pass<'p>) -> io::Result<crate::resync::Pass<'p>> {
         let r = (|| {
             let dst = std::sync::Arc::new(self.copy()?);
-            pass.dir(&self.source()?, &dst)?;
+            pass.run(&self.source()?, &dst)?;
             let st = sys::lstat(&self.parent, self.leaf)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
             crate::resync::set_attrs_exact(&self.parent, OsStr::new(self.leaf), &st, &self.diff, &self.tmp)?;
             sys::syncfs(&self.diff)
