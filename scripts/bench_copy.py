@@ -125,7 +125,6 @@ def main():
             m = re.search(r"(\S+) switched to its copy in ([0-9.]+) ms", line)
             if m:
                 pauses[m.group(1)] = float(m.group(2))
-        written = f"containers/{containers[0]}/rw"
     finally:
         for m in reversed(mounts):
             if is_mounted(m):
@@ -159,8 +158,8 @@ def main():
           f"| no copy {idle[0]:.0f} / {idle[1]:.0f} us |")
     if pauses:
         ps = sorted(pauses.values())
-        print(f"| changes paused while a layer switches to its copy (view, {len(ps)} layers) | median {med(ps):.1f} ms, "
-              f"max {ps[-1]:.1f} ms | the layer fio wrote to: {pauses.get(written, float('nan')):.1f} ms |")
+        print(f"| changes to a layer paused while it switches to its copy (view, {len(ps)} layers) "
+              f"| median {med(ps):.1f} ms | max {ps[-1]:.1f} ms |")
 
 
 if __name__ == "__main__":
