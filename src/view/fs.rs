@@ -307,7 +307,8 @@ impl View {
         })
     }
 
-    /// Whether `node` is in a layer being copied to another file system.
+    /// Whether `node` is in a layer to be copied to another file system (and
+    /// not switched to its copy yet).
     pub(super) fn in_transit(&self, node: &Node) -> bool {
         let (Some(m), Some(l)) = (&self.live, node.layer()) else {
             return false;
@@ -801,7 +802,7 @@ impl View {
         };
         // A file once synthesized was opened through the page cache: the
         // kernel refuses passthrough opens of a file open that way. Nor is a
-        // file of a layer being copied to another file system opened so (its
+        // file of a layer to be copied to another file system opened so (its
         // opens switch to the copy).
         let passthrough = node.origin().is_none() && !self.in_transit(&node);
         self.add_file(node.id, file, flags, passthrough, open_backing)
