@@ -75,7 +75,7 @@ pub struct Size {
     pub inodes: u64,
 }
 
-fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
+pub(crate) fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
 }
 

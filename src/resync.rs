@@ -29,16 +29,16 @@ pub type Found = HashMap<(u64, u64), (Arc<OwnedFd>, OsString, Stat)>;
 /// A pass over a copy.
 pub struct Pass<'a> {
     /// Entries changed at or after this time are copied again.
-    pub since: (i64, i64),
+    since: (i64, i64),
     /// Check each entry copied again against its source (the last pass,
     /// when nothing changes the source).
-    pub verify: bool,
+    verify: bool,
     /// Source inodes (device, inode number) whose copies to report.
-    pub want: &'a HashSet<(u64, u64)>,
+    want: &'a HashSet<(u64, u64)>,
     pub found: Found,
     /// Entries copied again, or removed.
     pub changed: u64,
-    pub pace: &'a Pace,
+    pace: &'a Pace,
     /// Hard links met in this pass: source inode -> its copy's first name.
     links: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>,
     /// Directories copied anew, to check once the pass has linked every
@@ -249,9 +249,8 @@ impl<'a> Pass<'a> {
                 // (What is below it, once the pass is over.)
                 let sub_src = sys::open_dir_required(src, name)?;
                 let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
-                let path =
-                    std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&sub_src)));
-                let shown = std::fs::read_link(path)
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&sub_src);
+                let shown = std::fs::read_link(format!("/proc/self/fd/{fd}"))
                     .map(|p| p.into_os_string())
                     .unwrap_or(name.to_os_string());
                 self.to_check.push((sub_src, sub_dst, shown));
@@ -304,7 +303,7 @@ fn same_metadata(s: &Stat, d: &Stat) -> bool {
 /// on its copy in `dst` (xattrs the source no longer has are removed).
 pub fn set_attrs_exact(src: &OwnedFd, name: &OsStr, s: &Stat, dst: &OwnedFd, dname: &OsStr) -> io::Result<()> {
     let want = copy::xattrs(src, name)?;
-    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(dst))).join(dname);
+    let path = copy::proc_entry(dst, dname);
     for (x, _) in copy::xattrs(dst, dname)? {
         if !want.iter().any(|(w, _)| *w == x) {
             rfs::lremovexattr(&path, &x)?;
@@ -330,14 +329,26 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
 
-    fn open(p: &std::path::Path) -> OwnedFd {
+    fn open(p: &Path) -> OwnedFd {
         use rustix::fs::{Mode, OFlags};
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         rfs::openat(rfs::CWD, p, flags, Mode::empty()).unwrap()
     }
 
-    fn sync(src: &std::path::Path, dst: &std::path::Path, since: (i64, i64), verify: bool) -> u64 {
+    /// A source tree `fill` makes, and its copy.
+    fn copied(fill: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir(&src).unwrap();
+        fill(&src);
+        fs::create_dir(&dst).unwrap();
+        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        (t, src, dst)
+    }
+
+    fn sync(src: &Path, dst: &Path, since: (i64, i64), verify: bool) -> u64 {
         let want = HashSet::new();
         let pace = Pace::default();
         let mut pass = Pass::new(since, verify, &want, &pace);
@@ -347,15 +358,13 @@ mod tests {
 
     #[test]
     fn a_pass_copies_what_changed_removes_what_went_and_keeps_hard_links_apart() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-        fs::create_dir_all(src.join("d/e")).unwrap();
-        fs::write(src.join("d/e/f"), "deep").unwrap();
-        fs::write(src.join("a"), "a").unwrap();
-        fs::hard_link(src.join("a"), src.join("d/a-link")).unwrap();
-        fs::write(src.join("gone"), "x").unwrap();
-        fs::create_dir(&dst).unwrap();
-        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let (_t, src, dst) = copied(|src| {
+            fs::create_dir_all(src.join("d/e")).unwrap();
+            fs::write(src.join("d/e/f"), "deep").unwrap();
+            fs::write(src.join("a"), "a").unwrap();
+            fs::hard_link(src.join("a"), src.join("d/a-link")).unwrap();
+            fs::write(src.join("gone"), "x").unwrap();
+        });
         // Nothing changed since: a pass copies nothing.
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(sync(&src, &dst, stamp().since(), true), 0);
@@ -386,13 +395,11 @@ mod tests {
 
     #[test]
     fn a_pass_finds_the_copies_of_inodes_wanted_also_below_a_directory_copied_anew() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-        fs::create_dir_all(src.join("a/b")).unwrap();
-        fs::write(src.join("a/b/f"), "f").unwrap();
-        fs::write(src.join("g"), "g").unwrap();
-        fs::create_dir(&dst).unwrap();
-        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let (_t, src, dst) = copied(|src| {
+            fs::create_dir_all(src.join("a/b")).unwrap();
+            fs::write(src.join("a/b/f"), "f").unwrap();
+            fs::write(src.join("g"), "g").unwrap();
+        });
         let since = stamp().since();
         // A directory renamed: its copy is made anew under the new name.
         fs::rename(src.join("a"), src.join("moved")).unwrap();
@@ -419,13 +426,11 @@ mod tests {
 
     #[test]
     fn a_hard_link_in_a_directory_renamed_before_its_other_name_stays_one() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-        fs::create_dir_all(src.join("z")).unwrap();
-        fs::write(src.join("b"), "x").unwrap();
-        fs::hard_link(src.join("b"), src.join("z/p")).unwrap();
-        fs::create_dir(&dst).unwrap();
-        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let (_t, src, dst) = copied(|src| {
+            fs::create_dir(src.join("z")).unwrap();
+            fs::write(src.join("b"), "x").unwrap();
+            fs::hard_link(src.join("b"), src.join("z/p")).unwrap();
+        });
         let since = stamp().since();
         // Renamed: `a` comes before `b`, whose inode did not change.
         fs::rename(src.join("z"), src.join("a")).unwrap();
@@ -439,13 +444,10 @@ mod tests {
 
     #[test]
     fn an_unchanged_entry_whose_copy_differs_is_found_by_the_comparison_of_what_did_not_change() {
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("f"), "one").unwrap();
-        fs::write(src.join("g"), "two").unwrap();
-        fs::create_dir(&dst).unwrap();
-        copy::copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let (_t, src, dst) = copied(|src| {
+            fs::write(src.join("f"), "one").unwrap();
+            fs::write(src.join("g"), "two").unwrap();
+        });
         std::thread::sleep(std::time::Duration::from_millis(50));
         let since = stamp().since();
         // A change in the source is left out (a later pass copies it)...

@@ -383,6 +383,25 @@ fn copying_view(f: &Fixture, env: &[(&str, &str)]) -> ((BindAt, TmpFs), Mount) {
     ((aufs, space), Mount::start_command(cmd, &f.root, BOUND))
 }
 
+/// Waits (30 s at most) until item `id` of ROOT is in `state`.
+fn wait_state(root: &Path, id: &str, state: &str, view: &Mount) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while item_status(root, id)["state"] != state {
+        assert!(Instant::now() < deadline, "never {state}:\n{}", view.log());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The view's log line of image `id`'s switch to its copy.
+fn switch_line(view: &Mount, id: &str) -> String {
+    let log = view.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{id}/")));
+    line.unwrap_or_else(|| panic!("no switch of {id} in the log:\n{log}"))
+        .to_string()
+}
+
 /// `status --json` of item `id` of ROOT.
 fn item_status(root: &Path, id: &str) -> Value {
     let s = run_command(
@@ -432,11 +451,7 @@ fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
             .join(existing[0].strip_prefix(f.root.join("aufs/diff")).unwrap()),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while item_status(&f.root, &big)["state"] != "copying" {
-        assert!(Instant::now() < deadline, "never copying:\n{}", view.log());
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_state(&f.root, &big, "copying", &view);
     // Opened while it is copied: a file written all along, one read, and
     // the layer's directory itself.
     let mut held = fs::OpenOptions::new()
@@ -494,11 +509,7 @@ fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
     assert!(read == want_early, "read through a file opened before the copy began");
     assert!(dir.metadata().unwrap().is_dir());
     fs::write(layer.join("after-switch"), b"after").unwrap();
-    let log = view.log();
-    let switched = log
-        .lines()
-        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{big}/")));
-    loud(switched.unwrap_or_else(|| panic!("no switch in the log:\n{log}")));
+    loud(&switch_line(&view, &big));
     drop((held, reader, dir, early));
     view.unmount();
     // On the other file system: everything written; the source gone.
@@ -536,11 +547,7 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
     let (aufs, view) = copying_view(&f, &[("RUST_LOG", "info")]);
     let big = f.summary.images[0].clone();
     let layer = f.root.join("aufs/diff").join(&big);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while item_status(&f.root, &big)["state"] != "copying" {
-        assert!(Instant::now() < deadline, "never copying:\n{}", view.log());
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_state(&f.root, &big, "copying", &view);
     // Each writer works in a directory of its own and keeps what it expects
     // there: files created, rewritten, renamed, removed; a log appended to
     // through one handle all along.
@@ -600,11 +607,7 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
         .into_iter()
         .map(|w| w.join().expect("a writer failed"))
         .collect();
-    let log = view.log();
-    let switched = log
-        .lines()
-        .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{big}/")));
-    loud(switched.unwrap_or_else(|| panic!("no switch in the log:\n{log}")));
+    loud(&switch_line(&view, &big));
     view.unmount();
     for (k, model, n) in models {
         let dir = f.root.join("aufs/diff").join(&big).join(format!("writer-{k}"));

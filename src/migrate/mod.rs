@@ -587,15 +587,15 @@ impl<'r> Engine<'r> {
                 continue;
             };
             let aside = sys::temp_name(OsStr::new(it.legacy_leaf()));
+            if !matches!(sys::kind(&parent, &aside), Ok(Kind::Dir)) {
+                continue;
+            }
             let at = format!(
                 "{}/{}/{}",
                 it.legacy_parent_dir(),
                 escape_os(&it.name),
                 escape_os(&aside)
             );
-            if !matches!(sys::kind(&parent, &aside), Ok(Kind::Dir)) {
-                continue;
-            }
             if !matches!(sys::kind(self.diff(), &it.name), Ok(Kind::Dir)) {
                 log::warn!("{at} is not graph2aufs's to remove (no copy of it is recorded in place): kept");
                 continue;

@@ -318,9 +318,12 @@ impl View {
 
     /// Holds off the switch of the layers of nodes `ids` to copies while a
     /// request on them is served (see [`super::live::Migrator::hold`]).
+    /// Nothing to do (no node looked up) once no layer is left to copy.
     pub(super) fn hold(&self, ids: &[u64]) -> Vec<std::sync::RwLockReadGuard<'_, ()>> {
-        let Some(m) = &self.live else { return Vec::new() };
-        m.hold(ids.iter().filter_map(|&id| self.table.get(id)?.layer()))
+        match &self.live {
+            Some(m) if m.copies_left() => m.hold(ids.iter().filter_map(|&id| self.table.get(id)?.layer())),
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn node_io(&self, ino: INodeNo) -> io::Result<Arc<Node>> {

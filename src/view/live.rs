@@ -15,7 +15,7 @@ use crate::root::Root;
 use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -63,6 +63,8 @@ pub struct Migrator {
     /// no open made before its copy began holds up the switch), so that
     /// their opens can switch to the copy.
     transit: Vec<AtomicBool>,
+    /// How many of `transit` are still set (none: requests skip the pauses).
+    transit_left: AtomicUsize,
     /// Changes (and lookups) inside layer `i`'s data hold
     /// `pauses[i % PAUSES]` for reading; its copy switches holding it for
     /// writing: a brief pause of that layer's changes only.
@@ -97,11 +99,26 @@ impl Migrator {
         self.transit.get(i).is_some_and(|t| t.load(Ordering::SeqCst))
     }
 
+    /// Whether any layer is still to be copied to another file system.
+    pub fn copies_left(&self) -> bool {
+        self.transit_left.load(Ordering::SeqCst) > 0
+    }
+
+    /// Layer `i` is no longer in transit (switched, or moved by a rename).
+    fn arrived(&self, i: usize) {
+        if self.transit[i].swap(false, Ordering::SeqCst) {
+            self.transit_left.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// Holds off the switch of the layers `layers` to their copies while a
-    /// change (or lookup) in them lasts. (Taken once per request, never
-    /// twice by one thread: a waiting switch would block the second.)
+    /// change (or lookup) in them lasts. Only layers in transit are held: a
+    /// layer leaves transit inside its switch's pause, so a request that
+    /// finds it out of transit comes after the switch. (Taken once per
+    /// request, never twice by one thread: a waiting switch would block the
+    /// second.)
     pub fn hold(&self, layers: impl Iterator<Item = usize>) -> Vec<RwLockReadGuard<'_, ()>> {
-        let mut at: Vec<usize> = layers.map(|l| l % PAUSES).collect();
+        let mut at: Vec<usize> = layers.filter(|&l| self.in_transit(l)).map(|l| l % PAUSES).collect();
         at.sort_unstable();
         at.dedup();
         at.into_iter()
@@ -119,12 +136,13 @@ impl Migrator {
     ) -> Migrator {
         let results = ItemResult::of_plan(&transform.plan);
         let across = [ItemKind::Image, ItemKind::Container].map(|k| engine.copies_across(k));
-        let transit = (transform.plan.items.iter().enumerate())
+        let transit: Vec<AtomicBool> = (transform.plan.items.iter().enumerate())
             .map(|(i, it)| {
                 let across = across[(it.kind == ItemKind::Container) as usize];
                 AtomicBool::new(across && !it.blocked() && transform.progress(i) < Progress::Done)
             })
             .collect();
+        let transit_left = AtomicUsize::new(transit.iter().filter(|t| t.load(Ordering::Relaxed)).count());
         Migrator {
             root,
             engine: Mutex::new(engine),
@@ -146,6 +164,7 @@ impl Migrator {
             notifier: Mutex::new(None),
             copying: Mutex::new(None),
             transit,
+            transit_left,
             pauses: Default::default(),
             files,
             notes: Mutex::default(),
@@ -370,7 +389,7 @@ impl Migrator {
                 }
                 None => {
                     // Moved by a rename instead (a busy layer, retried later).
-                    self.transit[i].store(false, Ordering::SeqCst);
+                    self.arrived(i);
                     return Ok(false);
                 }
             }
@@ -479,7 +498,7 @@ impl Migrator {
         // place; nothing fails after.
         let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
         engine.put_copy_in_place(it, job)?;
-        self.transit[i].store(false, Ordering::SeqCst);
+        self.arrived(i);
         let (rebound, reopened) = (nodes.len(), files.len());
         for (node, backing, key) in nodes {
             node.rebind(backing);
