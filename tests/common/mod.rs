@@ -8,16 +8,19 @@
 //! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
 //!   [`lazy_umount`], [`mountinfo`].
 //! - [`LoopFs`] / [`TmpFs`]: scratch filesystems for a second device.
+//! - [`require_debian_base`]: the Debian base tree (`G2A_DEBIAN_BASE`).
 
 // Each test crate uses only part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod debian;
 pub mod gate;
 pub mod mount;
 pub mod run;
 pub mod scratch;
 pub mod snapshot;
 
+pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
 pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
 pub use mount::{
     fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
