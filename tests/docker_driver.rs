@@ -17,13 +17,18 @@
 //!   with the driver's `Remove`) each leave the tree the same calls leave on
 //!   the reference.
 //!
-//! Each call runs unmodified driver code, on the driver Init builds (less
-//! its aufs module check; without Init's directory set-up on the read-only
-//! view, which cannot be written). None of them mounts: given the layer's
-//! own parent, `Diff`, `DiffSize`, `ApplyDiff` and `Changes` work on
-//! `diff/<id>` directly. Known limitation of Docker, on the reference too:
-//! `Changes` fails (ENOTDIR) where a parent layer has a file and the child
-//! a directory below the same name; such results compare as errors.
+//! Each call runs the driver's own code unmodified, on the driver Init
+//! builds (less its aufs module check; without Init's directory set-up on
+//! the read-only view, which cannot be written). Nothing mounts aufs:
+//! given the layer's own parent, `Diff`, `DiffSize`, `ApplyDiff` and
+//! `Changes` work on `diff/<id>` directly (only `Get` mounts); `Status`
+//! probes for aufs's `dirperm1` with an aufs mount that fails without
+//! aufs; `ApplyDiff` untars in a re-executed child chrooted (`pivot_root`)
+//! into the layer in a mount namespace of its own, gone with it. What
+//! honestly differs: `Status`'s "Backing Filesystem" is `fuse` through a
+//! view. Known limitation of Docker, on the reference too: `Changes` fails
+//! (ENOTDIR) where a parent layer has a file and the child a directory
+//! below the same name; such results compare as errors.
 
 mod common;
 use common::*;
@@ -342,7 +347,7 @@ fn reads_agree(test: &str, opts: impl FnOnce() -> Option<Options>, item_delay_ms
 #[test]
 fn dockers_driver_reads_a_debian_root_alike_offline_through_the_live_view_and_the_read_only_view() {
     const TEST: &str = "dockers_driver_reads_a_debian_root_alike_offline_through_the_live_view_and_the_read_only_view";
-    reads_agree(TEST, || require_debian_base(TEST).map(|b| debian_root(1301, b)), 2000);
+    reads_agree(TEST, || require_debian_base(TEST).map(|b| debian_root(1301, b)), 3000);
 }
 
 #[test]
@@ -581,6 +586,36 @@ fn dockers_driver_writes_on_pending_layers_through_the_live_view_as_on_the_offli
         &through_view,
         "the new and removed layers on the reference (a) and through the live view (b)",
     );
+    // Not vacuous: the applied layer's Diff has every kind of entry, its
+    // whiteouts and opaque marker; its Changes its deletions.
+    let applied = through_view["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["id"] == pulled.as_str())
+        .expect("the applied layer");
+    let entries = applied["diff"]["entries"].as_array().expect("entries");
+    let types: BTreeSet<&str> = entries.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["0", "1", "2", "3", "4", "5", "6"]),
+        "the tar entry types of the applied layer's Diff"
+    );
+    for name in ["etc/.wh.shadow", "usr/.wh.games", "var/cache/apt/.wh..wh..opq"] {
+        assert!(
+            entries.iter().any(|e| e["name"] == name),
+            "the applied layer's Diff has {name}"
+        );
+    }
+    let changes = applied["changes"]["changes"]
+        .as_array()
+        .expect("Changes of the applied layer");
+    for change in ["D /etc/shadow", "D /usr/games"] {
+        assert!(
+            changes.iter().any(|c| c == change),
+            "the applied layer's Changes has {change}: {changes:?}"
+        );
+    }
     let states = view.states();
     assert!(
         !pending(&states).is_empty(),

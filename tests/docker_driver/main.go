@@ -19,9 +19,12 @@
 // PARENT is "" for none. The driver's root is DOCKER_ROOT/aufs; each run
 // starts with the driver's Init (less its aufs module check), or with
 // -read-only, with the same Driver value without Init's directory set-up.
-// Nothing here mounts: Diff, DiffSize, ApplyDiff and Changes given the
-// layer's own parent work on diff/<id> directly (only Get mounts, and the
-// driver calls Get only for another parent, through its naive differ).
+// Nothing here mounts aufs: Diff, DiffSize, ApplyDiff and Changes given
+// the layer's own parent work on diff/<id> directly (only Get mounts, and
+// the driver calls Get only for another parent, through its naive
+// differ). Status probes for aufs's dirperm1 with an aufs mount, which
+// fails without aufs; ApplyDiff's untar runs in a child chrooted into the
+// layer, in a mount namespace of its own.
 package main
 
 import (
