@@ -1,8 +1,9 @@
 //! What the Docker daemon (v1.8.1) itself does with the files under its
-//! root, beside the driver: its aufs `Migrate` at start (FORMATS.md 4),
-//! `graph.Register` and `graph.Delete` of an image, `createRootfs` and `rm`
-//! of a container, JSON written atomically (`ioutils.AtomicWriteFile`),
-//! the json-file log, and the link graph (`pkg/graphdb`, SQLite).
+//! root, beside the driver (which `docker_driver.rs` runs): its aufs
+//! `Migrate` at start (FORMATS.md 4), the files of a new container
+//! (`setupInitLayer`, its configuration), JSON written atomically
+//! (`ioutils.AtomicWriteFile`), the json-file log, and the link graph
+//! (`pkg/graphdb`, SQLite).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,35 +13,37 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use crate::aufs::{with_path, Aufs};
 use crate::common::{run_command, RunResult};
 
+/// A Docker root, by its path.
 pub struct Daemon {
     root: PathBuf,
-    pub aufs: Aufs,
-}
-
-/// A 64-hex id derived from `seed`, the same on every run (Docker draws
-/// random ones; the reference must get the same names).
-pub fn hex_id(seed: &str) -> String {
-    Sha256::digest(seed.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Daemon {
     pub fn new(root: &Path) -> Daemon {
         Daemon {
             root: root.to_path_buf(),
-            aufs: Aufs::new(root),
         }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `aufs/diff/<id>`: a layer's files.
+    pub fn diff_dir(&self, id: &str) -> PathBuf {
+        self.root.join("aufs/diff").join(id)
+    }
+
+    /// `aufs/mnt/<id>`: the mount point of a layer's union.
+    pub fn mnt_dir(&self, id: &str) -> PathBuf {
+        self.root.join("aufs/mnt").join(id)
+    }
+
+    /// `aufs/layers/<id>`: a layer's ancestors.
+    pub fn layers_file(&self, id: &str) -> PathBuf {
+        self.root.join("aufs/layers").join(id)
     }
 
     /// Docker 1.8.1's aufs `Migrate`, which runs at every start when
@@ -70,7 +73,8 @@ impl Daemon {
                 if fs::symlink_metadata(&legacy).is_ok() {
                     work.push(format!("would relocate {dir}/{id}/{data}"));
                 }
-                if id != "_tmp" && !self.aufs.exists(&id) {
+                // The driver's Exists: lstat of layers/<id>.
+                if id != "_tmp" && fs::symlink_metadata(self.layers_file(&id)).is_err() {
                     work.push(format!("would register {id}: Exists({id}) is false"));
                 }
             }
@@ -78,92 +82,39 @@ impl Daemon {
         Ok(work)
     }
 
-    /// `graph.mktemp`: `graph/_tmp/<id>` (0700), the name derived from `seed`.
-    fn mktemp(&self, seed: &str) -> io::Result<PathBuf> {
-        let tmp = self.root.join("graph/_tmp").join(hex_id(seed));
-        DirBuilder::new().recursive(true).mode(0o700).create(&tmp)?;
-        Ok(tmp)
-    }
-
-    /// `graph.Register` of a pulled image: clear any `graph/<id>` and driver
-    /// layer, `Create`, `ApplyDiff` of `archive` and `DiffSize`, then
-    /// `layersize` and `json` (0600) in a temporary directory renamed to
-    /// `graph/<id>`. Returns the layer's size.
-    pub fn register_image(&self, id: &str, parent: Option<&str>, archive: &Path) -> Result<u64, String> {
-        let image_root = self.root.join("graph").join(id);
-        match fs::remove_dir_all(&image_root) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(format!("remove -r {}: {e}", image_root.display()))
-            }
-            _ => {}
-        }
-        let _ = self.aufs.remove(id);
-        let tmp = self
-            .mktemp(&format!("register {id}"))
-            .map_err(|e| format!("mktemp: {e}"))?;
-        self.aufs.create(id, parent).map_err(|e| format!("Create({id}): {e}"))?;
-        self.aufs.apply_diff(id, archive)?;
-        let size = self.aufs.diff_size(id).map_err(|e| format!("DiffSize({id}): {e}"))?;
-        let write = |name: &str, bytes: &[u8]| -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(tmp.join(name))?;
-            f.write_all(bytes)
-        };
-        let json = match parent {
-            Some(p) => {
-                format!("{{\"id\":\"{id}\",\"parent\":\"{p}\",\"created\":\"2015-08-12T00:00:00Z\",\"Size\":{size}}}\n")
-            }
-            None => format!("{{\"id\":\"{id}\",\"created\":\"2015-08-12T00:00:00Z\",\"Size\":{size}}}\n"),
-        };
-        write("layersize", size.to_string().as_bytes()).map_err(|e| format!("layersize: {e}"))?;
-        write("json", json.as_bytes()).map_err(|e| format!("json: {e}"))?;
-        fs::rename(&tmp, &image_root).map_err(|e| format!("rename {} {}: {e}", tmp.display(), image_root.display()))?;
-        Ok(size)
-    }
-
-    /// `graph.Delete`: `graph/<id>` renamed into a fresh `graph/_tmp/<x>`,
-    /// the driver's `Remove(id)`, then the trashed directory removed.
-    pub fn delete_image(&self, id: &str) -> io::Result<()> {
-        let tmp = self.mktemp(&format!("delete {id}"))?;
-        let image_root = self.root.join("graph").join(id);
-        fs::rename(&image_root, &tmp).map_err(|e| with_path(e, "rename", &image_root))?;
-        self.aufs.remove(id)?;
-        fs::remove_dir_all(&tmp).map_err(|e| with_path(e, "remove -r", &tmp))
-    }
-
-    /// `createRootfs` then `ToDisk`: `containers/<id>` (0700), `Create(<id>-init,
-    /// image)`, the init layer written (through the union in Docker: into the
-    /// init layer's own diff here, which is its top branch), `Create(<id>,
-    /// <id>-init)`, then `config.json` and `hostconfig.json` written
-    /// atomically and the log created as the json-file logger opens it.
-    pub fn create_container(&self, id: &str, image: &str, config: &[u8]) -> io::Result<()> {
+    /// `createRootfs` then `ToDisk`, around the driver's work: makes
+    /// `containers/<id>` (0700); `create` is the driver's Create of the
+    /// init layer on `image`, which `setup_init_layer` then fills (through
+    /// the union in Docker: into the init layer's own diff here, its top
+    /// branch), and of the container's layer on it; then `config.json` and
+    /// `hostconfig.json` written atomically and the log created as the
+    /// json-file logger opens it.
+    pub fn create_container(
+        &self,
+        id: &str,
+        image: &str,
+        config: &[u8],
+        create: impl Fn(&str, &str) -> io::Result<()>,
+    ) -> io::Result<()> {
         let root = self.root.join("containers").join(id);
         DirBuilder::new()
             .mode(0o700)
             .create(&root)
             .map_err(|e| with_path(e, "mkdir", &root))?;
         let init = format!("{id}-init");
-        self.aufs.create(&init, Some(image))?;
-        setup_init_layer(&self.aufs.diff_dir(&init))?;
-        self.aufs.create(id, Some(&init))?;
+        create(&init, image)?;
+        setup_init_layer(&self.diff_dir(&init))?;
+        create(id, &init)?;
         write_json_atomic(&root.join("config.json"), config, 0o600)?;
         write_json_atomic(&root.join("hostconfig.json"), b"{\"Privileged\":false}", 0o600)?;
         open_log(&root.join(format!("{id}-json.log")))?;
         Ok(())
     }
+}
 
-    /// `daemon.rm`: the driver's `Remove(id)` and `Remove(<id>-init)`, then
-    /// `containers/<id>` removed.
-    pub fn remove_container(&self, id: &str) -> io::Result<()> {
-        self.aufs.remove(id)?;
-        self.aufs.remove(&format!("{id}-init"))?;
-        let root = self.root.join("containers").join(id);
-        fs::remove_dir_all(&root).map_err(|e| with_path(e, "remove -r", &root))
-    }
+/// An error that says which call on which path failed.
+fn with_path(e: io::Error, call: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{call} {}: {e}", path.display()))
 }
 
 /// v1.8.1 `setupInitLayer`, in a fixed order: each path's prefixes unlinked
