@@ -140,6 +140,40 @@ fn the_quarantine_shows_only_what_migrate_quarantines() {
     unmount_cleanly(mount);
 }
 
+/// A Docker 1.8 `aufs/layers/<id>` that `migrate` cannot keep in its record
+/// (here a directory, not a file) is set aside, untouched, in
+/// `.graph2aufs/quarantine/aufs/layers/`: the view shows it there.
+#[test]
+fn a_layers_entry_migrate_sets_aside_shows_in_the_quarantine() {
+    if !require_root_and_fuse("a_layers_entry_migrate_sets_aside_shows_in_the_quarantine") {
+        return;
+    }
+    let fx = Fixture::new(14);
+    let id = fx
+        .summary
+        .docker18
+        .first()
+        .expect("the fixture has Docker 1.8 leftovers")
+        .clone();
+    let layers = fx.root.join("aufs/layers").join(&id);
+    fs::remove_file(&layers).unwrap_or_else(|e| panic!("removing {}: {e}", layers.display()));
+    fs::create_dir(&layers).expect("a directory in its place");
+    fs::write(layers.join("left-over"), b"not a layers file\n").expect("a file in it");
+    let migrated = fx.migrated_copy();
+    let aside = Path::new(".graph2aufs/quarantine/aufs/layers").join(&id);
+    assert!(migrated.join(&aside).is_dir(), "migrate set {} aside", layers.display());
+    let touched = fx.dirs_migration_touches();
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    assert!(
+        mp.join(&aside).join("left-over").is_file(),
+        "the view shows {} with its content",
+        aside.display()
+    );
+    assert_view_is_migrated_tree(&mp, &migrated, &touched);
+    unmount_cleanly(mount);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Merged views
 // ---------------------------------------------------------------------------

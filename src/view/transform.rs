@@ -225,6 +225,11 @@ impl Transform {
                 if !matches!(&p.layers, Some(Ok(b)) if *b == expected()) {
                     layers.insert(name.clone(), Shown::Layers(i, init));
                 }
+                // One `migrate` cannot keep in its record (unreadable, too
+                // large, not a file) it sets aside in the quarantine.
+                if read_only && matches!(p.layers, Some(Err(_))) {
+                    registrations.entry(AufsDir::Layers).or_default().push(name.clone());
+                }
                 if read_only {
                     mnt.insert(name, Shown::Merged(i, init));
                 } else if p.mnt != Kind::Dir {
