@@ -1,4 +1,4 @@
-//! A container's init layer (docs/FORMATS.md, "The init layer"): what
+//! A container's init layer (docs/FORMATS.md 4.3): what
 //! Docker's `setupInitLayer` leaves in `diff/<cid>-init` when it runs
 //! through the aufs union of the new, empty layer over the image. Every
 //! non-directory on each of its eleven paths is unlinked (a whiteout), then

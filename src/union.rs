@@ -1,4 +1,4 @@
-//! aufs union semantics over layer directories (FORMATS.md 3): whiteouts
+//! aufs union semantics over layer directories (docs/FORMATS.md 3): whiteouts
 //! `.wh.<name>`, opaque directories `.wh..wh..opq`, and aufs's own
 //! `.wh..wh.*` entries, which are never visible. Used to build init layers
 //! (which depend on the image's merged tree) and by the read-only view's
@@ -134,7 +134,7 @@ impl UnionDir {
     /// an opaque marker at a branch's root hides nothing (aufs tests
     /// opaqueness only on directories it looks up, never on the roots it was
     /// given, and Docker's aufs `Changes` skips the marker as aufs metadata;
-    /// docs/FORMATS.md, "Whiteouts").
+    /// docs/FORMATS.md 3.1).
     pub fn root(branches: Vec<Src>) -> UnionDir {
         let parts = branches
             .into_iter()
