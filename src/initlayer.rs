@@ -1,12 +1,18 @@
-//! A container's init layer (FORMATS.md 4, Docker's `setupInitLayer`): a
-//! few entries the daemon needs, written only where the image does not
-//! already provide them. Computed as data, so that `migrate` writes exactly
-//! what the view shows.
+//! A container's init layer (docs/FORMATS.md 4.3): what
+//! Docker's `setupInitLayer` leaves in `diff/<cid>-init` when it runs
+//! through the aufs union of the new, empty layer over the image. Every
+//! non-directory on each of its eleven paths is unlinked (a whiteout), then
+//! each path is made again: so its files and `etc/mtab` are always fresh,
+//! real image directories on the way are copied up, and a directory made
+//! where the image had a non-directory is opaque. The image is looked at
+//! once ([`ImageAt`]); the layer is a pure function of that
+//! ([`InitLayer::of_image`]), so `migrate`, both views and `rollback` agree.
 
 use crate::sys;
-use crate::union::{self, Resolved, UnionDir};
-use rustix::fs::{self as rfs, Mode, OFlags, Stat, Timespec};
-use std::ffi::OsString;
+use crate::union::{Entry, Leaf, UnionDir, OPAQUE};
+use rustix::fs::{self as rfs, Mode, OFlags, Timespec};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -50,58 +56,173 @@ pub struct InitLayer {
     pub time: Timespec,
 }
 
-/// What Docker's setupInitLayer creates (v1.8.1 daemon_unix.go).
-const SPEC: &[(&str, Option<&str>, bool)] = &[
-    // (path, symlink target, is a directory)
-    ("/dev/pts", None, true),
-    ("/dev/shm", None, true),
-    ("/proc", None, true),
-    ("/sys", None, true),
-    ("/.dockerinit", None, false),
-    ("/.dockerenv", None, false),
-    ("/etc/resolv.conf", None, false),
-    ("/etc/hosts", None, false),
-    ("/etc/hostname", None, false),
-    ("/dev/console", None, false),
-    ("/etc/mtab", Some("/proc/mounts"), false),
+/// What Docker's setupInitLayer makes (v1.8.1 `daemon/daemon_unix.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Make {
+    Dir,
+    File,
+    Symlink(&'static str),
+}
+
+/// Its eleven paths. (Docker iterates a Go map, in no fixed order; the
+/// result does not depend on it.)
+const SETUP: &[(&str, Make)] = &[
+    ("dev/pts", Make::Dir),
+    ("dev/shm", Make::Dir),
+    ("proc", Make::Dir),
+    ("sys", Make::Dir),
+    (".dockerinit", Make::File),
+    (".dockerenv", Make::File),
+    ("etc/resolv.conf", Make::File),
+    ("etc/hosts", Make::File),
+    ("etc/hostname", Make::File),
+    ("dev/console", Make::File),
+    ("etc/mtab", Make::Symlink("/proc/mounts")),
 ];
+
+/// Mode of the opaque marker aufs writes (its whiteouts are `S_IRUGO`).
+const OPAQUE_MODE: u32 = 0o444;
+
+/// What an image's merged tree has at one path, taken literally (a symlink
+/// on the way is not followed: setupInitLayer unlinks it first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InImage {
+    /// A real directory, with the attributes aufs copies up.
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: Timespec,
+        mtime: Timespec,
+    },
+    /// A file, device, fifo, socket or symlink (to anything).
+    Other,
+    Absent,
+}
+
+/// What the image has at every path setupInitLayer looks at: each of the
+/// eleven paths and each of their parents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageAt(BTreeMap<&'static str, InImage>);
+
+impl ImageAt {
+    /// Looks at the merged tree of `root` (the image's layers).
+    pub fn look(root: &UnionDir) -> io::Result<ImageAt> {
+        let mut at = BTreeMap::new();
+        for (path, _) in SETUP {
+            let mut dir = Some(root.clone());
+            for (comp, end) in path.split('/').zip(prefix_ends(path)) {
+                let here = &path[..end];
+                let seen = match dir.take() {
+                    None => InImage::Absent,
+                    Some(d) => match d.lookup(OsStr::new(comp))? {
+                        None => InImage::Absent,
+                        Some(Entry::Leaf(_)) => InImage::Other,
+                        Some(Entry::Dir(sub, leaf)) => {
+                            dir = Some(sub);
+                            match leaf {
+                                Leaf::Real { stat, .. } => InImage::Dir {
+                                    mode: stat.st_mode & 0o7777,
+                                    uid: stat.st_uid,
+                                    gid: stat.st_gid,
+                                    atime: sys::atime(&stat),
+                                    mtime: sys::mtime(&stat),
+                                },
+                                // (An image's layers are all on the disk.)
+                                Leaf::Init { .. } => InImage::Other,
+                            }
+                        }
+                    },
+                };
+                at.insert(here, seen);
+            }
+        }
+        Ok(ImageAt(at))
+    }
+
+    /// Builds one by hand: `(path, what)`; paths not named are absent.
+    pub fn of(entries: impl IntoIterator<Item = (&'static str, InImage)>) -> ImageAt {
+        ImageAt(entries.into_iter().collect())
+    }
+
+    fn at(&self, path: &str) -> &InImage {
+        self.0.get(path).unwrap_or(&InImage::Absent)
+    }
+}
 
 impl InitLayer {
     /// Computes the init layer of a container whose image's layers are
-    /// `image_chain` (layer roots, the image first). `time` is given to the
-    /// entries it creates (the container's creation time).
+    /// `image_chain` (layer roots, the image first), created at `time`.
     pub fn compute(image_chain: &[Arc<crate::dirref::DirRef>], time: Timespec) -> io::Result<InitLayer> {
-        let root = UnionDir::of_layers(image_chain)?;
+        Ok(InitLayer::of_image(
+            &ImageAt::look(&UnionDir::of_layers(image_chain))?,
+            time,
+        ))
+    }
+
+    /// What setupInitLayer leaves over an image that has `image` at its
+    /// paths. Created entries are root's, mode 0755 (files too: Docker
+    /// creates them so), with the time `time`; copied-up directories keep
+    /// the image's mode, owner and times.
+    pub fn of_image(image: &ImageAt, time: Timespec) -> InitLayer {
         let mut entries: Vec<InitEntry> = Vec::new();
-        for (path, target, is_dir) in SPEC {
-            let canon = match union::resolve(&root, path.as_bytes())? {
-                Resolved::Exists | Resolved::NotDir => continue,
-                Resolved::Missing(canon) => canon,
-            };
-            let n = canon.len();
-            for (i, _) in canon.iter().enumerate() {
-                let p: Vec<OsString> = canon[..=i].iter().map(|(c, _)| c.clone()).collect();
-                if entries.iter().any(|e| e.path == p) {
-                    continue;
-                }
-                let last = i + 1 == n;
-                let entry = match (&canon[i].1, last) {
-                    (Some(st), false) => copy_up(p, st),
-                    (None, false) => created(p, InitKind::Dir, time),
-                    (_, true) => {
-                        let kind = match (target, is_dir) {
-                            (Some(t), _) => InitKind::Symlink(t.as_bytes().to_vec()),
-                            (None, true) => InitKind::Dir,
-                            (None, false) => InitKind::File,
-                        };
-                        created(p, kind, time)
-                    }
+        let mut add = |e: InitEntry| {
+            if !entries.iter().any(|x| x.path == e.path) {
+                entries.push(e);
+            }
+        };
+        for (path, make) in SETUP {
+            // A real directory stays as the image has it, even where a file
+            // was to be (its unlink fails; stat finds it).
+            if matches!(image.at(path), InImage::Dir { .. }) {
+                continue;
+            }
+            let comps: Vec<&str> = path.split('/').collect();
+            for (i, end) in prefix_ends(path).enumerate() {
+                let here: Vec<OsString> = comps[..=i].iter().map(OsString::from).collect();
+                let seen = image.at(&path[..end]);
+                let kind = match (i + 1 == comps.len(), make) {
+                    (false, _) | (true, Make::Dir) => InitKind::Dir,
+                    (true, Make::File) => InitKind::File,
+                    (true, Make::Symlink(t)) => InitKind::Symlink(t.as_bytes().to_vec()),
                 };
-                entries.push(entry);
+                match seen {
+                    InImage::Dir {
+                        mode,
+                        uid,
+                        gid,
+                        atime,
+                        mtime,
+                    } => add(InitEntry {
+                        path: here,
+                        kind: InitKind::Dir,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                        atime: *atime,
+                        mtime: *mtime,
+                    }),
+                    // Unlinked (a whiteout), then made again: a file or
+                    // symlink replaces the whiteout; a directory made over
+                    // it is opaque.
+                    InImage::Other => {
+                        let dir = kind == InitKind::Dir;
+                        add(created(here.clone(), kind, time));
+                        if dir {
+                            let mut marker = here;
+                            marker.push(OsString::from(OPAQUE));
+                            add(InitEntry {
+                                mode: OPAQUE_MODE,
+                                ..created(marker, InitKind::File, time)
+                            });
+                        }
+                    }
+                    InImage::Absent => add(created(here, kind, time)),
+                }
             }
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(InitLayer { entries, time })
+        InitLayer { entries, time }
     }
 
     /// The entry at `path`, if the layer has one.
@@ -154,6 +275,13 @@ impl InitLayer {
     }
 }
 
+/// Where each component of `path` ends: `etc/hosts` gives 3, 9.
+fn prefix_ends(path: &str) -> impl Iterator<Item = usize> + '_ {
+    path.match_indices('/')
+        .map(|(i, _)| i)
+        .chain(std::iter::once(path.len()))
+}
+
 fn join(path: &[OsString]) -> OsString {
     let mut out = OsString::new();
     for (i, c) in path.iter().enumerate() {
@@ -181,14 +309,140 @@ fn created(path: Vec<OsString>, kind: InitKind, time: Timespec) -> InitEntry {
     }
 }
 
-fn copy_up(path: Vec<OsString>, st: &Stat) -> InitEntry {
-    InitEntry {
-        path,
-        kind: InitKind::Dir,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        atime: sys::atime(st),
-        mtime: sys::mtime(st),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timespec = Timespec {
+        tv_sec: 1_400_000_000,
+        tv_nsec: 5,
+    };
+    const IMAGE_T: Timespec = Timespec {
+        tv_sec: 1_300_000_000,
+        tv_nsec: 7,
+    };
+
+    fn dir(mode: u32, uid: u32) -> InImage {
+        InImage::Dir {
+            mode,
+            uid,
+            gid: uid + 1,
+            atime: IMAGE_T,
+            mtime: IMAGE_T,
+        }
+    }
+
+    /// The layer as `path -> (kind, mode, uid, mtime is the container's)`.
+    fn shape(image: &ImageAt) -> BTreeMap<String, (char, u32, u32, bool)> {
+        let layer = InitLayer::of_image(image, T);
+        layer
+            .entries
+            .iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    InitKind::Dir => 'd',
+                    InitKind::File => 'f',
+                    InitKind::Symlink(ref t) => {
+                        assert_eq!(t, b"/proc/mounts");
+                        'l'
+                    }
+                };
+                let path = e.path.iter().map(|c| c.to_str().unwrap()).collect::<Vec<_>>().join("/");
+                (path, (kind, e.mode, e.uid, e.mtime == T))
+            })
+            .collect()
+    }
+
+    fn fresh_all() -> BTreeMap<String, (char, u32, u32, bool)> {
+        [
+            (".dockerenv", 'f'),
+            (".dockerinit", 'f'),
+            ("dev", 'd'),
+            ("dev/console", 'f'),
+            ("dev/pts", 'd'),
+            ("dev/shm", 'd'),
+            ("etc", 'd'),
+            ("etc/hostname", 'f'),
+            ("etc/hosts", 'f'),
+            ("etc/mtab", 'l'),
+            ("etc/resolv.conf", 'f'),
+            ("proc", 'd'),
+            ("sys", 'd'),
+        ]
+        .into_iter()
+        .map(|(p, k)| (p.to_string(), (k, if k == 'l' { 0o777 } else { 0o755 }, 0, true)))
+        .collect()
+    }
+
+    #[test]
+    fn an_empty_image_gets_every_entry_made_fresh() {
+        assert_eq!(shape(&ImageAt::default()), fresh_all());
+    }
+
+    #[test]
+    fn a_non_directory_where_a_directory_goes_becomes_an_opaque_directory() {
+        for path in ["etc", "dev", "proc", "dev/shm"] {
+            let mut image = vec![(path, InImage::Other)];
+            if path == "dev/shm" {
+                image.push(("dev", dir(0o751, 3)));
+            }
+            let mut want = fresh_all();
+            want.insert(format!("{path}/{OPAQUE}"), ('f', 0o444, 0, true));
+            if path == "dev/shm" {
+                want.insert("dev".into(), ('d', 0o751, 3, false));
+            }
+            assert_eq!(
+                shape(&ImageAt::of(image)),
+                want,
+                "the image's {path} is not a directory"
+            );
+        }
+    }
+
+    #[test]
+    fn image_files_on_the_paths_are_replaced_and_real_directories_kept_or_copied_up() {
+        let image = ImageAt::of([
+            ("etc", dir(0o750, 7)),
+            ("etc/hosts", InImage::Other),
+            ("etc/mtab", InImage::Other),
+            ("etc/hostname", dir(0o700, 0)),
+            ("dev", dir(0o751, 3)),
+            ("dev/console", InImage::Other),
+            ("dev/pts", dir(0o755, 0)),
+            ("proc", dir(0o555, 0)),
+            (".dockerinit", InImage::Other),
+        ]);
+        let mut want = fresh_all();
+        for kept in ["etc/hostname", "dev/pts", "proc"] {
+            want.remove(kept);
+        }
+        want.insert("etc".into(), ('d', 0o750, 7, false));
+        want.insert("dev".into(), ('d', 0o751, 3, false));
+        assert_eq!(shape(&image), want);
+        let layer = InitLayer::of_image(&image, T);
+        let etc = &layer.entries[layer.find(&[OsString::from("etc")]).unwrap()];
+        assert_eq!((etc.gid, etc.atime), (8, IMAGE_T), "copied up with its group and atime");
+    }
+
+    #[test]
+    fn an_image_that_is_all_directories_gets_only_its_parents_copied_up_for_the_files() {
+        let image = ImageAt::of(
+            [
+                "dev",
+                "dev/pts",
+                "dev/shm",
+                "dev/console",
+                "proc",
+                "sys",
+                "etc",
+                "etc/hosts",
+                "etc/hostname",
+            ]
+            .map(|p| (p, dir(0o755, 0)))
+            .into_iter()
+            .chain([(".dockerenv", dir(0o755, 0))]),
+        );
+        let got: Vec<String> = shape(&image).into_keys().collect();
+        assert_eq!(got, [".dockerinit", "etc", "etc/mtab", "etc/resolv.conf"]);
     }
 }

@@ -1,4 +1,4 @@
-//! aufs union semantics over layer directories (FORMATS.md 3): whiteouts
+//! aufs union semantics over layer directories (docs/FORMATS.md 3): whiteouts
 //! `.wh.<name>`, opaque directories `.wh..wh..opq`, and aufs's own
 //! `.wh..wh.*` entries, which are never visible. Used to build init layers
 //! (which depend on the image's merged tree) and by the read-only view's
@@ -9,7 +9,7 @@ use crate::dirref::DirRef;
 use crate::initlayer::InitLayer;
 use crate::sys;
 use rustix::fs::{FileType, Stat};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +18,6 @@ use std::sync::Arc;
 pub const WHITEOUT: &[u8] = b".wh.";
 pub const META: &[u8] = b".wh..wh.";
 pub const OPAQUE: &str = ".wh..wh..opq";
-const MAX_SYMLINK_HOPS: usize = 40;
 
 /// A branch's directory at some path: a real directory, or a directory of
 /// an init layer held in memory.
@@ -67,7 +66,12 @@ impl Src {
             // (A whiteout of a name near the length limit cannot exist.)
             Src::Real(_) if name.len() > 255 => Ok(false),
             Src::Real(d) => Ok(sys::lstat(&*d.fd()?, name)?.is_some()),
-            Src::Init(..) => Ok(false), // init layers hold no whiteouts
+            // (An init layer's opaque markers; it keeps no whiteouts.)
+            Src::Init(layer, dir) => {
+                let mut p = dir.clone();
+                p.push(name.to_os_string());
+                Ok(layer.find(&p).is_some())
+            }
         }
     }
 
@@ -126,21 +130,22 @@ fn whiteout_of(name: &OsStr) -> OsString {
 }
 
 impl UnionDir {
-    /// The merged root of `branches` (top first).
-    pub fn root(branches: Vec<Src>) -> io::Result<UnionDir> {
-        let mut parts = Vec::new();
-        for (branch, src) in branches.into_iter().enumerate() {
-            let opaque = src.has(OsStr::new(OPAQUE))?;
-            parts.push(Part { branch, src });
-            if opaque {
-                break;
-            }
-        }
-        Ok(UnionDir { parts })
+    /// The merged root of `branches` (top first). Every branch takes part:
+    /// an opaque marker at a branch's root hides nothing (aufs tests
+    /// opaqueness only on directories it looks up, never on the roots it was
+    /// given, and Docker's aufs `Changes` skips the marker as aufs metadata;
+    /// docs/FORMATS.md 3.1).
+    pub fn root(branches: Vec<Src>) -> UnionDir {
+        let parts = branches
+            .into_iter()
+            .enumerate()
+            .map(|(branch, src)| Part { branch, src })
+            .collect();
+        UnionDir { parts }
     }
 
     /// The merged root of real layer directories.
-    pub fn of_layers(layers: &[Arc<DirRef>]) -> io::Result<UnionDir> {
+    pub fn of_layers(layers: &[Arc<DirRef>]) -> UnionDir {
         UnionDir::root(layers.iter().map(|d| Src::Real(d.clone())).collect())
     }
 
@@ -211,94 +216,4 @@ impl UnionDir {
         }
         Ok(out)
     }
-}
-
-/// The result of resolving a path in a merged tree as if chrooted there.
-#[derive(Debug)]
-pub enum Resolved {
-    /// The final component exists (as anything, even a dangling symlink).
-    Exists,
-    /// Some component is missing: the canonical path, each component with
-    /// the stat of the directory the image has there, if it has one.
-    Missing(Vec<(OsString, Option<Stat>)>),
-    /// A component on the way is not a directory, or symlinks loop.
-    NotDir,
-}
-
-/// Resolves `path` in the merged tree rooted at `root`, following symlinks
-/// on the way (absolute ones from `root`, never from the host's root), but
-/// not a final symlink.
-pub fn resolve(root: &UnionDir, path: &[u8]) -> io::Result<Resolved> {
-    let mut queue: VecDeque<OsString> = split(path).collect();
-    let mut canon: Vec<(OsString, Option<Stat>)> = Vec::new();
-    let mut dirs: Vec<UnionDir> = vec![root.clone()];
-    let mut missing = false;
-    let mut hops = 0;
-    while let Some(c) = queue.pop_front() {
-        if c == "." {
-            continue;
-        }
-        if c == ".." {
-            if let Some((_, st)) = canon.pop() {
-                if st.is_some() {
-                    dirs.pop();
-                }
-            }
-            missing = canon.iter().any(|(_, st)| st.is_none());
-            continue;
-        }
-        if missing {
-            canon.push((c, None));
-            continue;
-        }
-        let cur = dirs.last().expect("the root is never popped");
-        match cur.lookup(&c)? {
-            None => {
-                canon.push((c, None));
-                missing = true;
-            }
-            Some(Entry::Dir(u, leaf)) => {
-                let st = match leaf {
-                    Leaf::Real { stat, .. } => Some(stat),
-                    Leaf::Init { .. } => None,
-                };
-                canon.push((c, st));
-                dirs.push(u);
-            }
-            Some(Entry::Leaf(leaf)) => {
-                if queue.is_empty() {
-                    return Ok(Resolved::Exists);
-                }
-                let Leaf::Real { parent, stat } = leaf else {
-                    return Ok(Resolved::NotDir);
-                };
-                if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
-                    return Ok(Resolved::NotDir);
-                }
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
-                    return Ok(Resolved::NotDir);
-                }
-                let target = sys::readlink(&*parent.fd()?, &c)?;
-                if target.starts_with(b"/") {
-                    canon.clear();
-                    dirs.truncate(1);
-                }
-                for (i, t) in split(&target).enumerate() {
-                    queue.insert(i, t);
-                }
-            }
-        }
-    }
-    if missing {
-        Ok(Resolved::Missing(canon))
-    } else {
-        Ok(Resolved::Exists)
-    }
-}
-
-fn split(path: &[u8]) -> impl Iterator<Item = OsString> + '_ {
-    path.split(|&b| b == b'/')
-        .filter(|c| !c.is_empty())
-        .map(|c| OsStr::from_bytes(c).to_os_string())
 }

@@ -11,6 +11,10 @@
 //! does.
 
 mod common;
+#[path = "view/merge.rs"]
+mod merge;
+#[path = "initlayer/setup.rs"]
+mod setup;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -23,7 +27,6 @@ use std::process::Command;
 use common::*;
 use graph2aufs::generate::{generate, BrokenKind, Options, Summary, DEV_MODE, DEV_MTIME};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------
 // Roots
@@ -330,139 +333,19 @@ fn names<I: IntoIterator<Item = S>, S: AsRef<str>>(it: I) -> BTreeSet<OsString> 
 }
 
 // ---------------------------------------------------------------------------
-// The init layer, worked out from the image's layers (FORMATS.md 3 and 4)
+// The init layer, worked out from the image's layers (docs/FORMATS.md)
 // ---------------------------------------------------------------------------
 
-/// What Docker's setupInitLayer creates.
-#[derive(Clone, Copy)]
-enum Init {
-    Dir,
-    File,
-    Symlink(&'static str),
-}
-
-const INIT_LAYER: &[(&str, Init)] = &[
-    ("dev/pts", Init::Dir),
-    ("dev/shm", Init::Dir),
-    ("proc", Init::Dir),
-    ("sys", Init::Dir),
-    (".dockerinit", Init::File),
-    (".dockerenv", Init::File),
-    ("etc/resolv.conf", Init::File),
-    ("etc/hosts", Init::File),
-    ("etc/hostname", Init::File),
-    ("dev/console", Init::File),
-    ("etc/mtab", Init::Symlink("/proc/mounts")),
-];
-
-/// What a path is in an image's merged tree.
-enum InImage<'a> {
-    Is(&'a Entry),
-    Missing,
-    NotDir,
-}
-
-/// Looks `path` up in the merged tree of `layers` (top first), by aufs rules:
-/// `.wh.<name>` hides `<name>` in the layers below, `.wh..wh..opq` hides
-/// everything below its directory, a non-directory on the way ends the path.
-/// Symlinks on the way are not modelled (the generated roots have none
-/// where the init layer looks).
-fn in_image<'a>(layers: &'a [Tree], path: &str) -> InImage<'a> {
-    let comps: Vec<&str> = path.split('/').collect();
-    for layer in layers {
-        let mut here = PathBuf::new();
-        let mut opaque = false;
-        for (k, c) in comps.iter().enumerate() {
-            if layer.contains_key(&here.join(format!(".wh.{c}"))) {
-                return InImage::Missing;
-            }
-            here.push(c);
-            match layer.get(&here) {
-                None => break,
-                Some(e) if k + 1 == comps.len() => return InImage::Is(e),
-                Some(e) if e.kind == Kind::Symlink => {
-                    panic!(
-                        "{} is a symlink in an image: the test's model does not follow it",
-                        here.display()
-                    )
-                }
-                Some(e) if e.kind != Kind::Dir => return InImage::NotDir,
-                Some(_) => opaque |= layer.contains_key(&here.join(".wh..wh..opq")),
-            }
-        }
-        if opaque {
-            return InImage::Missing;
-        }
-    }
-    InImage::Missing
-}
-
-/// An entry the init layer creates: root's, at the container's creation time.
-fn created(kind: Init, mtime_ns: i128) -> Entry {
-    let (kind, mode, size, content, target, nlink) = match kind {
-        Init::Dir => (Kind::Dir, 0o755, 0, None, None, 0),
-        Init::File => (Kind::File, 0o755, 0, Some(Sha256::digest(b"").into()), None, 1),
-        Init::Symlink(t) => (Kind::Symlink, 0o777, 0, None, Some(PathBuf::from(t)), 1),
-    };
-    Entry {
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        size,
-        content,
-        target,
-        rdev: 0,
-        xattrs: BTreeMap::new(),
-        mtime_ns,
-        atime_ns: None,
-        nlink,
-        link_group: None,
-    }
-}
-
-/// A directory of the image copied up: its mode, owner and times.
-fn copied_up(image_dir: &Entry) -> Entry {
-    Entry {
-        mode: image_dir.mode,
-        uid: image_dir.uid,
-        gid: image_dir.gid,
-        ..created(Init::Dir, image_dir.mtime_ns)
-    }
-}
-
-/// The init layer of a container on `image` created at `created_ns`, as
-/// FORMATS.md 4 describes it: each entry of setupInitLayer the image does not
-/// already have, its missing parents made, its existing parents copied up.
+/// The init layer of a container on `image` created at `created_ns`: what
+/// Docker's setupInitLayer leaves (the test's replay of it over its own
+/// aufs model, tests/initlayer/setup.rs).
 fn expected_init_layer(before: &Tree, s: &Summary, image: &str, created_ns: i128) -> Tree {
     let chain: Vec<String> = std::iter::once(image.to_string()).chain(ancestors(s, image)).collect();
     let layers: Vec<Tree> = chain
         .iter()
         .map(|id| before.subtree(format!("graph/{id}/layer")))
         .collect();
-    let mut t = Tree::default();
-    t.insert(PathBuf::new(), created(Init::Dir, created_ns));
-    for &(path, kind) in INIT_LAYER {
-        if !matches!(in_image(&layers, path), InImage::Missing) {
-            continue;
-        }
-        let mut parent = PathBuf::new();
-        let comps: Vec<&str> = path.split('/').collect();
-        for c in &comps[..comps.len() - 1] {
-            parent.push(c);
-            if t.contains_key(&parent) {
-                continue;
-            }
-            let e = match in_image(&layers, &parent.to_string_lossy()) {
-                InImage::Is(dir) => copied_up(dir),
-                InImage::Missing => created(Init::Dir, created_ns),
-                InImage::NotDir => unreachable!("{path} is missing, so its parents are directories or missing"),
-            };
-            t.insert(parent.clone(), e);
-        }
-        t.insert(PathBuf::from(path), created(kind, created_ns));
-    }
-    t
+    setup::init_layer(&layers.iter().collect::<Vec<_>>(), created_ns)
 }
 
 // ---------------------------------------------------------------------------
@@ -628,7 +511,7 @@ fn migrate_gives_the_aufs_layout_of_a_root_with_broken_items_and_docker18_symlin
     g2a_on("migrate", &l.root, &[]).expect_code(1);
     let after = snapshot(&l.root);
     assert_migrated_layout(&l, &after);
-    let seen = assert_init_layers_leave_images_their_own(&l.summary, &after);
+    let seen = assert_init_layers_replace_images_own_entries(&l.summary, &after);
     assert_eq!(
         seen.len(),
         4,
@@ -649,11 +532,12 @@ fn migrate_gives_the_aufs_layout_of_a_plain_legacy_root() {
 
 /// Spelled out for the containers that run the landmark images themselves:
 /// what an image provides (`etc/hosts`, `etc/resolv.conf`, an `etc/mtab`
-/// symlink) is not written into the init layer; the image's own `/dev` is
-/// copied up with its mode and mtime, with `dev/pts`, `dev/shm` and
-/// `dev/console` inside. Returns which of them were seen.
+/// symlink) is replaced in the init layer by a fresh entry (an empty file
+/// 0755, the symlink to `/proc/mounts`), hiding the image's; the image's
+/// own `/dev` is copied up with its mode and mtime, with `dev/pts`,
+/// `dev/shm` and `dev/console` inside. Returns which of them were seen.
 #[track_caller]
-fn assert_init_layers_leave_images_their_own(s: &Summary, after: &Tree) -> BTreeSet<&'static str> {
+fn assert_init_layers_replace_images_own_entries(s: &Summary, after: &Tree) -> BTreeSet<&'static str> {
     let lm = &s.landmarks;
     let mut seen = BTreeSet::new();
     for (cid, image, _) in &s.containers {
@@ -664,11 +548,12 @@ fn assert_init_layers_leave_images_their_own(s: &Summary, after: &Tree) -> BTree
             ("etc/mtab", &lm.mtab_symlink),
         ] {
             if landmark.as_ref() == Some(image) {
-                assert!(
-                    !after.contains_key(&init(path)),
-                    "{}: the image has its own",
-                    init(path).display()
-                );
+                let e = after.at(init(path));
+                let fresh = match path {
+                    "etc/mtab" => e.kind == Kind::Symlink && e.target.as_deref() == Some(Path::new("/proc/mounts")),
+                    _ => e.kind == Kind::File && e.size == 0 && e.mode == 0o755,
+                };
+                assert!(fresh && e.uid == 0, "{}: not fresh: {e:?}", init(path).display());
                 assert!(
                     after.contains_key(&init("etc/hostname")),
                     "container {cid}: no etc/hostname"

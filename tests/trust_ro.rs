@@ -1345,7 +1345,7 @@ fn layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them() 
     symlink(&out, top_layer.join("o/.wh..wh..opq")).expect("symlink");
     fs::write(base_layer.join("w"), b"whited out").expect("file");
     symlink(&out, top_layer.join(".wh.w")).expect("symlink");
-    // Paths the init layer resolves: absolute and escaping symlinks, a loop.
+    // Paths the init layer looks at: absolute and escaping symlinks, a loop.
     symlink(&out, top_layer.join("etc")).expect("symlink");
     symlink("../../../../../../../../canary/layer", top_layer.join("dev")).expect("symlink");
     symlink("proc", top_layer.join("proc")).expect("a loop");
@@ -1361,10 +1361,24 @@ fn layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them() 
         assert_symlink_to(&m.join("y"), &out);
         assert_eq!(names_in(&m.join("o")).expect("o"), BTreeSet::new(), "o is opaque");
         assert_enoent(&m.join("w"));
-        // The container's merged root: its init layer's entries, resolved
-        // inside the image (never on the host).
+        // The container's merged root: setupInitLayer unlinks the image's
+        // symlinks on its paths (never following them) and makes opaque
+        // directories in their place, holding only the init layer's entries.
         let cm = mp.join("aufs/mnt").join(&c);
-        assert_symlink_to(&cm.join("etc"), &out);
+        for (dir, names) in [
+            ("etc", &["hostname", "hosts", "mtab", "resolv.conf"][..]),
+            ("dev", &["console", "pts", "shm"][..]),
+            ("proc", &[][..]),
+            ("sys", &[][..]),
+        ] {
+            assert!(lstat(&cm.join(dir)).is_dir(), "{dir} is the init layer's directory");
+            let want: BTreeSet<OsString> = names.iter().map(OsString::from).collect();
+            assert_eq!(
+                names_in(&cm.join(dir)).expect(dir),
+                want,
+                "{dir}: the init layer's entries only"
+            );
+        }
         assert!(lstat(&cm.join("tmp/written")).is_file());
         let init = mp.join("aufs/diff").join(format!("{c}-init"));
         assert!(lstat(&init.join(".dockerenv")).is_file());

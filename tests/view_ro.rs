@@ -96,30 +96,97 @@ fn view_mounted_over_root_equals_the_migrated_tree_entry_by_entry() {
     unmount_cleanly(mount);
 }
 
+/// With quarantined images but no quarantined container, `migrate` makes
+/// `.graph2aufs/quarantine/graph` and no `quarantine/containers`: the view
+/// shows the same.
+#[test]
+fn the_quarantine_shows_only_what_migrate_quarantines() {
+    if !require_root_and_fuse("the_quarantine_shows_only_what_migrate_quarantines") {
+        return;
+    }
+    let fx = Fixture::new(13);
+    // No container is quarantined: neither a broken one nor one on a broken image.
+    let broken_containers = fx.summary.broken.iter().filter(|(_, k)| {
+        matches!(
+            k,
+            BrokenKind::ContainerUnknownImage
+                | BrokenKind::ContainerBadConfig
+                | BrokenKind::ContainerRwSymlinkOutside
+                | BrokenKind::ContainerIdMismatch
+        )
+    });
+    let blocked = fx.summary.blocked_containers.iter().map(|(c, _)| c);
+    for c in broken_containers.map(|(c, _)| c).chain(blocked) {
+        let dir = fx.root.join("containers").join(c);
+        fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
+    }
+    let migrated = fx.migrated_copy();
+    let quarantine = Path::new(".graph2aufs/quarantine");
+    assert!(
+        migrated.join(quarantine).join("graph").is_dir() && !migrated.join(quarantine).join("containers").exists(),
+        "migrate quarantined images and no container: {:?}",
+        names_in(&migrated.join(quarantine))
+    );
+    let touched = fx.dirs_migration_touches();
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    assert_eq!(
+        names_in(&mp.join(quarantine)).expect("listing the view's quarantine"),
+        names_in(&migrated.join(quarantine)).expect("listing the migrated quarantine"),
+        "{}: the view's names and the migrated copy's",
+        quarantine.display()
+    );
+    assert_view_is_migrated_tree(&mp, &migrated, &touched);
+    unmount_cleanly(mount);
+}
+
+/// A Docker 1.8 `aufs/layers/<id>` that `migrate` cannot keep in its record
+/// (here a directory, not a file) is set aside, untouched, in
+/// `.graph2aufs/quarantine/aufs/layers/`: the view shows it there.
+#[test]
+fn a_layers_entry_migrate_sets_aside_shows_in_the_quarantine() {
+    if !require_root_and_fuse("a_layers_entry_migrate_sets_aside_shows_in_the_quarantine") {
+        return;
+    }
+    let fx = Fixture::new(14);
+    let id = fx
+        .summary
+        .docker18
+        .first()
+        .expect("the fixture has Docker 1.8 leftovers")
+        .clone();
+    let layers = fx.root.join("aufs/layers").join(&id);
+    fs::remove_file(&layers).unwrap_or_else(|e| panic!("removing {}: {e}", layers.display()));
+    fs::create_dir(&layers).expect("a directory in its place");
+    fs::write(layers.join("left-over"), b"not a layers file\n").expect("a file in it");
+    let migrated = fx.migrated_copy();
+    let aside = Path::new(".graph2aufs/quarantine/aufs/layers").join(&id);
+    assert!(migrated.join(&aside).is_dir(), "migrate set {} aside", layers.display());
+    let touched = fx.dirs_migration_touches();
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    assert!(
+        mp.join(&aside).join("left-over").is_file(),
+        "the view shows {} with its content",
+        aside.display()
+    );
+    assert_view_is_migrated_tree(&mp, &migrated, &touched);
+    unmount_cleanly(mount);
+}
+
 // ---------------------------------------------------------------------------
 // 2. Merged views
 // ---------------------------------------------------------------------------
 
-#[test]
-fn merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers() {
-    if !require_root_and_fuse("merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers") {
-        return;
-    }
-    let fx = Fixture::new(21);
-    let migrated = fx.migrated_copy();
-    let mp = fx.scratch("mp");
-    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
-    let ids = names_in(&migrated.join("aufs/mnt")).expect("listing the migrated aufs/mnt");
-    let expected_ids = fx.summary.images.len() + 2 * fx.summary.containers.len();
-    assert_eq!(
-        ids.len(),
-        expected_ids,
-        "every image, container and init layer is registered: {ids:?}"
-    );
+/// Checks the merged view `aufs/mnt/<id>` of each of `ids` against the
+/// test's own aufs merge of the migrated copy's layers. Returns how many
+/// hard links they showed and how many init layers' views had `.dockerenv`.
+#[track_caller]
+fn assert_merged_views(fx: &Fixture, migrated: &Path, mp: &Path, ids: &BTreeSet<OsString>) -> (usize, usize) {
     let mut layers = LayerCache::new();
     let mut hard_links = 0;
     let mut from_init = 0;
-    for id in &ids {
+    for id in ids {
         let mut dirs = vec![migrated.join("aufs/diff").join(id)];
         for a in ancestors(&migrated.join("aufs/layers").join(id)) {
             dirs.push(migrated.join("aufs/diff").join(a));
@@ -142,12 +209,82 @@ fn merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers() {
             from_init += shown.contains_key(Path::new(".dockerenv")) as usize;
         }
     }
+    (hard_links, from_init)
+}
+
+#[test]
+fn merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers() {
+    if !require_root_and_fuse("merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers") {
+        return;
+    }
+    let fx = Fixture::new(21);
+    let migrated = fx.migrated_copy();
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    let ids = names_in(&migrated.join("aufs/mnt")).expect("listing the migrated aufs/mnt");
+    let expected_ids = fx.summary.images.len() + 2 * fx.summary.containers.len();
+    assert_eq!(
+        ids.len(),
+        expected_ids,
+        "every image, container and init layer is registered: {ids:?}"
+    );
+    let (hard_links, from_init) = assert_merged_views(&fx, &migrated, &mp, &ids);
     assert!(hard_links > 0, "some merged view has hard links");
     assert_eq!(
         from_init,
         fx.summary.containers.len(),
         "each init layer's merged view has its .dockerenv"
     );
+    unmount_cleanly(mount);
+}
+
+/// `.wh..wh..opq` directly in a layer (`graph/<id>/layer/.wh..wh..opq`):
+/// aufs never tests a branch's root for it, and Docker's aufs `Changes`
+/// skips it as aufs metadata, so the merged views of the layer and of every
+/// layer above it still show the lower layers. (Docker's `Diff` keeps the
+/// marker, and `migrate` moves it with the rest of the layer.)
+#[test]
+fn an_opaque_marker_at_a_layer_root_hides_nothing_in_merged_views() {
+    if !require_root_and_fuse("an_opaque_marker_at_a_layer_root_hides_nothing_in_merged_views") {
+        return;
+    }
+    let fx = Fixture::new(31);
+    let (child, parent) = fx
+        .summary
+        .images
+        .iter()
+        .find_map(|id| Some((id.clone(), fx.summary.parents[id].clone()?)))
+        .expect("the fixture has an image with a parent");
+    let marker = fx.root.join("graph").join(&child).join("layer/.wh..wh..opq");
+    fs::write(&marker, b"").expect("writing the marker");
+    fs::set_permissions(&marker, fs::Permissions::from_mode(0o444)).expect("chmod");
+    let migrated = fx.migrated_copy();
+    assert!(
+        migrated.join("aufs/diff").join(&child).join(".wh..wh..opq").is_file(),
+        "migrate moved the marker with the layer"
+    );
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    // The child's merged root shows names only its parent's layers have.
+    let own = names_in(&fx.root.join("graph").join(&child).join("layer")).expect("listing the child's layer");
+    let from_below: Vec<OsString> = names_in(&mp.join("aufs/mnt").join(&parent))
+        .expect("listing the parent's merged root")
+        .into_iter()
+        .filter(|n| {
+            let mut whiteout = OsString::from(".wh.");
+            whiteout.push(n);
+            !own.contains(n) && !own.contains(&whiteout)
+        })
+        .collect();
+    assert!(!from_below.is_empty(), "the parent has names of its own");
+    let shown = names_in(&mp.join("aufs/mnt").join(&child)).expect("listing the child's merged root");
+    let hidden: Vec<&OsString> = from_below.iter().filter(|n| !shown.contains(*n)).collect();
+    assert!(
+        hidden.is_empty(),
+        "aufs/mnt/{child}: the marker at the layer's root hid its parent's {hidden:?}"
+    );
+    let ids = names_in(&migrated.join("aufs/mnt")).expect("listing the migrated aufs/mnt");
+    assert_merged_views(&fx, &migrated, &mp, &ids);
     unmount_cleanly(mount);
 }
 

@@ -497,7 +497,7 @@ impl View {
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
             branches.push(Src::Real(self.data_dir(j)?));
         }
-        Ok((UnionDir::root(branches)?, top.expect("set above")))
+        Ok((UnionDir::root(branches), top.expect("set above")))
     }
 
     fn shown_node(&self, parent: &Node, name: &OsStr, shown: Shown) -> io::Result<Arc<Node>> {

@@ -133,11 +133,21 @@ pub struct Transform {
     mnt: HashMap<OsString, Shown>,
     root: Vec<(OsString, Shown)>,
     quarantined: bool,
+    /// Whether `migrate` quarantines legacy data of images, of containers
+    /// (it makes `quarantine/graph`, `quarantine/containers` only then).
+    quarantined_kinds: [bool; 2],
     /// Blocked items' aufs entries, per aufs directory.
     registrations: HashMap<AufsDir, Vec<OsString>>,
 }
 
 const TMP_PREFIX: &[u8] = b".graph2aufs-tmp-";
+
+fn kind_index(kind: ItemKind) -> usize {
+    match kind {
+        ItemKind::Image => 0,
+        ItemKind::Container => 1,
+    }
+}
 
 impl Transform {
     pub fn new(scan: &Scan, plan: Plan, read_only: bool) -> Transform {
@@ -146,6 +156,7 @@ impl Transform {
         let mut layers = HashMap::new();
         let mut mnt = HashMap::new();
         let mut quarantined = false;
+        let mut quarantined_kinds = [false; 2];
         let mut registrations: HashMap<AufsDir, Vec<OsString>> = HashMap::new();
         let n_images = scan.images.len();
         // Plan order differs from scan order for images: index the scan.
@@ -155,6 +166,7 @@ impl Transform {
             items.insert((it.kind, it.name.clone()), i);
             if it.blocked() {
                 quarantined |= it.legacy_present;
+                quarantined_kinds[kind_index(it.kind)] |= it.legacy_present;
                 // Its aufs registrations (Docker 1.8 made them) go to the
                 // quarantine too: out of the daemon's way.
                 if let Some(id) = &it.id {
@@ -213,6 +225,11 @@ impl Transform {
                 if !matches!(&p.layers, Some(Ok(b)) if *b == expected()) {
                     layers.insert(name.clone(), Shown::Layers(i, init));
                 }
+                // One `migrate` cannot keep in its record (unreadable, too
+                // large, not a file) it sets aside in the quarantine.
+                if read_only && matches!(p.layers, Some(Err(_))) {
+                    registrations.entry(AufsDir::Layers).or_default().push(name.clone());
+                }
                 if read_only {
                     mnt.insert(name, Shown::Merged(i, init));
                 } else if p.mnt != Kind::Dir {
@@ -257,8 +274,15 @@ impl Transform {
             mnt,
             root,
             quarantined,
+            quarantined_kinds,
             registrations,
         }
+    }
+
+    /// Whether `quarantine/graph` (`containers`) is shown: where `migrate`
+    /// moves legacy data of that kind.
+    fn quarantines(&self, kind: ItemKind) -> bool {
+        self.quarantined_kinds[kind_index(kind)]
     }
 
     fn item(&self, kind: ItemKind, name: &OsStr) -> Option<usize> {
@@ -393,8 +417,12 @@ impl Transform {
                 b"repositories" if matches!(self.plan.repositories, Repositories::SetAside(_)) => {
                     Some(Shown::Repositories)
                 }
-                b"graph" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
-                b"containers" => Some(Shown::Dir(Role::QuarantineKind(ItemKind::Container))),
+                b"graph" if self.quarantines(ItemKind::Image) => {
+                    Some(Shown::Dir(Role::QuarantineKind(ItemKind::Image)))
+                }
+                b"containers" if self.quarantines(ItemKind::Container) => {
+                    Some(Shown::Dir(Role::QuarantineKind(ItemKind::Container)))
+                }
                 b"aufs" if !self.registrations.is_empty() => Some(Shown::Dir(Role::QuarantineAufs)),
                 _ => None,
             },
@@ -457,13 +485,11 @@ impl Transform {
                 .collect(),
             Role::Own if self.quarantined => vec![("quarantine".into(), Shown::Dir(Role::Quarantine))],
             Role::Quarantine if self.quarantined => {
-                let mut v = vec![
-                    ("graph".into(), Shown::Dir(Role::QuarantineKind(ItemKind::Image))),
-                    (
-                        "containers".into(),
-                        Shown::Dir(Role::QuarantineKind(ItemKind::Container)),
-                    ),
-                ];
+                let mut v: Vec<(OsString, Shown)> = [(ItemKind::Image, "graph"), (ItemKind::Container, "containers")]
+                    .into_iter()
+                    .filter(|(k, _)| self.quarantines(*k))
+                    .map(|(k, name)| (name.into(), Shown::Dir(Role::QuarantineKind(k))))
+                    .collect();
                 if !self.registrations.is_empty() {
                     v.push(("aufs".into(), Shown::Dir(Role::QuarantineAufs)));
                 }

@@ -27,21 +27,18 @@ pub fn children(tree: &Tree) -> HashMap<PathBuf, Vec<OsString>> {
 
 /// The root filesystem aufs shows for `layers` (snapshots of layer
 /// directories, top first): `.wh.<name>` hides `<name>` in lower layers,
-/// `.wh..wh..opq` hides everything below its directory, `.wh..wh.*` is never
-/// shown, an upper entry replaces lower ones (a non-directory over a
-/// directory hides it). Each entry is its topmost layer's; entries that share
-/// an inode in their layer share a link group, named by its first path.
+/// `.wh..wh..opq` hides everything below its directory (but at a layer's
+/// root it hides nothing), `.wh..wh.*` is never shown, an upper entry
+/// replaces lower ones (a non-directory over a directory hides it). Each
+/// entry is its topmost layer's; entries that share an inode in their layer
+/// share a link group, named by its first path.
 pub fn aufs_merge(layers: &[&Tree]) -> Tree {
     let kids: Vec<_> = layers.iter().map(|t| children(t)).collect();
     let mut found: BTreeMap<PathBuf, (usize, Entry)> = BTreeMap::new();
     found.insert(PathBuf::new(), (0, layers[0].at("").clone()));
-    let mut parts = Vec::new();
-    for (b, layer) in layers.iter().enumerate() {
-        parts.push(b);
-        if layer.contains_key(Path::new(OPAQUE)) {
-            break;
-        }
-    }
+    // Every layer's root takes part: an opaque marker at a layer's root
+    // hides nothing (aufs never tests its branch roots for one).
+    let parts: Vec<usize> = (0..layers.len()).collect();
     merge_dir(layers, &kids, Path::new(""), &parts, &mut found);
     let mut groups: HashMap<(usize, PathBuf), PathBuf> = HashMap::new();
     found
