@@ -52,8 +52,9 @@ pub fn bar(wanted: bool, len: u64) -> ProgressBar {
     bar.set_style(
         ProgressStyle::with_template("{spinner} migrating [{wide_bar}] {human_pos}/{human_len} items{rate_eta}")
             .expect("the template is valid")
+            // (Padded, so that the bar keeps its width when they appear.)
             .with_key("rate_eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&rate_and_eta(s.elapsed(), s.pos(), s.len().unwrap_or(0)));
+                let _ = write!(w, "{:<32}", rate_and_eta(s.elapsed(), s.pos(), s.len().unwrap_or(0)));
             })
             .progress_chars("=> "),
     );
