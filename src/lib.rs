@@ -1,6 +1,8 @@
 //! graph2aufs: migrate a legacy (pre-0.7) Docker root to the aufs driver layout.
+pub mod cli;
 pub mod copy;
 pub mod dirref;
+pub mod docs;
 pub mod error;
 pub mod generate;
 pub mod id;
@@ -11,6 +13,7 @@ pub mod migrate;
 pub mod names;
 pub mod place;
 pub mod plan;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod resync;

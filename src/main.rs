@@ -1,126 +1,25 @@
-//! The `graph2aufs` command line.
+//! The `graph2aufs` command line: parses it (definitions in
+//! [`graph2aufs::cli`]), runs the command, prints its report, and maps the
+//! outcome to the exit code (0 done, 1 problems reported, 2 errors; under
+//! `--json` every outcome, errors included, is one JSON document).
 
-use clap::{Parser, Subcommand};
+use graph2aufs::cli::{Cli, Command, Copying, Report, Target};
 use graph2aufs::error::{Error, Result};
 use graph2aufs::plan::State;
 use graph2aufs::record::Record;
-use graph2aufs::report::Document;
+use graph2aufs::report::{self, Document};
 use graph2aufs::root::Root;
 use graph2aufs::{legacy, migrate, plan, rollback, verify};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[derive(Parser)]
-#[command(
-    name = "graph2aufs",
-    version,
-    about = "Migrate a legacy (pre-0.7) Docker root to the aufs driver layout"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print what migration will do and every anomaly found; writes nothing.
-    Plan {
-        root: PathBuf,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        /// List every item, not only those with problems.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Migrate offline (the daemon stopped); resumable and idempotent.
-    Migrate {
-        root: PathBuf,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        all: bool,
-        /// Items per batch (one record write and one sync per batch).
-        #[arg(long, default_value_t = migrate::BATCH)]
-        batch: usize,
-        /// Bytes per second at most for copies to another file system
-        /// (suffixes K, M, G; default unthrottled).
-        #[arg(long, value_parser = parse_rate, default_value = "0")]
-        copy_rate: u64,
-    },
-    /// Mount the view: ROOT as it will look after migration.
-    Mount {
-        root: PathBuf,
-        /// Where to mount (default: ROOT itself).
-        mountpoint: Option<PathBuf>,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        /// Never write to ROOT; aufs/mnt/<id> shows each layer's merged root filesystem.
-        #[arg(long)]
-        read_only: bool,
-        /// Serve in the foreground until unmounted (the default).
-        #[arg(long, conflicts_with = "daemon")]
-        foreground: bool,
-        /// Return once the view is usable, serving from a background process (its pid is printed).
-        #[arg(long)]
-        daemon: bool,
-        /// Let other users use the view (with default_permissions).
-        #[arg(long)]
-        allow_other: bool,
-        /// Worker threads (default: twice the number of CPUs).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Serve file data through graph2aufs instead of kernel passthrough.
-        #[arg(long)]
-        no_passthrough: bool,
-        #[arg(long, hide = true)]
-        ready_fd: Option<i32>,
-        /// Bytes per second at most for copies to another file system
-        /// (suffixes K, M, G; default unthrottled).
-        #[arg(long, value_parser = parse_rate, default_value = "0")]
-        copy_rate: u64,
-    },
-    /// Per item: pending, registered, fallback, quarantined, failed; totals.
-    Status {
-        root: PathBuf,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        all: bool,
-    },
-    /// Check that ROOT is a complete, consistent aufs layout.
-    Verify {
-        root: PathBuf,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Put migrated items back in the legacy layout.
-    Rollback {
-        root: PathBuf,
-        /// The native aufs/ on another file system: ROOT/aufs is (or becomes) a symlink to exactly this directory.
-        #[arg(long, value_name = "DIR")]
-        aufs_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error")).init();
-    let cli = Cli::parse();
+    let cli: Cli = graph2aufs::cli::parse();
+    let json = cli.command.json();
+    if let Err(message) = graph2aufs::cli::init_logging("info,fuser=error") {
+        report::print_error(&Error::Env(message), json);
+        return ExitCode::from(2);
+    }
     if !matches!(cli.command, Command::Mount { .. }) {
         // Reports piped into `head` end quietly, as other tools do. (The
         // mount server keeps Rust's default: a closed pipe must not kill it.)
@@ -131,16 +30,16 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("graph2aufs: {e}");
+            report::print_error(&e, json);
             ExitCode::from(2)
         }
     }
 }
 
 /// ROOT, with the `--aufs-dir` the operator named.
-fn open_root(root: &std::path::Path, aufs_dir: Option<&std::path::Path>) -> Result<Root> {
-    let root = Root::open(root)?;
-    match aufs_dir {
+fn open_root(target: &Target) -> Result<Root> {
+    let root = Root::open(&target.root)?;
+    match &target.aufs_dir {
         Some(d) => root.with_aufs_dir(d),
         None => Ok(root),
     }
@@ -152,52 +51,30 @@ fn scan_plan(root: &Root) -> Result<plan::Plan> {
     Ok(plan::plan(&scan, &record))
 }
 
-/// A rate in bytes per second: a number with an optional K, M or G suffix
-/// (powers of 1024).
-fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    let (num, mul) = match s.trim().to_ascii_uppercase() {
-        t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1u64 << 10),
-        t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1 << 20),
-        t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1 << 30),
-        t => (t, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n * mul)
-        .map_err(|_| format!("{s:?} is not a rate in bytes per second (e.g. 50M)"))
-}
-
-fn emit(doc: &Document, json: bool, title: &str, all: bool) {
-    if json {
+fn emit(doc: &Document, report: &Report, title: &str) {
+    if report.output.json {
         doc.print_json();
     } else {
-        doc.print_text(title, all);
+        doc.print_text(title, report.listing.all);
     }
 }
 
 fn run(command: Command) -> Result<u8> {
     match command {
-        Command::Plan {
-            root,
-            json,
-            all,
-            aufs_dir,
-        } => {
-            let root = open_root(&root, aufs_dir.as_deref())?;
+        Command::Plan { report } => {
+            let root = open_root(&report.target)?;
             root.refuse_if_viewed("plan", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
-            emit(&doc, json, "plan for", all);
+            emit(&doc, &report, "plan for");
             Ok(u8::from(doc.has_problems()))
         }
         Command::Migrate {
-            root,
-            json,
-            all,
+            report,
             batch,
-            copy_rate,
-            aufs_dir,
+            copying: Copying { copy_rate },
         } => {
-            let root = open_root(&root, aufs_dir.as_deref())?;
+            let root = open_root(&report.target)?;
             root.refuse_if_viewed("migrate", true)?;
             // Refuse a hostile layout (a symlinked graph, containers or aufs)
             // before writing anything, even the lock.
@@ -207,18 +84,18 @@ fn run(command: Command) -> Result<u8> {
             let out = migrate::run(
                 &root,
                 &migrate::Options {
-                    progress: !json,
-                    batch,
-                    copy_rate,
+                    progress: !report.output.json,
+                    batch: usize::try_from(batch).expect("--batch is at most MAX_BATCH"),
+                    copy_rate: copy_rate.unwrap_or(0),
                 },
             )?;
             let mut doc = Document::new(root.path(), &out.plan, Some(&out.results));
             doc.elapsed_s = Some(start.elapsed().as_secs_f64());
-            emit(&doc, json, "migrated", all);
+            emit(&doc, &report, "migrated");
             Ok(u8::from(doc.has_problems()))
         }
         Command::Mount {
-            root,
+            target: Target { root, aufs_dir },
             mountpoint,
             read_only,
             foreground: _,
@@ -227,90 +104,75 @@ fn run(command: Command) -> Result<u8> {
             threads,
             no_passthrough,
             ready_fd,
-            copy_rate,
-            aufs_dir,
+            copying: Copying { copy_rate },
+            output,
         } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
-            copy_rate,
+            copy_rate: copy_rate.unwrap_or(0),
             aufs_dir,
             root,
             mountpoint,
             read_only,
             daemon,
             allow_other,
-            threads,
+            threads: threads.map(|t| usize::try_from(t).expect("--threads is at most MAX_THREADS")),
             ready_fd,
             no_passthrough,
+            json: output.json,
         }),
-        Command::Status {
-            root,
-            json,
-            all,
-            aufs_dir,
-        } => {
-            let root = open_root(&root, aufs_dir.as_deref())?;
+        Command::Status { report } => {
+            let root = open_root(&report.target)?;
             if let Some(doc) = graph2aufs::view::live_status(&root)? {
-                emit(&doc, json, "live status of", all);
+                emit(&doc, &report, "live status of");
                 let finished = doc.live.as_ref().is_some_and(|l| l.finished);
                 return Ok(u8::from(doc.has_problems() || !finished));
             }
             root.refuse_if_viewed("status", false)?;
             let plan = scan_plan(&root)?;
             let doc = Document::new(root.path(), &plan, None);
-            emit(&doc, json, "status of", all);
+            emit(&doc, &report, "status of");
             Ok(u8::from(
                 doc.has_problems() || doc.items.iter().any(|i| i.state != State::Registered),
             ))
         }
-        Command::Verify { root, json, aufs_dir } => {
-            let root = open_root(&root, aufs_dir.as_deref())?;
+        Command::Verify { target, output } => {
+            let root = open_root(&target)?;
             root.refuse_if_viewed("verify", false)?;
             let v = verify::verify(&root)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v).expect("verdicts serialize"));
-            } else {
-                for p in &v.problems {
-                    println!("{}: {}", p.path, p.reason);
-                }
-                println!(
-                    "{} {}: {} images, {} containers, {} layers, {} problems",
-                    if v.ok { "OK" } else { "NOT OK" },
-                    v.root,
-                    v.images,
-                    v.containers,
-                    v.layers,
-                    v.problems.len()
-                );
-            }
+            report::print_verdict(&v, output.json);
             Ok(u8::from(!v.ok))
         }
-        Command::Rollback { root, json, aufs_dir } => {
-            let root = open_root(&root, aufs_dir.as_deref())?;
+        Command::Rollback { target, output } => {
+            let root = open_root(&target)?;
             root.refuse_if_viewed("rollback", true)?;
             if !Record::exists(&root) {
                 root.remove_bare_lock()?;
-                println!(
-                    "graph2aufs has migrated nothing in {}: nothing to roll back",
-                    root.path().display()
-                );
+                if output.json {
+                    let nothing = rollback::RollbackReport {
+                        root: graph2aufs::names::escape_os(root.path().as_os_str()),
+                        ..Default::default()
+                    };
+                    report::print_rollback(&nothing, true);
+                } else {
+                    println!(
+                        "graph2aufs has migrated nothing in {}: nothing to roll back",
+                        root.path().display()
+                    );
+                }
                 return Ok(0);
             }
             let lock = root.lock()?;
             let rep = rollback::rollback(&root)?;
             drop(lock);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rep).expect("reports serialize"));
-            } else {
-                for r in &rep.refused {
-                    println!("refused {}: {}", r.path, r.reason);
-                }
-                println!(
-                    "rolled back {} items of {}, refused {}",
-                    rep.restored.len(),
-                    rep.root,
-                    rep.refused.len()
-                );
-            }
+            report::print_rollback(&rep, output.json);
             Ok(u8::from(!rep.refused.is_empty()))
+        }
+        Command::GenerateDocs { dir } => {
+            let written =
+                graph2aufs::docs::generate(&dir).map_err(|e| Error::io(format!("writing {}", dir.display()), e))?;
+            for path in written {
+                println!("{}", path.display());
+            }
+            Ok(0)
         }
     }
 }

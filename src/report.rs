@@ -1,11 +1,228 @@
 //! What commands print: `--json` documents (stable, documented in the
-//! README) and plain text for people.
+//! README; one per run, errors included) and plain text for people, with
+//! its counts, sizes, rates and durations.
 
+use crate::error::Error;
 use crate::migrate::ItemResult;
 use crate::names::escape_os;
 use crate::plan::{Item, ItemKind, Note, Plan, Repositories, Source, State};
+use crate::rollback::RollbackReport;
+use crate::verify::Verdict;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Set once a JSON document is on standard output: a run prints one.
+static PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints `doc` as the run's JSON document, unless one was printed already
+/// (then the run's outcome is on standard error and in its exit code).
+pub fn print_json<T: Serialize + ?Sized>(doc: &T) {
+    if !PRINTED.swap(true, Ordering::SeqCst) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(doc).expect("reports always serialize")
+        );
+    }
+}
+
+/// The document of an error that stops a command.
+#[derive(Serialize)]
+struct ErrorDocument<'a> {
+    error: ErrorReport<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorReport<'a> {
+    message: &'a str,
+    /// `usage`, `environment` or `io`.
+    kind: &'a str,
+    exit_code: u8,
+}
+
+/// An error that stops a command (exit code 2): on standard error, and
+/// under `--json` as the run's document.
+pub fn print_error(e: &Error, json: bool) {
+    eprintln!("graph2aufs: {e}");
+    if json {
+        let kind = match e {
+            Error::Usage(_) => "usage",
+            Error::Env(_) => "environment",
+            Error::Io { .. } => "io",
+        };
+        print_error_json(&e.to_string(), kind);
+    }
+}
+
+/// The document of a failure with exit code 2: `{"error": {"message",
+/// "kind", "exit_code"}}`, `kind` being `usage`, `environment` or `io`.
+pub fn print_error_json(message: &str, kind: &str) {
+    print_json(&ErrorDocument {
+        error: ErrorReport {
+            message,
+            kind,
+            exit_code: 2,
+        },
+    });
+}
+
+/// What `mount` prints once the view is usable: under `--json` this
+/// document; with `--daemon` otherwise the server's pid alone.
+#[derive(Serialize)]
+pub struct MountReport {
+    pub root: String,
+    pub mountpoint: String,
+    /// The process serving the view.
+    pub pid: u32,
+    pub read_only: bool,
+}
+
+impl MountReport {
+    pub fn new(root: &std::path::Path, mountpoint: &std::path::Path, pid: u32, read_only: bool) -> MountReport {
+        MountReport {
+            root: escape_os(root.as_os_str()),
+            mountpoint: escape_os(mountpoint.as_os_str()),
+            pid,
+            read_only,
+        }
+    }
+
+    pub fn print(&self, json: bool, daemon: bool) {
+        if json {
+            print_json(self);
+        } else if daemon {
+            println!("{}", self.pid);
+        }
+    }
+}
+
+/// `n` with its thousands separated: `1,398`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() * 4 / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A count and its noun, singular for one: `1 item`, `3,200 items`,
+/// `1 entry`, `2 entries`.
+pub fn count(n: usize, noun: &str) -> String {
+    let noun = match (n, noun.strip_suffix('y')) {
+        (1, _) => noun.to_string(),
+        (_, Some(stem)) => format!("{stem}ies"),
+        _ => format!("{noun}s"),
+    };
+    format!("{} {noun}", thousands(n as u64))
+}
+
+/// A number for people: whole from 10 up (`15`, `1,398`), one decimal
+/// below (`4.7`).
+fn amount(x: f64) -> String {
+    if x >= 9.95 {
+        thousands(x.round() as u64)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// A size in binary units: `512 B`, `4.7 MiB`, `15 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && n >= 1u64 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{} B", thousands(n));
+    }
+    format!("{} {}", amount(n as f64 / (1u64 << (10 * unit)) as f64), UNITS[unit])
+}
+
+/// Items per second: `1,398 items/s`.
+pub fn items_per_second(rate: f64) -> String {
+    format!("{} items/s", amount(rate))
+}
+
+/// Bytes per second: `15 MiB/s`.
+pub fn bytes_per_second(rate: f64) -> String {
+    format!("{}/s", bytes(rate as u64))
+}
+
+/// A duration for people, to the second: `45 s`, `3 min 20 s`, `2 h 5 min`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs() + u64::from(d.subsec_millis() >= 500);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ if s % 3600 / 60 == 0 => format!("{} h", s / 3600),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// `verify`'s verdict: its document, or the problems and a summary line.
+pub fn print_verdict(v: &Verdict, json: bool) {
+    if json {
+        return print_json(v);
+    }
+    for p in &v.problems {
+        println!("{}: {}", p.path, p.reason);
+    }
+    println!(
+        "{} {}: {}, {}, {}, {}",
+        if v.ok { "OK" } else { "NOT OK" },
+        v.root,
+        count(v.images, "image"),
+        count(v.containers, "container"),
+        count(v.layers, "layer"),
+        count(v.problems.len(), "problem")
+    );
+}
+
+/// Whether a path in a rollback report names an item (`image/<id>`,
+/// `container/<id>`), not `repositories`.
+fn is_item(path: &str) -> bool {
+    path.starts_with("image/") || path.starts_with("container/")
+}
+
+/// Items, then anything else (`repositories`), in words.
+fn items_and_others(paths: &[&str]) -> String {
+    let items = paths.iter().filter(|p| is_item(p)).count();
+    let others: Vec<&str> = paths.iter().filter(|p| !is_item(p)).copied().collect();
+    if others.is_empty() {
+        count(items, "item")
+    } else {
+        format!("{} and {}", count(items, "item"), others.join(", "))
+    }
+}
+
+/// `rollback`'s report: its document, or what was refused and a summary.
+pub fn print_rollback(rep: &RollbackReport, json: bool) {
+    if json {
+        return print_json(rep);
+    }
+    for r in &rep.refused {
+        println!("refused {}: {}", r.path, r.reason);
+    }
+    let restored: Vec<&str> = rep.restored.iter().map(String::as_str).collect();
+    let refused: Vec<&str> = rep.refused.iter().map(|n| n.path.as_str()).collect();
+    println!(
+        "rolled back {} in {}{}",
+        items_and_others(&restored),
+        rep.root,
+        if refused.is_empty() {
+            String::new()
+        } else {
+            format!("; refused {}", items_and_others(&refused))
+        }
+    );
+}
 
 #[derive(Serialize, Deserialize)]
 pub struct ItemReport {
@@ -126,10 +343,7 @@ impl Document {
     }
 
     pub fn print_json(&self) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(self).expect("reports always serialize")
-        );
+        print_json(self);
     }
 
     /// Plain text: totals, then every item with a problem (or every item).
@@ -155,12 +369,14 @@ impl Document {
                     _ if it.copy.is_some() => {
                         let c = it.copy.as_ref().expect("checked");
                         println!(
-                            "  {state:<11} {kind:<9} {}  ({} of {} MiB, {} MiB/s, eta {} s)",
+                            "  {state:<11} {kind:<9} {}  ({} of {}, {}{})",
                             it.id,
-                            c.done_bytes >> 20,
-                            c.total_bytes >> 20,
-                            c.bytes_per_s >> 20,
-                            c.eta_s.map_or("?".into(), |s| s.to_string())
+                            bytes(c.done_bytes),
+                            bytes(c.total_bytes),
+                            bytes_per_second(c.bytes_per_s as f64),
+                            c.eta_s
+                                .map(|s| format!(", eta {}", duration(Duration::from_secs(s))))
+                                .unwrap_or_default()
                         )
                     }
                     Some(r) => println!("  {:<11} {kind:<9} {}  ({}; {r})", it.state.as_str(), it.id, it.action),
@@ -179,11 +395,11 @@ impl Document {
             .totals
             .iter()
             .filter(|(_, &n)| n > 0)
-            .map(|(s, n)| format!("{n} {s}"))
+            .map(|(s, &n)| format!("{} {s}", thousands(n as u64)))
             .collect();
         println!(
-            "  {} items: {}",
-            self.items.len(),
+            "  {}: {}",
+            count(self.items.len(), "item"),
             if totals.is_empty() {
                 "none".into()
             } else {

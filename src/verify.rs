@@ -33,11 +33,16 @@ pub fn verify(root: &Root) -> Result<Verdict> {
     let mut problem = |path: String, reason: String| problems.push(Note { path, reason });
     for k in 0..4 {
         let rel = ["aufs", "aufs/diff", "aufs/layers", "aufs/mnt"][k];
-        if scan.aufs_dirs[k] != Kind::Dir {
-            problem(
+        match &scan.aufs_dirs[k] {
+            Kind::Dir => {}
+            // (Nothing under a missing aufs/ is worth a line of its own.)
+            Kind::Missing if k > 0 && scan.aufs_dirs[0] == Kind::Missing => {}
+            Kind::Missing if k == 0 => problem(
                 rel.into(),
-                format!("is {}, not a directory", scan.aufs_dirs[k].describe()),
-            );
+                "does not exist: ROOT is not migrated (run graph2aufs migrate)".into(),
+            ),
+            Kind::Missing => problem(rel.into(), "does not exist".into()),
+            other => problem(rel.into(), format!("is {}, not a directory", other.describe())),
         }
     }
     for it in &plan.items {

@@ -1,49 +1,25 @@
 //! g2a-genroot: generates a realistic legacy (pre-0.7) Docker root, the same for
 //! the same options, for tests and benchmarks of graph2aufs.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
+use graph2aufs::cli::Genroot;
 use graph2aufs::generate::{generate, Options};
-
-#[derive(Parser)]
-#[command(version, about = "Generate a deterministic legacy (pre-0.7) Docker root")]
-struct Args {
-    /// Where to create the root (created if missing; must be empty)
-    root: PathBuf,
-    #[arg(long, default_value_t = Options::default().seed)]
-    seed: u64,
-    /// Good images, in several chains
-    #[arg(long, default_value_t = Options::default().images)]
-    images: usize,
-    /// Deepest chain of good images
-    #[arg(long, default_value_t = Options::default().max_chain)]
-    max_chain: usize,
-    /// Good containers (about a third never started)
-    #[arg(long, default_value_t = Options::default().containers)]
-    containers: usize,
-    /// Approximate entries per layer (0: tiny layers of a few files)
-    #[arg(long, default_value_t = Options::default().entries_per_layer)]
-    entries_per_layer: usize,
-    /// Add one broken item of each kind (and ROOT.outside next to ROOT)
-    #[arg(long)]
-    broken: bool,
-    /// Leave some images half-migrated by Docker 1.8 (aufs/diff symlinks)
-    #[arg(long)]
-    docker18: bool,
-    /// A Debian tree made by scripts/debian-base, copied as a base image's layer
-    #[arg(long, value_name = "DIR")]
-    debian_base: Option<PathBuf>,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
-}
+use graph2aufs::report::{count, print_error_json};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
+    let args: Genroot = graph2aufs::cli::parse();
+    let fail = |message: String, kind: &str| {
+        eprintln!("g2a-genroot: {message}");
+        if args.json {
+            print_error_json(&message, kind);
+        }
+        ExitCode::from(2)
+    };
+    if let Err(message) = graph2aufs::cli::init_logging("warn") {
+        return fail(message, "environment");
+    }
     let opts = Options {
         seed: args.seed,
         images: args.images,
@@ -52,15 +28,12 @@ fn main() -> ExitCode {
         entries_per_layer: args.entries_per_layer,
         broken: args.broken,
         docker18: args.docker18,
-        debian_base: args.debian_base,
+        debian_base: args.debian_base.clone(),
     };
     let start = Instant::now();
     let summary = match generate(&args.root, &opts) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("g2a-genroot: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(e.to_string(), "io"),
     };
     if args.json {
         println!(
@@ -70,13 +43,13 @@ fn main() -> ExitCode {
     } else {
         let started = summary.containers.iter().filter(|c| c.2).count();
         println!(
-            "{}: {} images ({} half-migrated by Docker 1.8), {} containers ({} started), {} broken items, in {:.2}s",
+            "{}: {} ({} half-migrated by Docker 1.8), {} ({} started), {}, in {:.2} s",
             args.root.display(),
-            summary.images.len(),
+            count(summary.images.len(), "image"),
             summary.docker18.len(),
-            summary.containers.len(),
+            count(summary.containers.len(), "container"),
             started,
-            summary.broken.len(),
+            count(summary.broken.len(), "broken item"),
             start.elapsed().as_secs_f64()
         );
     }

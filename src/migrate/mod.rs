@@ -510,13 +510,13 @@ impl<'r> Engine<'r> {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
-                    "no space for the copy of {} on aufs/diff's file system: it needs {} MiB and {} inodes, \
-                     {} MiB and {} inodes are free",
+                    "no space for the copy of {} on aufs/diff's file system: it needs {} and {}, {} and {} \
+                     are free",
                     it.legacy_path(),
-                    need.bytes.div_ceil(1 << 20),
-                    need.inodes,
-                    bytes >> 20,
-                    inodes
+                    crate::report::bytes(need.bytes),
+                    crate::report::count(need.inodes as usize, "inode"),
+                    crate::report::bytes(bytes),
+                    crate::report::count(inodes as usize, "inode")
                 ),
             ));
         }
@@ -1042,7 +1042,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let todo: Vec<usize> = (0..plan.items.len())
         .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback | State::Failed))
         .collect();
-    let bar = progress_bar(opts.progress, todo.len() as u64);
+    let bar = crate::progress::bar(opts.progress, todo.len() as u64);
     let mut failed = vec![false; plan.items.len()];
     // The sources of layers copied to another file system (each in place,
     // durable, compared and recorded first) are removed by a background
@@ -1083,18 +1083,12 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
                 }
             }
             engine.note_failure(it, results[i].reason.clone());
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
+            bar.inc(1);
         }
         engine.save_failures()?;
         engine.sync()?;
-        if bar.is_none() {
-            log::info!(
-                "migrated {} of {} items",
-                results.iter().filter(|r| r.state == State::Registered).count(),
-                plan.items.len()
-            );
+        if bar.is_hidden() {
+            log::info!("{}", crate::progress::summary(&bar));
         }
     }
     let removals = engine.removals.take().expect("set above");
@@ -1109,9 +1103,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
         engine.note_failure(it, results[i].reason.clone());
     }
     engine.save_failures()?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish_and_clear();
     engine.rename_repositories(&plan)?;
     engine.sync()?;
     let repositories = plan.repositories.clone();
@@ -1127,22 +1119,6 @@ pub fn kind_name(k: ItemKind) -> &'static str {
         ItemKind::Image => "image",
         ItemKind::Container => "container",
     }
-}
-
-pub(crate) fn progress_bar(wanted: bool, len: u64) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} migrating [{bar:40}] {pos}/{len} items, {per_sec}, eta {eta}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
-    );
-    Some(bar)
 }
 
 /// Names of all the `aufs/diff` entries graph2aufs would create for an item.

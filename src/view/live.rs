@@ -510,11 +510,12 @@ impl Migrator {
         // against its copy before removing it.)
         let aside = job.set_aside().inspect_err(|e| log::warn!("{e}")).is_ok();
         log::info!(
-            "{} switched to its copy in {:.1} ms ({} entries copied again, {rebound} nodes and {reopened} open files \
-             switched)",
+            "{} switched to its copy in {:.1} ms ({} copied again, {} and {} switched)",
             it.legacy_path(),
             t.elapsed().as_secs_f64() * 1e3,
-            pass.changed
+            crate::report::count(pass.changed as usize, "entry"),
+            crate::report::count(rebound, "node"),
+            crate::report::count(reopened, "open file")
         );
         Ok(aside)
     }
@@ -631,7 +632,10 @@ impl Migrator {
         let todo: Vec<usize> = (0..plan.items.len())
             .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
             .collect();
-        log::info!("background migration of {} items started", todo.len());
+        log::info!(
+            "background migration of {} started",
+            crate::report::count(todo.len(), "item")
+        );
         // While a layer is copied, `status` shows its progress every second.
         let ticker = Arc::clone(&self);
         std::thread::spawn(move || {
@@ -642,7 +646,7 @@ impl Migrator {
                 }
             }
         });
-        let bar = crate::migrate::progress_bar(self.progress_bar, todo.len() as u64);
+        let bar = crate::progress::bar(self.progress_bar, todo.len() as u64);
         let mut failed = Vec::new();
         let mut last_status = Instant::now();
         for batch in todo.chunks(BATCH) {
@@ -675,9 +679,7 @@ impl Migrator {
                 let mut engine = self.engine.lock().expect("never poisoned");
                 let _ = self.migrate_locked(&mut engine, i, &mut failed);
                 drop(engine);
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
+                bar.inc(1);
                 if last_status.elapsed() > Duration::from_millis(500) {
                     self.write_status();
                     last_status = Instant::now();
@@ -685,9 +687,7 @@ impl Migrator {
             }
             self.finish_batch();
         }
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        bar.finish_and_clear();
         if let Err(e) = self.repositories() {
             log::error!("renaming repositories: {e}");
         }
@@ -788,7 +788,7 @@ impl Migrator {
                 done_bytes: done,
                 total_bytes: *total,
                 bytes_per_s: rate,
-                eta_s: (rate > 0).then(|| total.saturating_sub(done) / rate),
+                eta_s: crate::progress::eta(t0.elapsed(), done, *total).map(|d| d.as_secs()),
             });
         }
         doc.notes

@@ -35,6 +35,8 @@ pub struct MountOptions {
     pub copy_rate: u64,
     /// The native `aufs/` on another file system (`ROOT/aufs` links to it).
     pub aufs_dir: Option<PathBuf>,
+    /// Print a JSON document once the view is usable ([`crate::report::MountReport`]).
+    pub json: bool,
 }
 
 fn check_fuse() -> Result<()> {
@@ -145,6 +147,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         root
     };
     let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
+    let mounted = crate::report::MountReport::new(root.path(), &mountpoint, std::process::id(), opts.read_only);
     let t0 = std::time::Instant::now();
     let (view, counts, migrator, _lock) = if opts.read_only {
         let record = Record::load(&root)?;
@@ -246,10 +249,11 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         }
     });
     let ready_fd = opts.ready_fd;
+    let json = opts.json;
     let mp = mountpoint.clone();
     let desc = format!(
-        "{} items ({} quarantined)",
-        counts.values().sum::<usize>(),
+        "{} ({} quarantined)",
+        crate::report::count(counts.values().sum::<usize>(), "item"),
         counts.get(&plan::State::Quarantined).copied().unwrap_or(0)
     );
     let mode = if opts.read_only {
@@ -268,6 +272,8 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
                     // SAFETY: the parent passed us this descriptor for this sole use.
                     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
                     let _ = f.write_all(b"ready\n");
+                } else {
+                    mounted.print(json, false);
                 }
                 if let Some(m) = background {
                     if let Some(s) = first_status {
@@ -460,7 +466,9 @@ fn daemonize(opts: &MountOptions) -> Result<u8> {
     let mut buf = String::new();
     let _ = std::fs::File::from(r).read_to_string(&mut buf);
     if buf.starts_with("ready") {
-        println!("{}", child.id());
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mp = canonical(opts.mountpoint.as_deref().unwrap_or(&opts.root));
+        crate::report::MountReport::new(&canonical(&opts.root), &mp, child.id(), opts.read_only).print(opts.json, true);
         return Ok(0);
     }
     let status = child.wait().step(|| "waiting for the mount server".into())?;
