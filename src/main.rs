@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use graph2aufs::error::{Error, Result};
-use graph2aufs::plan::State;
 use graph2aufs::record::Record;
 use graph2aufs::report::Document;
 use graph2aufs::root::Root;
@@ -258,7 +257,7 @@ fn run(command: Command) -> Result<u8> {
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, json, "status of", all);
             Ok(u8::from(
-                doc.has_problems() || doc.items.iter().any(|i| i.state != State::Registered),
+                doc.has_problems() || doc.items.iter().any(|i| !i.state.settled()),
             ))
         }
         Command::Verify { root, json, aufs_dir } => {

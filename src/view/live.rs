@@ -9,7 +9,7 @@ use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
 use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
 use crate::names::escape_os;
-use crate::plan::{ItemKind, State};
+use crate::plan::{ItemKind, Source, State};
 use crate::report::{Document, LiveState};
 use crate::root::Root;
 use crate::sys;
@@ -732,10 +732,7 @@ impl Migrator {
                 .filter(|&i| self.transform.progress(i) == Progress::Registered)
                 .collect();
             if busy.is_empty() {
-                log::info!(
-                    "every item is migrated: the view is now pure passthrough (unmounting leaves the native layout)"
-                );
-                return;
+                return self.log_end();
             }
             let until = Instant::now() + pause;
             while Instant::now() < until {
@@ -751,6 +748,76 @@ impl Migrator {
             self.finish_batch();
             pause = (pause * 2).min(Duration::from_secs(60));
         }
+    }
+
+    /// Says how the background migration ended: every item migrated (the
+    /// view is pure passthrough), or which are not and why.
+    fn log_end(&self) {
+        let plan = &self.transform.plan;
+        let results = self.results.lock().expect("never poisoned").clone();
+        let left: Vec<usize> = (0..plan.items.len())
+            .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
+            .filter(|&i| results[i].state != State::Removed)
+            .collect();
+        let repositories =
+            plan.repositories == crate::plan::Repositories::Rename && !self.transform.repositories_done();
+        if left.is_empty() && !repositories {
+            return log::info!(
+                "every item is migrated: the view is now pure passthrough (unmounting leaves the native layout)"
+            );
+        }
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for &i in &left {
+            *by.entry(results[i].state.as_str()).or_default() += 1;
+        }
+        let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        const SHOWN: usize = 5;
+        let mut which: Vec<String> = left
+            .iter()
+            .take(SHOWN)
+            .map(|&i| {
+                let it = &plan.items[i];
+                let why = results[i].reason.as_deref().unwrap_or("not migrated yet");
+                format!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name))
+            })
+            .collect();
+        if left.len() > SHOWN {
+            which.push(format!("and {} more", left.len() - SHOWN));
+        }
+        if repositories {
+            which.push("repositories is not renamed to repositories-aufs".into());
+        }
+        log::warn!(
+            "the background migration is over, but not every item is migrated ({}): {}; the view goes on serving \
+             them from where they are (`graph2aufs status` says why; after unmounting, `graph2aufs migrate` tries \
+             them again)",
+            if counts.is_empty() {
+                "repositories".to_string()
+            } else {
+                counts.join(", ")
+            },
+            which.join("; ")
+        );
+    }
+
+    /// The daemon removed item `i` through the view (its `aufs/diff/<id>`
+    /// is gone): `status` says so from now on.
+    pub fn removed_by_daemon(&self, i: usize) {
+        let it = &self.transform.plan.items[i];
+        log::info!(
+            "{} {} was removed by the daemon",
+            kind_name(it.kind),
+            escape_os(&it.name)
+        );
+        self.set_result(
+            i,
+            State::Removed,
+            Some(format!(
+                "migrated, then removed by the daemon (aufs/diff/{} is gone)",
+                escape_os(&it.name)
+            )),
+        );
+        self.write_status();
     }
 
     /// Writes the live progress where `status` reads it.
@@ -772,9 +839,22 @@ impl Migrator {
     pub fn write_status(&self) {
         let results = self.results.lock().expect("never poisoned").clone();
         let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
+        // Where each item's data is now (the plan says where it was).
+        for (i, item) in doc.items.iter_mut().enumerate() {
+            let (source, action) = match (results[i].state, self.transform.progress(i)) {
+                (State::Removed, _) => (Source::None, "none"),
+                (_, Progress::Done) => (Source::Native, "none"),
+                // Registered through a symlink to its data (busy, or being
+                // copied to another file system).
+                (_, Progress::Registered) => (Source::Fallback, "replace-symlink"),
+                (_, Progress::Pending) => continue,
+            };
+            item.source = source;
+            item.action = action.into();
+        }
         let done = results
             .iter()
-            .all(|r| matches!(r.state, State::Registered | State::Quarantined));
+            .all(|r| r.state.settled() || r.state == State::Quarantined);
         doc.live = Some(self.live_state(
             done && (self.transform.repositories_done()
                 || self.transform.plan.repositories != crate::plan::Repositories::Rename),

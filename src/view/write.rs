@@ -6,7 +6,7 @@
 use super::creds::{AsCaller, Caller};
 use super::fs::{open_path, View};
 use super::node::{Backing, Key, Node};
-use super::transform::Touch;
+use super::transform::{Role, Touch};
 use fuser::{FileAttr, INodeNo, RenameFlags, Request, TimeOrNow};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
@@ -274,6 +274,26 @@ impl View {
         self.table.unkey(&Key::Child(parent.id, name.to_os_string()));
     }
 
+    /// A layer directory `name` gone from `aufs/diff` through the view
+    /// (Docker's Remove renames it to `<id>-removing`, then deletes it):
+    /// its item, if any, was removed by the daemon.
+    fn layer_gone(&self, parent: &Node, name: &OsStr) {
+        let Some(m) = &self.live else { return };
+        if !matches!(&*parent.backing(), Backing::Real { role: Role::Diff, .. }) {
+            return;
+        }
+        let plan = &self.transform.plan;
+        let Some(i) = crate::id::LayerId::parse(name.as_encoded_bytes())
+            .ok()
+            .and_then(|id| plan.find(&id))
+        else {
+            return;
+        };
+        if plan.items[i].name == name && !plan.items[i].blocked() {
+            m.removed_by_daemon(i);
+        }
+    }
+
     pub(super) fn do_mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32) -> io::Result<FileAttr> {
         let (node, dir) = self.writable_dir(parent, name)?;
         {
@@ -330,10 +350,14 @@ impl View {
         let src = self.writable_node(ino)?;
         let (node, dir) = self.writable_dir(newparent, newname)?;
         let obj = Obj::of(&src)?;
-        let (from, from_name, flags) = obj.at();
         {
             let _as = as_caller(req)?;
-            rfs::linkat(from, from_name, dir.as_fd(), newname, flags & AtFlags::EMPTY_PATH)?;
+            match &obj {
+                // (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the magic link
+                // needs nothing.)
+                Obj::Fd(_) => rfs::linkat(rfs::CWD, obj.proc_path(), dir.as_fd(), newname, AtFlags::SYMLINK_FOLLOW)?,
+                Obj::At(from, name) => rfs::linkat(from, name, dir.as_fd(), newname, AtFlags::empty())?,
+            }
         }
         self.new_entry(&node, &dir, newname)
     }
@@ -349,6 +373,9 @@ impl View {
             rfs::unlinkat(dir.as_fd(), name, flags)?;
         }
         self.gone(&node, name);
+        if dir_flag {
+            self.layer_gone(&node, name);
+        }
         Ok(())
     }
 
@@ -377,6 +404,9 @@ impl View {
         }
         self.gone(&from, name);
         self.gone(&to, newname);
+        if !flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            self.layer_gone(&from, name);
+        }
         Ok(())
     }
 
@@ -395,13 +425,30 @@ impl View {
     ) -> io::Result<FileAttr> {
         let node = self.writable_node(ino)?;
         let obj = Obj::of(&node)?;
+        let chmod = |mode: u32| rfs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777));
+        // Setuid and setgid bits cleared after another user's write or
+        // truncate: the kernel sends that as a mode change of theirs, which
+        // the owner alone could make; natively the kernel forces it. (A
+        // chmod by one who may not is refused by the kernel before it
+        // reaches graph2aufs: default_permissions.)
+        let kill_only = match mode {
+            Some(m) => {
+                let (d, n, f) = obj.at();
+                let (now, m) = (rfs::statat(d, n, f)?.st_mode & 0o7777, m & 0o7777);
+                m != now && m & !now == 0 && (now & !m) & !(libc::S_ISUID | libc::S_ISGID) == 0
+            }
+            None => false,
+        };
+        if let Some(m) = mode.filter(|_| kill_only) {
+            chmod(m)?;
+        }
         let as_caller = as_caller(req)?;
         if uid.is_some() || gid.is_some() {
             let (d, n, f) = obj.at();
             rfs::chownat(d, n, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw), f)?;
         }
-        if let Some(mode) = mode {
-            rfs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777))?;
+        if let Some(m) = mode.filter(|_| !kill_only) {
+            chmod(m)?;
         }
         if let Some(size) = size {
             match fh.and_then(|fh| self.handle_file(fh)) {
