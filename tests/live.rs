@@ -985,3 +985,63 @@ fn live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again(
         );
     }
 }
+
+#[test]
+fn renaming_a_root_of_the_layout_is_refused_while_items_are_pending() {
+    let test = "renaming_a_root_of_the_layout_is_refused_while_items_are_pending";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, _) = root_beside(111, 8, 3);
+    // Slow: the items are still pending below.
+    let view = start_view(&root, &mp, &[("GRAPH2AUFS_ITEM_DELAY_MS", "1000")]);
+    for rel in ["graph", "containers", "aufs/diff", "aufs/layers", "aufs/mnt", "aufs"] {
+        let from = mp.join(rel);
+        let to = mp.join(format!("{rel}.old"));
+        let r = fs::rename(&from, &to);
+        assert_eq!(
+            r.as_ref().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EBUSY)),
+            "[{test}] mv {rel} {rel}.old with items pending: {r:?}\nlog:\n{}",
+            view.log()
+        );
+        assert!(root.join(rel).is_dir(), "[{test}] {rel} is gone from the disk");
+    }
+    let log = view.log();
+    assert!(
+        log.contains("renaming or removing graph is refused (EBUSY) while"),
+        "[{test}] the log says why:\n{log}"
+    );
+    // Once every item is migrated, the view passes it through.
+    wait_finished(&root, &view);
+    fs::rename(mp.join("aufs/mnt"), mp.join("aufs/mnt.old")).expect("renamed once nothing is pending");
+    fs::rename(mp.join("aufs/mnt.old"), mp.join("aufs/mnt")).unwrap();
+    drop(view);
+}
+
+#[test]
+fn removing_graph_through_the_view_migrates_every_image_and_container_first() {
+    let test = "removing_graph_through_the_view_migrates_every_image_and_container_first";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, s) = root_beside(112, 8, 3);
+    let view = start_view(&root, &mp, &[("GRAPH2AUFS_ITEM_DELAY_MS", "1000")]);
+    let mut rm = Command::new("rm");
+    rm.arg("-rf").arg(mp.join("graph"));
+    let r = run_command(rm, RUN_TIMEOUT);
+    assert_eq!(r.code, 0, "[{test}] rm -rf graph:\n{r}\nlog:\n{}", view.log());
+    view.unmount();
+    assert!(!root.join("graph").exists(), "[{test}] graph is still on the disk");
+    let mut ids: Vec<&String> = s.images.iter().collect();
+    ids.extend(s.containers.iter().map(|c| &c.0));
+    for id in ids {
+        let d = root.join("aufs/diff").join(id);
+        assert!(
+            d.is_dir() && root.join("aufs/layers").join(id).is_file(),
+            "[{test}] {id} was not migrated before graph went: {} {}",
+            show(&d),
+            show(&root.join("containers").join(id))
+        );
+    }
+}

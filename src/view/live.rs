@@ -220,6 +220,71 @@ impl Migrator {
         Ok(())
     }
 
+    /// Before a change to `what` that would strand items still to be
+    /// migrated (their data, or what the plan finds them by:
+    /// `graph/<id>/json`, `containers/<id>/config.json`): for a root of
+    /// the legacy or the aufs layout (`of` is `None`), the change is
+    /// refused (EBUSY) while any item is still to be migrated (graph2aufs
+    /// migrates from and into there, and Docker reads its images,
+    /// containers and layers there); for an image's or container's own
+    /// directory, item `of` and every item that builds on it (its child
+    /// images, their containers) are migrated first, and the change is
+    /// refused only if any of them cannot be now. Why, in the log.
+    pub fn before_stranding(&self, of: Option<usize>, what: &str) -> io::Result<()> {
+        let plan = &self.transform.plan;
+        let builds_on = |j: usize| {
+            let Some(i) = of else { return true };
+            let mut cur = Some(j);
+            while let Some(c) = cur {
+                if c == i {
+                    return true;
+                }
+                cur = plan.items[c].parent;
+            }
+            false
+        };
+        let todo: Vec<usize> = (0..plan.items.len())
+            .filter(|&j| !plan.items[j].blocked() && self.transform.progress(j) < Progress::Done)
+            .filter(|&j| builds_on(j))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let name = |j: usize| format!("{} {}", kind_name(plan.items[j].kind), escape_os(&plan.items[j].name));
+        if of.is_none() {
+            const SHOWN: usize = 3;
+            let mut some: Vec<String> = todo.iter().take(SHOWN).map(|&j| name(j)).collect();
+            if todo.len() > SHOWN {
+                some.push("...".into());
+            }
+            log::warn!(
+                "renaming or removing {what} is refused (EBUSY) while {} item(s) are still to be migrated ({}): \
+                 graph2aufs migrates them from and into there, and Docker finds its images, containers and layers \
+                 there",
+                todo.len(),
+                some.join(", ")
+            );
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        log::info!(
+            "a change of {what}: migrating first the {} item(s) it would strand",
+            todo.len()
+        );
+        let left: Vec<String> = todo
+            .into_iter()
+            .filter_map(|j| self.migrate(j).err().map(|e| format!("{} ({e})", name(j))))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        log::warn!(
+            "a change of {what} is refused (EBUSY): it would strand {} item(s) that cannot be migrated now: {}",
+            left.len(),
+            left.join("; ")
+        );
+        Err(io::Error::from_raw_os_error(libc::EBUSY))
+    }
+
     fn migrate_locked(&self, engine: &mut Engine<'static>, i: usize, failed: &mut Vec<usize>) -> io::Result<()> {
         let plan = &self.transform.plan;
         let it = &plan.items[i];

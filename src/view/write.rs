@@ -179,6 +179,9 @@ impl View {
             m.migrate(i)?;
         }
         if let (Some(name), Backing::Real { role, .. }) = (name, &*node.backing()) {
+            if let Some((of, what)) = self.strands(*role, name) {
+                m.before_stranding(of, &what)?;
+            }
             match self.transform.touched(*role, name) {
                 Some(Touch::Item(i)) => m.migrate(i)?,
                 Some(Touch::Repositories) => m.repositories()?,
@@ -186,6 +189,49 @@ impl View {
             }
         }
         Ok(())
+    }
+
+    /// What a change of `name` in a directory of role `parent` would strand
+    /// of the items still to migrate (see
+    /// [`super::live::Migrator::before_stranding`]), and what it is: every
+    /// item, for a root of the legacy or the aufs layout (`graph`,
+    /// `containers`, `aufs` and its `diff`, `layers`, `mnt`); an image or
+    /// container and all that builds on it, for its own directory or an
+    /// entry of it other than its layer (the plan finds the item, its
+    /// parent and its image there).
+    fn strands(&self, parent: Role, name: &OsStr) -> Option<(Option<usize>, String)> {
+        let b = name.as_encoded_bytes();
+        let plan = &self.transform.plan;
+        match (parent, b) {
+            (Role::Root, b"graph" | b"containers" | b"aufs") => Some((None, crate::names::escape_os(name))),
+            (Role::Aufs, b"diff" | b"layers" | b"mnt") => {
+                Some((None, format!("aufs/{}", crate::names::escape_os(name))))
+            }
+            (Role::Graph | Role::Containers, _) => match self.transform.child_role(parent, name) {
+                Role::Image(i) | Role::Container(i) => Some((
+                    Some(i),
+                    format!(
+                        "{}/{}",
+                        plan.items[i].legacy_parent_dir(),
+                        crate::names::escape_os(name)
+                    ),
+                )),
+                _ => None,
+            },
+            (Role::Image(i) | Role::Container(i), _) if b != plan.items[i].legacy_leaf().as_bytes() => {
+                let it = &plan.items[i];
+                Some((
+                    Some(i),
+                    format!(
+                        "{}/{}/{}",
+                        it.legacy_parent_dir(),
+                        crate::names::escape_os(&it.name),
+                        crate::names::escape_os(name)
+                    ),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Node `ino`, ready to be changed: on the disk, not synthesized.
