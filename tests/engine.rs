@@ -1327,7 +1327,7 @@ fn plan_of_a_missing_root_is_a_usage_error() {
 // JSON reports
 // ---------------------------------------------------------------------------
 
-const STATES: [&str; 7] = [
+const STATES: [&str; 8] = [
     "pending",
     "moving",
     "copying",
@@ -1335,6 +1335,7 @@ const STATES: [&str; 7] = [
     "fallback",
     "quarantined",
     "failed",
+    "removed",
 ];
 const SOURCES: [&str; 6] = ["legacy", "fallback", "native", "quarantine", "empty", "none"];
 const ACTIONS: [&str; 7] = [

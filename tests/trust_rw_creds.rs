@@ -86,6 +86,7 @@ struct Filled {
 #[track_caller]
 fn fill(disk: &Path, dir: &Path, how: Fill) -> Filled {
     let f = dir.join("fill");
+    let (before, _) = space(disk);
     let held = match how {
         Fill::HeldByRoot => {
             let h = fs::OpenOptions::new()
@@ -128,7 +129,24 @@ fn fill(disk: &Path, dir: &Path, how: Fill) -> Filled {
         .unwrap_or(0);
     drop(held);
     let _ = fs::remove_file(&f);
-    sync();
+    // The blocks are free again once the file's last reference goes: at
+    // once natively, when the kernel forgets the inode through the view (a
+    // moment after the unlink).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        sync();
+        let (now, _) = space(disk);
+        if now + (1 << 20) >= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} free after removing {}, {before} before it was written",
+            now,
+            f.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     Filled {
         bytes,
         free,
@@ -243,6 +261,12 @@ fn refused_without(test: &str, dropped: &str) {
     }
     // Root's own requests need no switch, and still work.
     fs::write(dir.join("root-file"), b"x").expect("root writes through the view");
+    // Every serving thread took the server's identity back.
+    let log = view.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("cannot take the server's identity back"),
+        "[{test}] a serving thread was lost:\n{log}"
+    );
     drop(view);
 }
 

@@ -143,6 +143,9 @@ struct Server {
     fsgid: u32,
     caps: CapabilitySets,
     groups: Vec<u32>,
+    /// The groups were changed (setting them, even to the same ones,
+    /// needs CAP_SETGID: a refused change is not undone).
+    groups_changed: bool,
 }
 
 /// The caller's identity on this thread while it lives; the server's again
@@ -165,12 +168,16 @@ impl AsCaller {
             fsgid: fsid(FsId::Group),
             caps: rthread::capabilities(None)?,
             groups: rustix::process::getgroups()?.into_iter().map(Gid::as_raw).collect(),
+            groups_changed: false,
         };
         let effective = c.caps.map(|caps| server.caps.effective & caps);
         // From here on, dropping the guard restores whatever was changed.
-        let guard = AsCaller { server: Some(server) };
-        let switched = (|| {
+        let mut guard = AsCaller { server: Some(server) };
+        let mut switch = || {
             set_groups(&c.groups)?;
+            if let Some(s) = &mut guard.server {
+                s.groups_changed = true;
+            }
             set_fsid(FsId::Group, c.gid)?;
             set_fsid(FsId::User, c.uid)?;
             if let Some(effective) = effective {
@@ -179,8 +186,8 @@ impl AsCaller {
                 rthread::set_capabilities(None, sets).map_err(|e| io::Error::new(e.kind(), format!("capset: {e}")))?;
             }
             Ok::<_, io::Error>(())
-        })();
-        match switched {
+        };
+        match switch() {
             Ok(()) => Ok(guard),
             Err(e) => {
                 log::warn!(
@@ -194,13 +201,19 @@ impl AsCaller {
         }
     }
 
+    /// Back to the server's identity. (Its file system ids are its real
+    /// ones, and its capabilities are within what it is permitted: taking
+    /// them back needs no capability.)
     fn restore(server: &Server) -> io::Result<()> {
         set_fsid(FsId::User, server.fsuid)?;
         set_fsid(FsId::Group, server.fsgid)?;
         // (Setting the fsuid back to 0 raised the file system capabilities
         // the server held: all of them are set as they were.)
         rthread::set_capabilities(None, server.caps).map_err(|e| io::Error::new(e.kind(), format!("capset: {e}")))?;
-        set_groups(&server.groups)
+        if server.groups_changed {
+            set_groups(&server.groups)?;
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +318,32 @@ mod tests {
             assert_eq!(e.raw_os_error(), Some(libc::EPERM));
             assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (0, 0));
             assert_eq!(rthread::capabilities(None).unwrap(), sets);
+        });
+    }
+
+    #[test]
+    fn a_thread_without_cap_setgid_refuses_the_caller_and_stays_the_server() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let groups = rustix::process::getgroups().unwrap();
+            let mut sets = rthread::capabilities(None).unwrap();
+            sets.effective.remove(CapabilitySet::SETGID);
+            sets.permitted.remove(CapabilitySet::SETGID);
+            rthread::set_capabilities(None, sets).unwrap();
+            let caller = Caller {
+                uid: 4242,
+                gid: 4242,
+                groups: vec![4242],
+                caps: Some(CapabilitySet::empty()),
+            };
+            let e = AsCaller::enter(Some(&caller)).err().expect("refused");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+            assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (0, 0));
+            assert_eq!(rthread::capabilities(None).unwrap(), sets);
+            assert_eq!(rustix::process::getgroups().unwrap(), groups);
         });
     }
 
