@@ -5,7 +5,6 @@
 
 use graph2aufs::cli::{Cli, Command, Copying, Report, Target};
 use graph2aufs::error::{Error, Result};
-use graph2aufs::plan::State;
 use graph2aufs::record::Record;
 use graph2aufs::report::{self, Document};
 use graph2aufs::root::Root;
@@ -131,7 +130,7 @@ fn run(command: Command) -> Result<u8> {
             let doc = Document::new(root.path(), &plan, None);
             emit(&doc, &report, "status of");
             Ok(u8::from(
-                doc.has_problems() || doc.items.iter().any(|i| i.state != State::Registered),
+                doc.has_problems() || doc.items.iter().any(|i| !i.state.settled()),
             ))
         }
         Command::Verify { target, output } => {

@@ -24,9 +24,24 @@ pub enum State {
     Fallback,
     Quarantined,
     Failed,
+    /// Registered by graph2aufs, then removed by the daemon (its
+    /// `aufs/diff/<id>` is gone): reported, never recreated.
+    Removed,
 }
 
 impl State {
+    /// Every state, in the order reports list them.
+    pub const ALL: [State; 8] = [
+        State::Pending,
+        State::Moving,
+        State::Copying,
+        State::Registered,
+        State::Fallback,
+        State::Quarantined,
+        State::Failed,
+        State::Removed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
@@ -36,7 +51,14 @@ impl State {
             State::Fallback => "fallback",
             State::Quarantined => "quarantined",
             State::Failed => "failed",
+            State::Removed => "removed",
         }
+    }
+
+    /// Nothing is left to do for an item in this state: migrated, or
+    /// removed by the daemon since.
+    pub fn settled(self) -> bool {
+        matches!(self, State::Registered | State::Removed)
     }
 }
 
@@ -109,6 +131,11 @@ impl Copied {
 impl Item {
     pub fn blocked(&self) -> bool {
         self.state == State::Quarantined
+    }
+    /// Removed by the daemon after graph2aufs registered it: nothing of it
+    /// is shown, moved or made again.
+    pub fn removed(&self) -> bool {
+        self.state == State::Removed
     }
     /// `graph/<name>/layer` or `containers/<name>/rw`, relative to ROOT.
     pub fn legacy_path(&self) -> String {
@@ -261,6 +288,24 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool, copi
     }
 }
 
+/// The reason of a [`State::Removed`] item: one graph2aufs's record says it
+/// registered (or moved there), whose data is nowhere now. graph2aufs never
+/// deletes data that is not also somewhere else: the daemon removed it
+/// (Docker's Remove renames `aufs/diff/<id>` away and deletes it, and
+/// `aufs/layers/<id>`; an interrupted `docker rm` or `docker rmi` leaves
+/// `containers/<id>` or `graph/<id>`).
+fn removed(record: &Record, kind: ItemKind, name: &OsString, p: &Places) -> Option<String> {
+    let e = record.items.get(&crate::record::key(kind, name))?;
+    let ours = !e.quarantined && (e.registered || e.moved_legacy || e.copied);
+    let gone = p.legacy == Kind::Missing && p.native == Kind::Missing && !p.quarantine.exists();
+    (ours && gone).then(|| {
+        format!(
+            "registered by graph2aufs, then removed by the daemon (aufs/diff/{} is gone)",
+            escape_os(name)
+        )
+    })
+}
+
 /// Where a blocked item's data is, as far as it can be told.
 fn blocked_source(p: &Places) -> Source {
     if p.legacy.exists() {
@@ -371,6 +416,8 @@ enum Res {
     Unknown,
     Ok,
     Blocked(String),
+    /// See [`removed`].
+    Removed(String),
 }
 
 /// Decides everything about ROOT from its scan and graph2aufs's record.
@@ -398,7 +445,14 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         .map(|img| image_own(img, copied(ItemKind::Image, &img.name)))
         .collect();
     let n = scan.images.len();
-    let mut res: Vec<Res> = (0..n).map(|_| Res::Unknown).collect();
+    let mut res: Vec<Res> = scan
+        .images
+        .iter()
+        .map(|img| match removed(record, ItemKind::Image, &img.name, &img.places) {
+            Some(why) => Res::Removed(why),
+            None => Res::Unknown,
+        })
+        .collect();
     let mut parent_of: Vec<Option<usize>> = vec![None; n];
     let mut on_path = vec![false; n];
     for start in 0..n {
@@ -456,6 +510,10 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             res[node] = match &res[p] {
                 Res::Ok => Res::Ok,
                 Res::Blocked(_) => Res::Blocked(format!("its parent {} is blocked", escape_os(&scan.images[p].name))),
+                Res::Removed(_) => Res::Blocked(format!(
+                    "its parent {} was removed by the daemon",
+                    escape_os(&scan.images[p].name)
+                )),
                 Res::Unknown => unreachable!("parents are resolved before their children"),
             };
         }
@@ -492,6 +550,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         let img = &scan.images[i];
         let (state, reason, source, parent) = match (&res[i], &own[i]) {
             (Res::Ok, Ok((_, source))) => (State::Pending, None, *source, parent_of[i].map(|p| new_pos[p])),
+            (Res::Removed(why), _) => (State::Removed, Some(why.clone()), Source::None, None),
             (Res::Blocked(r), own) => (
                 State::Quarantined,
                 Some(r.clone()),
@@ -521,8 +580,14 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         });
     }
     for c in &scan.containers {
-        let (state, reason, source, parent) = match container_own(c, &index, copied(ItemKind::Container, &c.name)) {
-            Err(r) => (State::Quarantined, Some(r), blocked_source(&c.places), None),
+        let own = match removed(record, ItemKind::Container, &c.name, &c.places) {
+            Some(why) => Err(Res::Removed(why)),
+            None => container_own(c, &index, copied(ItemKind::Container, &c.name)).map_err(Res::Blocked),
+        };
+        let (state, reason, source, parent) = match own {
+            Err(Res::Removed(why)) => (State::Removed, Some(why), Source::None, None),
+            Err(Res::Blocked(r)) => (State::Quarantined, Some(r), blocked_source(&c.places), None),
+            Err(_) => unreachable!("made above"),
             Ok((image, source)) => match plan_index.get(&image).filter(|&&pi| items[pi].kind == ItemKind::Image) {
                 None => (
                     State::Quarantined,
@@ -536,11 +601,17 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
                     source,
                     None,
                 ),
+                Some(&pi) if items[pi].removed() => (
+                    State::Quarantined,
+                    Some(format!("its image {image} was removed by the daemon")),
+                    source,
+                    None,
+                ),
                 Some(&pi) => (State::Pending, None, source, Some(pi)),
             },
         };
         let id = c.id.clone().ok();
-        if let (Some(id), false) = (&id, state == State::Quarantined) {
+        if let (Some(id), false) = (&id, matches!(state, State::Quarantined | State::Removed)) {
             plan_index.insert(id.clone(), items.len());
         }
         items.push(Item {
@@ -566,7 +637,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
     // States of unblocked items, derived from the disk.
     let n_images = scan.images.len();
     for pos in 0..plan.items.len() {
-        if plan.items[pos].blocked() {
+        if plan.items[pos].blocked() || plan.items[pos].removed() {
             continue;
         }
         // Images come first in the plan, in `order`; containers after them.

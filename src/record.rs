@@ -73,6 +73,10 @@ pub struct RecordItem {
     /// checks the copy again and then removes the source).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub copied: bool,
+    /// graph2aufs registered it (`aufs/layers/<id>` written): should its
+    /// data be gone later, the daemon removed it (see `plan`).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub registered: bool,
     /// mtime of `graph/<id>` or `containers/<id>` before the move, which
     /// changes it (seconds, nanoseconds).
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -255,7 +255,7 @@ pub fn action(it: &Item) -> &'static str {
     match (it.state, it.source) {
         (State::Quarantined, _) if it.legacy_present => "quarantine",
         (State::Quarantined, _) => "none",
-        (State::Registered, _) => "none",
+        (State::Registered | State::Removed, _) => "none",
         (State::Fallback, _) => "replace-symlink",
         (_, Source::Legacy) => "move",
         (_, Source::Quarantine) => "unquarantine",
@@ -313,15 +313,7 @@ impl Document {
             })
             .collect();
         let mut totals = BTreeMap::new();
-        for s in [
-            State::Pending,
-            State::Moving,
-            State::Copying,
-            State::Registered,
-            State::Fallback,
-            State::Quarantined,
-            State::Failed,
-        ] {
+        for s in State::ALL {
             totals.insert(s.as_str().to_string(), items.iter().filter(|r| r.state == s).count());
         }
         Document {
@@ -352,7 +344,7 @@ impl Document {
         for it in &self.items {
             let problem = matches!(
                 it.state,
-                State::Quarantined | State::Failed | State::Fallback | State::Copying
+                State::Quarantined | State::Failed | State::Fallback | State::Copying | State::Removed
             );
             if all || problem {
                 let kind = match it.kind {

@@ -48,7 +48,8 @@ pub fn verify(root: &Root) -> Result<Verdict> {
     for it in &plan.items {
         let what = format!("{}/{}", it.legacy_parent_dir(), escape_os(&it.name));
         match it.state {
-            State::Registered => {}
+            // (Removed by the daemon: nothing of it is left to check.)
+            State::Registered | State::Removed => {}
             State::Quarantined => problem(what, format!("quarantined: {}", it.reason.as_deref().unwrap_or(""))),
             s => problem(
                 what,

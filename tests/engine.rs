@@ -1212,7 +1212,7 @@ fn plan_of_a_missing_root_is_a_usage_error() {
 // JSON reports
 // ---------------------------------------------------------------------------
 
-const STATES: [&str; 7] = [
+const STATES: [&str; 8] = [
     "pending",
     "moving",
     "copying",
@@ -1220,6 +1220,7 @@ const STATES: [&str; 7] = [
     "fallback",
     "quarantined",
     "failed",
+    "removed",
 ];
 const SOURCES: [&str; 6] = ["legacy", "fallback", "native", "quarantine", "empty", "none"];
 const ACTIONS: [&str; 7] = [

@@ -837,3 +837,211 @@ fn a_server_killed_while_readers_and_writers_run_loses_nothing_and_a_remount_fin
         "ROOT after a kill under load and a remount, without the files written",
     );
 }
+
+/// A generated legacy root in a scratch directory with a mount point
+/// beside it (the view mounted elsewhere than over ROOT, so that the test
+/// can also look at the disk).
+fn root_beside(seed: u64, images: usize, containers: usize) -> (tempfile::TempDir, PathBuf, PathBuf, Summary) {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+    let root = dir.path().join("root");
+    let summary = generate(&root, &opts(seed, images, containers, false)).unwrap_or_else(|e| panic!("generating: {e}"));
+    let mp = dir.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    (dir, root, mp, summary)
+}
+
+/// Directories made immutable (`chattr +i`) while it lives: nothing in
+/// them can be renamed away.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    #[track_caller]
+    fn new(dirs: Vec<PathBuf>) -> Immutable {
+        for d in &dirs {
+            let mut c = Command::new("chattr");
+            c.arg("+i").arg(d);
+            run_command(c, RUN_TIMEOUT).expect_code(0);
+        }
+        Immutable(dirs)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(d).status();
+        }
+    }
+}
+
+/// Waits until the view's log has a line containing one of `any`.
+#[track_caller]
+fn wait_log(view: &Mount, any: &[&str]) -> String {
+    let deadline = Instant::now() + FINISH;
+    loop {
+        let log = view.log();
+        if any.iter().any(|a| log.contains(a)) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "the log never said any of {any:?}:\n{log}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_end_of_the_background_migration_names_what_failed_and_claims_no_passthrough() {
+    let test = "the_end_of_the_background_migration_names_what_failed_and_claims_no_passthrough";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, s) = root_beside(121, 8, 2);
+    let stuck: Vec<String> = leaf_images(&s).into_iter().take(2).collect();
+    assert_eq!(stuck.len(), 2, "two images nothing builds on");
+    // Their layers cannot be renamed out of graph/<id>: they fail.
+    let _immutable = Immutable::new(stuck.iter().map(|id| root.join("graph").join(id)).collect());
+    let view = start_view(&root, &mp, &[]);
+    let passthrough = "every item is migrated: the view is now pure passthrough";
+    let log = wait_log(&view, &[passthrough, "the background migration is over"]);
+    assert!(
+        !log.contains(passthrough),
+        "[{test}] claimed with 2 items failed:\n{log}"
+    );
+    let end = log
+        .lines()
+        .find(|l| l.contains("the background migration is over"))
+        .expect("found above");
+    assert!(end.contains("2 failed"), "[{test}] the count of failed items: {end}");
+    for id in &stuck {
+        assert!(end.contains(id.as_str()), "[{test}] {id} is not named: {end}");
+    }
+    let status = live_status(&root);
+    assert_eq!(status["live"]["finished"], false, "{status}");
+    assert_eq!(status["totals"]["failed"], 2, "{status}");
+    drop(view);
+}
+
+#[test]
+fn live_status_says_where_data_is_once_migrated() {
+    let test = "live_status_says_where_data_is_once_migrated";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, _) = root_beside(123, 6, 2);
+    let view = start_view(&root, &mp, &[]);
+    let status = wait_finished(&root, &view);
+    for it in status["items"].as_array().expect("items") {
+        assert!(
+            it["source"] == "native" && it["action"] == "none",
+            "[{test}] after the migration finished: {it}"
+        );
+    }
+    view.unmount();
+    // As `status` says once the view is gone.
+    let (_, offline) = run_json(["status".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    for it in offline["items"].as_array().expect("items") {
+        assert_eq!(it["source"], "native", "{it}");
+    }
+}
+
+#[test]
+fn live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again() {
+    let test = "live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, s) = root_beside(122, 8, 3);
+    let view = start_view(&root, &mp, &[]);
+    wait_finished(&root, &view);
+    // Docker's aufs Remove, through the view, of a container's layers and
+    // of an image nothing builds on.
+    let (cid, _, _) = s.containers.iter().find(|c| c.2).expect("a started container").clone();
+    let leaf = leaf_images(&s).pop().expect("an image nothing builds on");
+    let aufs = mp.join("aufs");
+    for id in [cid.clone(), format!("{cid}-init"), leaf.clone()] {
+        for d in ["mnt", "diff"] {
+            let removing = aufs.join(d).join(format!("{id}-removing"));
+            fs::rename(aufs.join(d).join(&id), &removing).unwrap_or_else(|e| panic!("{d}/{id}: {e}"));
+            fs::remove_dir_all(&removing).unwrap();
+        }
+        fs::remove_file(aufs.join("layers").join(&id)).unwrap();
+    }
+    let status = wait_status(&root, &view, "removed", |v| {
+        item_state(v, &cid) == "removed" && item_state(v, &leaf) == "removed"
+    });
+    assert_eq!(status["totals"]["removed"], 2, "{status}");
+    assert_eq!(status["live"]["finished"], true, "{status}");
+    view.unmount();
+    // After the view: the same, and `migrate` makes none of them again.
+    let (_, status) = run_json(["status".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(item_state(&status, &cid), "removed", "{status}");
+    assert_eq!(item_state(&status, &leaf), "removed", "{status}");
+    run(["migrate".as_ref(), root.as_os_str()]).expect_code(0);
+    for id in [cid.clone(), format!("{cid}-init"), leaf.clone()] {
+        let p = root.join("aufs/diff").join(&id);
+        assert!(
+            fs::symlink_metadata(&p).is_err(),
+            "[{test}] migrate made {} again",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn renaming_a_root_of_the_layout_is_refused_while_items_are_pending() {
+    let test = "renaming_a_root_of_the_layout_is_refused_while_items_are_pending";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, _) = root_beside(111, 8, 3);
+    // Slow: the items are still pending below.
+    let view = start_view(&root, &mp, &[("GRAPH2AUFS_ITEM_DELAY_MS", "1000")]);
+    for rel in ["graph", "containers", "aufs/diff", "aufs/layers", "aufs/mnt", "aufs"] {
+        let from = mp.join(rel);
+        let to = mp.join(format!("{rel}.old"));
+        let r = fs::rename(&from, &to);
+        assert_eq!(
+            r.as_ref().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EBUSY)),
+            "[{test}] mv {rel} {rel}.old with items pending: {r:?}\nlog:\n{}",
+            view.log()
+        );
+        assert!(root.join(rel).is_dir(), "[{test}] {rel} is gone from the disk");
+    }
+    let log = view.log();
+    assert!(
+        log.contains("renaming or removing graph is refused (EBUSY) while"),
+        "[{test}] the log says why:\n{log}"
+    );
+    // Once every item is migrated, the view passes it through.
+    wait_finished(&root, &view);
+    fs::rename(mp.join("aufs/mnt"), mp.join("aufs/mnt.old")).expect("renamed once nothing is pending");
+    fs::rename(mp.join("aufs/mnt.old"), mp.join("aufs/mnt")).unwrap();
+    drop(view);
+}
+
+#[test]
+fn removing_graph_through_the_view_migrates_every_image_and_container_first() {
+    let test = "removing_graph_through_the_view_migrates_every_image_and_container_first";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let (_dir, root, mp, s) = root_beside(112, 8, 3);
+    let view = start_view(&root, &mp, &[("GRAPH2AUFS_ITEM_DELAY_MS", "1000")]);
+    let mut rm = Command::new("rm");
+    rm.arg("-rf").arg(mp.join("graph"));
+    let r = run_command(rm, RUN_TIMEOUT);
+    assert_eq!(r.code, 0, "[{test}] rm -rf graph:\n{r}\nlog:\n{}", view.log());
+    view.unmount();
+    assert!(!root.join("graph").exists(), "[{test}] graph is still on the disk");
+    let mut ids: Vec<&String> = s.images.iter().collect();
+    ids.extend(s.containers.iter().map(|c| &c.0));
+    for id in ids {
+        let d = root.join("aufs/diff").join(id);
+        assert!(
+            d.is_dir() && root.join("aufs/layers").join(id).is_file(),
+            "[{test}] {id} was not migrated before graph went: {} {}",
+            show(&d),
+            show(&root.join("containers").join(id))
+        );
+    }
+}

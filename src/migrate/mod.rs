@@ -256,6 +256,7 @@ impl<'r> Engine<'r> {
             prior,
             dir_mtime,
             failed: None,
+            registered: false,
         })
     }
 
@@ -811,7 +812,17 @@ impl<'r> Engine<'r> {
             let init = it.id.as_ref().expect("unblocked items have ids").init_layer();
             self.register(init.as_os_str(), &plan.init_layers_bytes(i))?;
         }
-        self.register(&it.name, &plan.layers_bytes(i))
+        self.register(&it.name, &plan.layers_bytes(i))?;
+        // (Written with the batch's record: lost in a crash before, the
+        // mark only makes a later removal by the daemon look like a
+        // pending item, as before it existed.)
+        if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
+            if !e.registered {
+                e.registered = true;
+                self.failures_changed = true;
+            }
+        }
+        Ok(())
     }
 
     /// Remembers why an item failed (or that it no longer does), for

@@ -2,6 +2,7 @@
 //! per inode) under the layout transform. This is the read-only view; every
 //! operation that would write answers EROFS.
 
+use super::creds::{AsCaller, Caller};
 use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
 use super::transform::{AufsDir, Role, Shown, Transform};
 use crate::dirref::DirRef;
@@ -31,10 +32,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 struct Handle {
     file: Arc<File>,
     _backing: Option<Arc<fuser::BackingId>>,
-    /// The node, when opened through the page cache (not passthrough).
-    cached: Option<u64>,
+    /// The node, when its data passes through graph2aufs: through the page
+    /// cache, or with direct I/O beside passthrough opens (see
+    /// [`View::add_file`]).
+    served: Option<u64>,
+    /// Counted among the node's page cache opens.
+    cached: bool,
     /// The flags it was opened with (to open it again elsewhere).
     flags: i32,
+    /// Who opened it, when not root: what the kernel writes back of its
+    /// pages (a request of no process) is written as them.
+    opener: Option<Arc<Caller>>,
+}
+
+/// A file opened for the kernel: its handle, its inode's backing id where
+/// the kernel passes its data through, and whether its data passes through
+/// graph2aufs all the same (FOPEN_DIRECT_IO).
+pub(super) struct Opened {
+    pub fh: u64,
+    pub backing: Option<Arc<fuser::BackingId>>,
+    pub direct: bool,
 }
 
 /// The view's open files, shared with the migrator (a layer copied to
@@ -64,7 +81,7 @@ impl Files {
         let handles = self.handles.lock().expect("never poisoned");
         let mut new = Vec::new();
         for (fh, h) in handles.iter() {
-            let Some(id) = h.cached else { continue };
+            let Some(id) = h.served else { continue };
             let flags = h.flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL);
             if let Some(file) = open(id, flags) {
                 new.push((*fh, Arc::new(file?)));
@@ -80,6 +97,17 @@ impl Files {
             if let Some(h) = handles.get_mut(&fh) {
                 h.file = file;
             }
+        }
+    }
+}
+
+impl Opened {
+    /// The open flags of a passthrough open.
+    pub(super) fn fopen_flags(&self) -> FopenFlags {
+        if self.direct {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::empty()
         }
     }
 }
@@ -762,6 +790,19 @@ impl View {
         handles.get(&fh).map(|h| h.file.clone())
     }
 
+    /// The backing file of an open handle, and whom `req` changes it for:
+    /// its caller, or for a request of no process (the kernel writing back
+    /// pages of a file served through the page cache) whoever opened it.
+    fn handle_for(&self, fh: u64, req: &Request) -> Option<(Arc<File>, Option<Caller>)> {
+        let handles = self.files.handles.lock().expect("never poisoned");
+        let h = handles.get(&fh)?;
+        let caller = match req.pid() {
+            0 if req.uid() == 0 => h.opener.as_deref().cloned(),
+            _ => Caller::of(req),
+        };
+        Some((h.file.clone(), caller))
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
         self.files.handles.lock().expect("never poisoned").insert(fh, h);
@@ -787,8 +828,9 @@ impl View {
         &self,
         ino: INodeNo,
         flags: i32,
+        caller: Option<Caller>,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
+    ) -> io::Result<Opened> {
         let node = if flags & WRITE_FLAGS != 0 {
             if !self.writable {
                 return Err(io::Error::from_raw_os_error(libc::EROFS));
@@ -800,7 +842,13 @@ impl View {
         let file = match &*node.backing() {
             Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags, self.writable)?,
             Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
-            Backing::File(_) | Backing::Init { .. } => return Ok((0, None)),
+            Backing::File(_) | Backing::Init { .. } => {
+                return Ok(Opened {
+                    fh: 0,
+                    backing: None,
+                    direct: false,
+                })
+            }
             _ => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
         };
         // A file once synthesized was opened through the page cache: the
@@ -808,58 +856,67 @@ impl View {
         // file of a layer to be copied to another file system opened so (its
         // opens switch to the copy).
         let passthrough = node.origin().is_none() && !self.in_transit(&node);
-        self.add_file(node.id, file, flags, passthrough, open_backing)
+        self.add_file(node.id, file, flags, passthrough, caller, open_backing)
     }
 
-    /// A handle for an open file, with its inode's backing id.
+    /// A handle for an open file (by `caller`, `None` for root), with its
+    /// inode's backing id.
+    ///
+    /// The kernel serves all opens of an inode one way at a time: through
+    /// the page cache while any such open lasts, else passthrough while a
+    /// passthrough open lasts, all with one backing file, whatever this open
+    /// would rather have. A backing file reads and writes with the
+    /// credentials of the server, which registered it (the kernel requires
+    /// CAP_SYS_ADMIN for that): a write open by another than root never
+    /// gets one of its own, and where its inode's backing file is in use,
+    /// it shares it with direct I/O (FOPEN_DIRECT_IO comes before
+    /// passthrough in the kernel), so that its writes reach graph2aufs,
+    /// which makes them as the caller (see [`super::creds`]).
     pub(super) fn add_file(
         &self,
         ino: u64,
         file: File,
         flags: i32,
         passthrough: bool,
+        caller: Option<Caller>,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<(u64, Option<Arc<fuser::BackingId>>)> {
-        // The kernel serves all opens of an inode one way at a time: through
-        // the page cache while any such open lasts, else passthrough while a
-        // passthrough open lasts (whatever this open would rather have).
+    ) -> io::Result<Opened> {
         let mut cached = self.files.cached_opens.lock().expect("never poisoned");
         let cache_mode = cached.get(&ino).is_some_and(|&n| n > 0);
-        let passing = self
-            .files
-            .backing
-            .lock()
-            .expect("never poisoned")
-            .get(&ino)
-            .is_some_and(|w| w.strong_count() > 0);
-        let backing = if self.passthrough && (passthrough || passing) && !cache_mode {
-            self.backing_id(ino, open_backing, &file)
+        let as_server = flags & libc::O_ACCMODE == libc::O_RDONLY || caller.as_ref().is_none_or(|c| c.uid == 0);
+        let backing = if self.passthrough && !cache_mode {
+            self.backing_id(ino, (passthrough && as_server).then_some(open_backing), &file)
         } else {
             None
         };
+        let direct = backing.is_some() && !as_server;
         if backing.is_none() {
             *cached.entry(ino).or_default() += 1;
         }
         let fh = self.add_handle(Handle {
             file: Arc::new(file),
             _backing: backing.clone(),
-            cached: backing.is_none().then_some(ino),
+            served: (backing.is_none() || direct).then_some(ino),
+            cached: backing.is_none(),
             flags,
+            opener: caller.map(Arc::new),
         });
-        Ok((fh, backing))
+        Ok(Opened { fh, backing, direct })
     }
 
+    /// The backing id of inode `ino`: the one its passthrough opens use, or
+    /// a new one from `open_backing` (if given) where none is in use.
     fn backing_id(
         &self,
         ino: u64,
-        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+        open_backing: Option<impl FnOnce(&File) -> io::Result<fuser::BackingId>>,
         file: &File,
     ) -> Option<Arc<fuser::BackingId>> {
         let mut map = self.files.backing.lock().expect("never poisoned");
         if let Some(id) = map.get(&ino).and_then(|w| w.upgrade()) {
             return Some(id);
         }
-        match open_backing(file) {
+        match open_backing?(file) {
             Ok(id) => {
                 let id = Arc::new(id);
                 map.insert(ino, Arc::downgrade(&id));
@@ -1046,18 +1103,13 @@ impl Filesystem for View {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _hold = self.hold(&[ino.0]);
-        // Writes by others than root come through graph2aufs, which clears
-        // setuid and setgid bits as the kernel would for them (passthrough
-        // writes would be made with the server's privileges).
-        let by_other = req.uid() != 0 && flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let r = if by_other {
-            self.open_file(ino, flags.0, |_| Err(io::Error::from_raw_os_error(libc::ENOTSUP)))
-        } else {
-            self.open_file(ino, flags.0, |f| reply.open_backing(f))
-        };
-        match r {
-            Ok((fh, Some(id))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-            Ok((fh, None)) => reply.opened(FileHandle(fh), self.cache_flags()),
+        // Writes by others than root come through graph2aufs, made as them
+        // (see `add_file`).
+        match self.open_file(ino, flags.0, Caller::of(req), |f| reply.open_backing(f)) {
+            Ok(o) => match &o.backing {
+                Some(id) => reply.opened_passthrough(FileHandle(o.fh), o.fopen_flags(), id),
+                None => reply.opened(FileHandle(o.fh), self.cache_flags()),
+            },
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -1122,7 +1174,12 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         let gone = self.files.handles.lock().expect("never poisoned").remove(&fh.0);
-        if let Some(Handle { cached: Some(ino), .. }) = gone {
+        if let Some(Handle {
+            cached: true,
+            served: Some(ino),
+            ..
+        }) = gone
+        {
             let mut cached = self.files.cached_opens.lock().expect("never poisoned");
             if let Some(n) = cached.get_mut(&ino) {
                 *n -= 1;
@@ -1342,15 +1399,12 @@ impl Filesystem for View {
         let r = if touch {
             self.do_touch_ctime(ino)
         } else {
-            self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
-                .and_then(|a| {
+            self.do_setattr(req, ino, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
+                .and_then(|a| match Caller::of(req) {
                     // A truncate by another than root clears setuid and
                     // setgid bits as a write does.
-                    if size.is_some() && req.uid() != 0 && a.perm & 0o6000 != 0 {
-                        self.do_kill_privileges(ino, req)
-                    } else {
-                        Ok(a)
-                    }
+                    Some(c) if size.is_some() && c.uid != 0 && a.perm & 0o6000 != 0 => self.do_kill_privileges(ino, &c),
+                    _ => Ok(a),
                 })
         };
         match r {
@@ -1376,24 +1430,24 @@ impl Filesystem for View {
         self.entry_reply(self.do_symlink(req, parent, link_name, target), reply)
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let _hold = self.hold(&[ino.0, newparent.0]);
-        self.entry_reply(self.do_link(ino, newparent, newname), reply)
+        self.entry_reply(self.do_link(req, ino, newparent, newname), reply)
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _hold = self.hold(&[parent.0]);
-        empty_reply(self.do_unlink(parent, name, false), reply)
+        empty_reply(self.do_unlink(req, parent, name, false), reply)
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _hold = self.hold(&[parent.0]);
-        empty_reply(self.do_unlink(parent, name, true), reply)
+        empty_reply(self.do_unlink(req, parent, name, true), reply)
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -1402,7 +1456,7 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         let _hold = self.hold(&[parent.0, newparent.0]);
-        empty_reply(self.do_rename(parent, name, newparent, newname, flags), reply)
+        empty_reply(self.do_rename(req, parent, name, newparent, newname, flags), reply)
     }
 
     fn create(
@@ -1418,15 +1472,12 @@ impl Filesystem for View {
         let _hold = self.hold(&[parent.0]);
         let _umask = super::write::CallerUmask::set(umask);
         match self.do_create(req, parent, name, mode, flags, |f| reply.open_backing(f)) {
-            Ok((attr, fh, Some(id))) => reply.created_passthrough(
-                &self.ttl,
-                &attr,
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-                &id,
-            ),
-            Ok((attr, fh, None)) => reply.created(&self.ttl, &attr, Generation(0), FileHandle(fh), self.cache_flags()),
+            Ok((attr, o)) => match &o.backing {
+                Some(id) => {
+                    reply.created_passthrough(&self.ttl, &attr, Generation(0), FileHandle(o.fh), o.fopen_flags(), id)
+                }
+                None => reply.created(&self.ttl, &attr, Generation(0), FileHandle(o.fh), self.cache_flags()),
+            },
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -1444,13 +1495,15 @@ impl Filesystem for View {
         reply: ReplyWrite,
     ) {
         let _hold = self.hold(&[ino.0]);
-        let Some(file) = self.handle_file(fh.0) else {
+        let Some((file, caller)) = self.handle_for(fh.0, req) else {
             return reply.error(Errno::EBADF);
         };
-        match file.write_all_at(data, offset) {
+        // As the writer: the backing file system allocates for them.
+        let written = AsCaller::enter(caller.as_ref()).and_then(|_as| file.write_all_at(data, offset));
+        match written {
             Ok(()) => {
-                if req.uid() != 0 {
-                    super::write::kill_privileges(&file, req);
+                if let Some(c) = caller.filter(|c| c.uid != 0) {
+                    super::write::kill_privileges(&file, &c);
                 }
                 reply.written(data.len() as u32)
             }
@@ -1473,7 +1526,7 @@ impl Filesystem for View {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1482,21 +1535,24 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         let _hold = self.hold(&[ino.0]);
-        let Some(file) = self.handle_file(fh.0) else {
+        let Some((file, caller)) = self.handle_for(fh.0, req) else {
             return reply.error(Errno::EBADF);
         };
-        let r = rfs::fallocate(
-            &*file,
-            rfs::FallocateFlags::from_bits_retain(mode as u32),
-            offset,
-            length,
-        );
-        empty_reply(r.map_err(io::Error::from), reply)
+        let r = AsCaller::enter(caller.as_ref()).and_then(|_as| {
+            rfs::fallocate(
+                &*file,
+                rfs::FallocateFlags::from_bits_retain(mode as u32),
+                offset,
+                length,
+            )
+            .map_err(io::Error::from)
+        });
+        empty_reply(r, reply)
     }
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1505,12 +1561,12 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         let _hold = self.hold(&[ino.0]);
-        empty_reply(self.do_setxattr(ino, name, value, flags), reply)
+        empty_reply(self.do_setxattr(req, ino, name, value, flags), reply)
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _hold = self.hold(&[ino.0]);
-        empty_reply(self.do_removexattr(ino, name), reply)
+        empty_reply(self.do_removexattr(req, ino, name), reply)
     }
 
     fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: fuser::ReplyLseek) {

@@ -9,7 +9,7 @@ use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
 use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
 use crate::names::escape_os;
-use crate::plan::{ItemKind, State};
+use crate::plan::{ItemKind, Source, State};
 use crate::report::{Document, LiveState};
 use crate::root::Root;
 use crate::sys;
@@ -218,6 +218,71 @@ impl Migrator {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
         Ok(())
+    }
+
+    /// Before a change to `what` that would strand items still to be
+    /// migrated (their data, or what the plan finds them by:
+    /// `graph/<id>/json`, `containers/<id>/config.json`): for a root of
+    /// the legacy or the aufs layout (`of` is `None`), the change is
+    /// refused (EBUSY) while any item is still to be migrated (graph2aufs
+    /// migrates from and into there, and Docker reads its images,
+    /// containers and layers there); for an image's or container's own
+    /// directory, item `of` and every item that builds on it (its child
+    /// images, their containers) are migrated first, and the change is
+    /// refused only if any of them cannot be now. Why, in the log.
+    pub fn before_stranding(&self, of: Option<usize>, what: &str) -> io::Result<()> {
+        let plan = &self.transform.plan;
+        let builds_on = |j: usize| {
+            let Some(i) = of else { return true };
+            let mut cur = Some(j);
+            while let Some(c) = cur {
+                if c == i {
+                    return true;
+                }
+                cur = plan.items[c].parent;
+            }
+            false
+        };
+        let todo: Vec<usize> = (0..plan.items.len())
+            .filter(|&j| !plan.items[j].blocked() && self.transform.progress(j) < Progress::Done)
+            .filter(|&j| builds_on(j))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let name = |j: usize| format!("{} {}", kind_name(plan.items[j].kind), escape_os(&plan.items[j].name));
+        if of.is_none() {
+            const SHOWN: usize = 3;
+            let mut some: Vec<String> = todo.iter().take(SHOWN).map(|&j| name(j)).collect();
+            if todo.len() > SHOWN {
+                some.push("...".into());
+            }
+            log::warn!(
+                "renaming or removing {what} is refused (EBUSY) while {} item(s) are still to be migrated ({}): \
+                 graph2aufs migrates them from and into there, and Docker finds its images, containers and layers \
+                 there",
+                todo.len(),
+                some.join(", ")
+            );
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        log::info!(
+            "a change of {what}: migrating first the {} item(s) it would strand",
+            todo.len()
+        );
+        let left: Vec<String> = todo
+            .into_iter()
+            .filter_map(|j| self.migrate(j).err().map(|e| format!("{} ({e})", name(j))))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        log::warn!(
+            "a change of {what} is refused (EBUSY): it would strand {} item(s) that cannot be migrated now: {}",
+            left.len(),
+            left.join("; ")
+        );
+        Err(io::Error::from_raw_os_error(libc::EBUSY))
     }
 
     fn migrate_locked(&self, engine: &mut Engine<'static>, i: usize, failed: &mut Vec<usize>) -> io::Result<()> {
@@ -732,10 +797,7 @@ impl Migrator {
                 .filter(|&i| self.transform.progress(i) == Progress::Registered)
                 .collect();
             if busy.is_empty() {
-                log::info!(
-                    "every item is migrated: the view is now pure passthrough (unmounting leaves the native layout)"
-                );
-                return;
+                return self.log_end();
             }
             let until = Instant::now() + pause;
             while Instant::now() < until {
@@ -751,6 +813,76 @@ impl Migrator {
             self.finish_batch();
             pause = (pause * 2).min(Duration::from_secs(60));
         }
+    }
+
+    /// Says how the background migration ended: every item migrated (the
+    /// view is pure passthrough), or which are not and why.
+    fn log_end(&self) {
+        let plan = &self.transform.plan;
+        let results = self.results.lock().expect("never poisoned").clone();
+        let left: Vec<usize> = (0..plan.items.len())
+            .filter(|&i| !plan.items[i].blocked() && self.transform.progress(i) < Progress::Done)
+            .filter(|&i| results[i].state != State::Removed)
+            .collect();
+        let repositories =
+            plan.repositories == crate::plan::Repositories::Rename && !self.transform.repositories_done();
+        if left.is_empty() && !repositories {
+            return log::info!(
+                "every item is migrated: the view is now pure passthrough (unmounting leaves the native layout)"
+            );
+        }
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for &i in &left {
+            *by.entry(results[i].state.as_str()).or_default() += 1;
+        }
+        let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        const SHOWN: usize = 5;
+        let mut which: Vec<String> = left
+            .iter()
+            .take(SHOWN)
+            .map(|&i| {
+                let it = &plan.items[i];
+                let why = results[i].reason.as_deref().unwrap_or("not migrated yet");
+                format!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name))
+            })
+            .collect();
+        if left.len() > SHOWN {
+            which.push(format!("and {} more", left.len() - SHOWN));
+        }
+        if repositories {
+            which.push("repositories is not renamed to repositories-aufs".into());
+        }
+        log::warn!(
+            "the background migration is over, but not every item is migrated ({}): {}; the view goes on serving \
+             them from where they are (`graph2aufs status` says why; after unmounting, `graph2aufs migrate` tries \
+             them again)",
+            if counts.is_empty() {
+                "repositories".to_string()
+            } else {
+                counts.join(", ")
+            },
+            which.join("; ")
+        );
+    }
+
+    /// The daemon removed item `i` through the view (its `aufs/diff/<id>`
+    /// is gone): `status` says so from now on.
+    pub fn removed_by_daemon(&self, i: usize) {
+        let it = &self.transform.plan.items[i];
+        log::info!(
+            "{} {} was removed by the daemon",
+            kind_name(it.kind),
+            escape_os(&it.name)
+        );
+        self.set_result(
+            i,
+            State::Removed,
+            Some(format!(
+                "migrated, then removed by the daemon (aufs/diff/{} is gone)",
+                escape_os(&it.name)
+            )),
+        );
+        self.write_status();
     }
 
     /// Writes the live progress where `status` reads it.
@@ -772,9 +904,22 @@ impl Migrator {
     pub fn write_status(&self) {
         let results = self.results.lock().expect("never poisoned").clone();
         let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
+        // Where each item's data is now (the plan says where it was).
+        for (i, item) in doc.items.iter_mut().enumerate() {
+            let (source, action) = match (results[i].state, self.transform.progress(i)) {
+                (State::Removed, _) => (Source::None, "none"),
+                (_, Progress::Done) => (Source::Native, "none"),
+                // Registered through a symlink to its data (busy, or being
+                // copied to another file system).
+                (_, Progress::Registered) => (Source::Fallback, "replace-symlink"),
+                (_, Progress::Pending) => continue,
+            };
+            item.source = source;
+            item.action = action.into();
+        }
         let done = results
             .iter()
-            .all(|r| matches!(r.state, State::Registered | State::Quarantined));
+            .all(|r| r.state.settled() || r.state == State::Quarantined);
         doc.live = Some(self.live_state(
             done && (self.transform.repositories_done()
                 || self.transform.plan.repositories != crate::plan::Repositories::Rename),

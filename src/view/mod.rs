@@ -2,6 +2,7 @@
 //! `mount` validates its arguments, plans, mounts, reports when the view is
 //! usable, and unmounts cleanly on SIGINT/SIGTERM or an external umount.
 
+mod creds;
 pub mod fs;
 pub mod live;
 pub mod node;

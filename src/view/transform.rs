@@ -164,6 +164,10 @@ impl Transform {
             scan.images.iter().map(|i| (i.name.as_os_str(), &i.places)).collect();
         for (i, it) in plan.items.iter().enumerate() {
             items.insert((it.kind, it.name.clone()), i);
+            if it.removed() {
+                // Removed by the daemon: the disk as it is.
+                continue;
+            }
             if it.blocked() {
                 quarantined |= it.legacy_present;
                 quarantined_kinds[kind_index(it.kind)] |= it.legacy_present;
@@ -263,7 +267,15 @@ impl Transform {
             progress: plan
                 .items
                 .iter()
-                .map(|_| AtomicU8::new(Progress::Pending as u8))
+                .map(|it| {
+                    // (Nothing to do for an item the daemon removed.)
+                    let p = if it.removed() {
+                        Progress::Done
+                    } else {
+                        Progress::Pending
+                    };
+                    AtomicU8::new(p as u8)
+                })
                 .collect(),
             repositories_done: AtomicBool::new(false),
             plan,

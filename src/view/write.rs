@@ -3,9 +3,10 @@
 //! touches a pending item's transformed entries, that item migrates (see
 //! `live`), so the change lands on the disk as it will stay.
 
+use super::creds::{AsCaller, Caller};
 use super::fs::{open_path, View};
 use super::node::{Backing, Key, Node};
-use super::transform::Touch;
+use super::transform::{Role, Touch};
 use fuser::{FileAttr, INodeNo, RenameFlags, Request, TimeOrNow};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
@@ -20,11 +21,6 @@ fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
-/// Files the caller creates are owned by the caller: the serving thread
-/// takes the caller's file system ids and supplementary groups for the call
-/// (raw system calls: per thread on Linux), so the backing file system
-/// applies its own rules (setgid directories, permission checks) as for
-/// the caller.
 /// The caller's umask on this serving thread while it creates an entry: the
 /// backing file system then applies it exactly as natively (not at all
 /// where the parent has a default ACL). The kernel sends modes unmasked
@@ -59,81 +55,29 @@ impl Drop for CallerUmask {
     }
 }
 
-struct AsCaller {
-    switched: bool,
+/// The identity of `req`'s caller on this thread (see [`super::creds`]),
+/// for the system calls made for it.
+fn as_caller(req: &Request) -> io::Result<AsCaller> {
+    AsCaller::enter(Caller::of(req).as_ref())
 }
 
-/// The server's own supplementary groups, to return to.
-fn own_groups() -> &'static [libc::gid_t] {
-    static GROUPS: std::sync::OnceLock<Vec<libc::gid_t>> = std::sync::OnceLock::new();
-    GROUPS.get_or_init(|| {
-        // SAFETY: getgroups writes at most `n` entries into the buffer.
-        unsafe {
-            let n = libc::getgroups(0, std::ptr::null_mut());
-            let mut v = vec![0; n.max(0) as usize];
-            let n = libc::getgroups(n, v.as_mut_ptr());
-            v.truncate(n.max(0) as usize);
-            v
-        }
-    })
-}
-
-/// The supplementary groups of process `pid` (from /proc), if readable.
-fn groups_of(pid: u32) -> Option<Vec<libc::gid_t>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    line.split_whitespace().map(|g| g.parse().ok()).collect()
-}
-
-impl AsCaller {
-    fn of(req: &Request) -> AsCaller {
-        let (uid, gid) = (req.uid(), req.gid());
-        if uid == 0 && gid == 0 {
-            return AsCaller { switched: false };
-        }
-        let _ = own_groups();
-        let groups = groups_of(req.pid()).unwrap_or_default();
-        // SAFETY: setgroups/setfsgid/setfsuid as raw system calls change
-        // only this thread's credentials.
-        unsafe {
-            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
-            libc::syscall(libc::SYS_setfsgid, gid);
-            libc::syscall(libc::SYS_setfsuid, uid);
-        }
-        AsCaller { switched: true }
-    }
-}
-
-impl Drop for AsCaller {
-    fn drop(&mut self) {
-        if self.switched {
-            let own = own_groups();
-            // SAFETY: as above; back to the server's own credentials.
-            unsafe {
-                libc::syscall(libc::SYS_setfsuid, 0);
-                libc::syscall(libc::SYS_setfsgid, 0);
-                libc::syscall(libc::SYS_setgroups, own.len(), own.as_ptr());
-            }
-        }
-    }
-}
-
-/// After a write by `req`'s caller (not root): setuid goes, and setgid
-/// where the kernel drops it (the group may execute, or the caller is not in
-/// the file's group), as on a native file system.
-pub(super) fn kill_privileges(file: &File, req: &Request) {
+/// After a write by `caller` (not root): setuid goes, and setgid where the
+/// kernel drops it (the group may execute, or the caller is not in the
+/// file's group), as on a native file system.
+pub(super) fn kill_privileges(file: &File, caller: &Caller) {
     let Ok(st) = rfs::fstat(file) else { return };
     let mode = st.st_mode & 0o7777;
     if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
         return;
     }
-    let in_group = st.st_gid == req.gid() || groups_of(req.pid()).is_some_and(|g| g.contains(&st.st_gid));
     let mut new = mode & !libc::S_ISUID;
-    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !in_group) {
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !caller.in_group(st.st_gid)) {
         new &= !libc::S_ISGID;
     }
     if new != mode {
-        let _ = rfs::fchmod(file, Mode::from_raw_mode(new));
+        if let Err(e) = rfs::fchmod(file, Mode::from_raw_mode(new)) {
+            log::warn!("clearing setuid/setgid bits after a write by uid {}: {e}", caller.uid);
+        }
     }
 }
 
@@ -235,6 +179,9 @@ impl View {
             m.migrate(i)?;
         }
         if let (Some(name), Backing::Real { role, .. }) = (name, &*node.backing()) {
+            if let Some((of, what)) = self.strands(*role, name) {
+                m.before_stranding(of, &what)?;
+            }
             match self.transform.touched(*role, name) {
                 Some(Touch::Item(i)) => m.migrate(i)?,
                 Some(Touch::Repositories) => m.repositories()?,
@@ -242,6 +189,49 @@ impl View {
             }
         }
         Ok(())
+    }
+
+    /// What a change of `name` in a directory of role `parent` would strand
+    /// of the items still to migrate (see
+    /// [`super::live::Migrator::before_stranding`]), and what it is: every
+    /// item, for a root of the legacy or the aufs layout (`graph`,
+    /// `containers`, `aufs` and its `diff`, `layers`, `mnt`); an image or
+    /// container and all that builds on it, for its own directory or an
+    /// entry of it other than its layer (the plan finds the item, its
+    /// parent and its image there).
+    fn strands(&self, parent: Role, name: &OsStr) -> Option<(Option<usize>, String)> {
+        let b = name.as_encoded_bytes();
+        let plan = &self.transform.plan;
+        match (parent, b) {
+            (Role::Root, b"graph" | b"containers" | b"aufs") => Some((None, crate::names::escape_os(name))),
+            (Role::Aufs, b"diff" | b"layers" | b"mnt") => {
+                Some((None, format!("aufs/{}", crate::names::escape_os(name))))
+            }
+            (Role::Graph | Role::Containers, _) => match self.transform.child_role(parent, name) {
+                Role::Image(i) | Role::Container(i) => Some((
+                    Some(i),
+                    format!(
+                        "{}/{}",
+                        plan.items[i].legacy_parent_dir(),
+                        crate::names::escape_os(name)
+                    ),
+                )),
+                _ => None,
+            },
+            (Role::Image(i) | Role::Container(i), _) if b != plan.items[i].legacy_leaf().as_bytes() => {
+                let it = &plan.items[i];
+                Some((
+                    Some(i),
+                    format!(
+                        "{}/{}/{}",
+                        it.legacy_parent_dir(),
+                        crate::names::escape_os(&it.name),
+                        crate::names::escape_os(name)
+                    ),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Node `ino`, ready to be changed: on the disk, not synthesized.
@@ -330,10 +320,30 @@ impl View {
         self.table.unkey(&Key::Child(parent.id, name.to_os_string()));
     }
 
+    /// A layer directory `name` gone from `aufs/diff` through the view
+    /// (Docker's Remove renames it to `<id>-removing`, then deletes it):
+    /// its item, if any, was removed by the daemon.
+    fn layer_gone(&self, parent: &Node, name: &OsStr) {
+        let Some(m) = &self.live else { return };
+        if !matches!(&*parent.backing(), Backing::Real { role: Role::Diff, .. }) {
+            return;
+        }
+        let plan = &self.transform.plan;
+        let Some(i) = crate::id::LayerId::parse(name.as_encoded_bytes())
+            .ok()
+            .and_then(|id| plan.find(&id))
+        else {
+            return;
+        };
+        if plan.items[i].name == name && !plan.items[i].blocked() {
+            m.removed_by_daemon(i);
+        }
+    }
+
     pub(super) fn do_mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32) -> io::Result<FileAttr> {
         let (node, dir) = self.writable_dir(parent, name)?;
         {
-            let _as = AsCaller::of(req);
+            let _as = as_caller(req)?;
             rfs::mkdirat(dir.as_fd(), name, Mode::from_raw_mode(mode & 0o7777))?;
         }
         self.new_entry(&node, &dir, name)
@@ -349,7 +359,7 @@ impl View {
     ) -> io::Result<FileAttr> {
         let (node, dir) = self.writable_dir(parent, name)?;
         {
-            let _as = AsCaller::of(req);
+            let _as = as_caller(req)?;
             rfs::mknodat(
                 dir.as_fd(),
                 name,
@@ -370,34 +380,54 @@ impl View {
     ) -> io::Result<FileAttr> {
         let (node, dir) = self.writable_dir(parent, name)?;
         {
-            let _as = AsCaller::of(req);
+            let _as = as_caller(req)?;
             rfs::symlinkat(target, dir.as_fd(), name)?;
         }
         self.new_entry(&node, &dir, name)
     }
 
-    pub(super) fn do_link(&self, ino: INodeNo, newparent: INodeNo, newname: &OsStr) -> io::Result<FileAttr> {
+    pub(super) fn do_link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+    ) -> io::Result<FileAttr> {
         let src = self.writable_node(ino)?;
         let (node, dir) = self.writable_dir(newparent, newname)?;
         let obj = Obj::of(&src)?;
-        let (from, from_name, flags) = obj.at();
-        rfs::linkat(from, from_name, dir.as_fd(), newname, flags & AtFlags::EMPTY_PATH)?;
+        {
+            let _as = as_caller(req)?;
+            match &obj {
+                // (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the magic link
+                // needs nothing.)
+                Obj::Fd(_) => rfs::linkat(rfs::CWD, obj.proc_path(), dir.as_fd(), newname, AtFlags::SYMLINK_FOLLOW)?,
+                Obj::At(from, name) => rfs::linkat(from, name, dir.as_fd(), newname, AtFlags::empty())?,
+            }
+        }
         self.new_entry(&node, &dir, newname)
     }
 
-    pub(super) fn do_unlink(&self, parent: INodeNo, name: &OsStr, dir_flag: bool) -> io::Result<()> {
+    pub(super) fn do_unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, dir_flag: bool) -> io::Result<()> {
         let (node, dir) = self.writable_dir(parent, name)?;
         if !dir_flag {
             self.pin(&dir, name);
         }
         let flags = if dir_flag { AtFlags::REMOVEDIR } else { AtFlags::empty() };
-        rfs::unlinkat(dir.as_fd(), name, flags)?;
+        {
+            let _as = as_caller(req)?;
+            rfs::unlinkat(dir.as_fd(), name, flags)?;
+        }
         self.gone(&node, name);
+        if dir_flag {
+            self.layer_gone(&node, name);
+        }
         Ok(())
     }
 
     pub(super) fn do_rename(
         &self,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -408,21 +438,28 @@ impl View {
         let (to, to_dir) = self.writable_dir(newparent, newname)?;
         self.pin(&from_dir, name);
         self.pin(&to_dir, newname);
-        rfs::renameat_with(
-            from_dir.as_fd(),
-            name,
-            to_dir.as_fd(),
-            newname,
-            rfs::RenameFlags::from_bits_retain(flags.bits()),
-        )?;
+        {
+            let _as = as_caller(req)?;
+            rfs::renameat_with(
+                from_dir.as_fd(),
+                name,
+                to_dir.as_fd(),
+                newname,
+                rfs::RenameFlags::from_bits_retain(flags.bits()),
+            )?;
+        }
         self.gone(&from, name);
         self.gone(&to, newname);
+        if !flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            self.layer_gone(&from, name);
+        }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn do_setattr(
         &self,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -434,12 +471,30 @@ impl View {
     ) -> io::Result<FileAttr> {
         let node = self.writable_node(ino)?;
         let obj = Obj::of(&node)?;
+        let chmod = |mode: u32| rfs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777));
+        // Setuid and setgid bits cleared after another user's write or
+        // truncate: the kernel sends that as a mode change of theirs, which
+        // the owner alone could make; natively the kernel forces it. (A
+        // chmod by one who may not is refused by the kernel before it
+        // reaches graph2aufs: default_permissions.)
+        let kill_only = match mode {
+            Some(m) => {
+                let (d, n, f) = obj.at();
+                let (now, m) = (rfs::statat(d, n, f)?.st_mode & 0o7777, m & 0o7777);
+                m != now && m & !now == 0 && (now & !m) & !(libc::S_ISUID | libc::S_ISGID) == 0
+            }
+            None => false,
+        };
+        if let Some(m) = mode.filter(|_| kill_only) {
+            chmod(m)?;
+        }
+        let as_caller = as_caller(req)?;
         if uid.is_some() || gid.is_some() {
             let (d, n, f) = obj.at();
             rfs::chownat(d, n, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw), f)?;
         }
-        if let Some(mode) = mode {
-            rfs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777))?;
+        if let Some(m) = mode.filter(|_| !kill_only) {
+            chmod(m)?;
         }
         if let Some(size) = size {
             match fh.and_then(|fh| self.handle_file(fh)) {
@@ -473,18 +528,19 @@ impl View {
                 Obj::At(..) => rfs::utimensat(d, n, &times, f)?,
             }
         }
+        drop(as_caller);
         self.attr(&node)
     }
 
-    /// [`kill_privileges`] of node `ino`'s file, for `req`'s caller.
-    pub(super) fn do_kill_privileges(&self, ino: INodeNo, req: &Request) -> io::Result<FileAttr> {
+    /// [`kill_privileges`] of node `ino`'s file, for `caller`.
+    pub(super) fn do_kill_privileges(&self, ino: INodeNo, caller: &Caller) -> io::Result<FileAttr> {
         let node = self.writable_node(ino)?;
         let f = File::from(rfs::open(
             Obj::of(&node)?.proc_path(),
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?);
-        kill_privileges(&f, req);
+        kill_privileges(&f, caller);
         self.attr(&node)
     }
 
@@ -497,11 +553,19 @@ impl View {
         self.attr(&node)
     }
 
-    pub(super) fn do_setxattr(&self, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    pub(super) fn do_setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> io::Result<()> {
         let node = self.writable_node(ino)?;
         let super::fs::XattrPath { path, follow, .. } =
             super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
         let flags = rfs::XattrFlags::from_bits_retain(flags as u32);
+        let _as = as_caller(req)?;
         if follow {
             rfs::setxattr(&path, name, value, flags)?;
         } else {
@@ -510,10 +574,11 @@ impl View {
         Ok(())
     }
 
-    pub(super) fn do_removexattr(&self, ino: INodeNo, name: &OsStr) -> io::Result<()> {
+    pub(super) fn do_removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr) -> io::Result<()> {
         let node = self.writable_node(ino)?;
         let super::fs::XattrPath { path, follow, .. } =
             super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
+        let _as = as_caller(req)?;
         if follow {
             rfs::removexattr(&path, name)?;
         } else {
@@ -531,7 +596,7 @@ impl View {
         mode: u32,
         flags: i32,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<(FileAttr, u64, Option<Arc<fuser::BackingId>>)> {
+    ) -> io::Result<(FileAttr, super::fs::Opened)> {
         let (node, dir) = self.writable_dir(parent, name)?;
         let keep = libc::O_ACCMODE
             | libc::O_APPEND
@@ -543,15 +608,16 @@ impl View {
             | libc::O_EXCL;
         let oflags =
             OFlags::from_bits_retain((flags & keep) as u32) | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let caller = Caller::of(req);
         let fd = {
-            let _as = AsCaller::of(req);
+            let _as = AsCaller::enter(caller.as_ref())?;
             rfs::openat(dir.as_fd(), name, oflags, Mode::from_raw_mode(mode & 0o7777))?
         };
         let attr = self.new_entry(&node, &dir, name)?;
         let node = self.node_io(attr.ino)?;
         let passthrough = !self.in_transit(&node);
-        let (fh, backing) = self.add_file(attr.ino.0, File::from(fd), flags, passthrough, open_backing)?;
-        Ok((attr, fh, backing))
+        let opened = self.add_file(attr.ino.0, File::from(fd), flags, passthrough, caller, open_backing)?;
+        Ok((attr, opened))
     }
 
     pub(super) fn do_fsyncdir(&self, ino: INodeNo, datasync: bool) -> io::Result<()> {

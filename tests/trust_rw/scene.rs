@@ -133,7 +133,13 @@ impl Scene {
     #[track_caller]
     pub fn wait_finished(&self, view: &Mount) {
         let deadline = Instant::now() + FINISH;
+        let file = self.root.join(".graph2aufs/status.json");
         loop {
+            // (Written a moment after the view is usable.)
+            if !file.exists() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let v = self.status();
             if v["live"]["finished"] == true {
                 return;

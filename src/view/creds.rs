@@ -1,0 +1,364 @@
+//! The caller's identity on a serving thread. Work done for a caller other
+//! than root (creating, writing, allocating, changing attributes, renaming)
+//! runs with the caller's file system ids and supplementary groups and with
+//! no capability the caller lacks, as virtiofsd does: the backing file
+//! system then applies its rules to the caller as natively (root-reserved
+//! blocks and quotas need CAP_SYS_RESOURCE; setuid bits cleared by writes,
+//! setgid directories, permission checks). Root callers keep the server's
+//! capabilities.
+//!
+//! Linux keeps credentials per thread, and the raw system calls used here
+//! change only the calling thread (glibc's `setgroups` would change every
+//! thread). Every switch is checked: a request whose caller's identity
+//! cannot be taken fails, it never runs as the server; a thread that cannot
+//! take the server's identity back stops serving (it panics: its request
+//! fails with EIO, the other threads go on), after saying why in the log.
+
+use fuser::Request;
+use rustix::process::Gid;
+use rustix::thread::{self as rthread, CapabilitySet, CapabilitySets};
+use std::io;
+
+/// Whom a request is served for, when not root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The caller's effective capabilities; `None`: the server's (a root
+    /// caller).
+    pub caps: Option<CapabilitySet>,
+}
+
+/// The parts of `/proc/<pid>/status` a caller's identity needs.
+struct ProcStatus {
+    groups: Vec<u32>,
+    caps: CapabilitySet,
+}
+
+/// The supplementary groups and effective capabilities of thread `pid`;
+/// `None` if it is gone (its request then runs with neither).
+fn proc_status(pid: u32) -> Option<ProcStatus> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mut groups = None;
+    let mut caps = None;
+    for line in status.lines() {
+        if let Some(g) = line.strip_prefix("Groups:") {
+            groups = g.split_whitespace().map(|g| g.parse().ok()).collect();
+        } else if let Some(c) = line.strip_prefix("CapEff:") {
+            caps = u64::from_str_radix(c.trim(), 16)
+                .ok()
+                .map(CapabilitySet::from_bits_retain);
+        }
+    }
+    Some(ProcStatus {
+        groups: groups?,
+        caps: caps?,
+    })
+}
+
+impl Caller {
+    /// The caller of `req`; `None` for root with root's group (it keeps the
+    /// server's identity).
+    pub fn of(req: &Request) -> Option<Caller> {
+        Caller::from_ids(req.uid(), req.gid(), req.pid())
+    }
+
+    pub fn from_ids(uid: u32, gid: u32, pid: u32) -> Option<Caller> {
+        if uid == 0 && gid == 0 {
+            return None;
+        }
+        // (pid 0: a request the kernel makes itself, e.g. a writeback.)
+        let status = Some(pid).filter(|&p| p != 0).and_then(proc_status);
+        let (groups, caps) = match status {
+            Some(s) => (s.groups, s.caps),
+            None => (Vec::new(), CapabilitySet::empty()),
+        };
+        Some(Caller {
+            uid,
+            gid,
+            groups,
+            caps: (uid != 0).then_some(caps),
+        })
+    }
+
+    /// Whether the caller is in group `gid`.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+/// Which file system id of this thread.
+#[derive(Clone, Copy)]
+enum FsId {
+    User,
+    Group,
+}
+
+/// `setfsuid(id)` or `setfsgid(id)` on this thread: the id before.
+fn setfsid(which: FsId, id: u32) -> u32 {
+    let nr = match which {
+        FsId::User => libc::SYS_setfsuid,
+        FsId::Group => libc::SYS_setfsgid,
+    };
+    // SAFETY: setfsuid and setfsgid take one integer, change at most this
+    // thread's file system id, and touch no memory.
+    let before = unsafe { libc::syscall(nr, libc::c_long::from(id)) };
+    before as u32
+}
+
+/// This thread's file system user or group id (an invalid id, -1, changes
+/// nothing and answers the current one).
+fn fsid(which: FsId) -> u32 {
+    setfsid(which, u32::MAX)
+}
+
+/// Sets this thread's file system id, checked: the calls report no error
+/// (a refused change answers the id before too), so the id is read back.
+fn set_fsid(which: FsId, id: u32) -> io::Result<()> {
+    setfsid(which, id);
+    let now = fsid(which);
+    if now == id {
+        Ok(())
+    } else {
+        let what = match which {
+            FsId::User => "fsuid",
+            FsId::Group => "fsgid",
+        };
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("setting the {what} to {id} was refused (it is {now})"),
+        ))
+    }
+}
+
+fn set_groups(groups: &[u32]) -> io::Result<()> {
+    let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    rthread::set_thread_groups(&gids).map_err(|e| io::Error::new(e.kind(), format!("setgroups: {e}")))
+}
+
+/// What the thread was before it took a caller's identity.
+struct Server {
+    fsuid: u32,
+    fsgid: u32,
+    caps: CapabilitySets,
+    groups: Vec<u32>,
+    /// The groups were changed (setting them, even to the same ones,
+    /// needs CAP_SETGID: a refused change is not undone).
+    groups_changed: bool,
+}
+
+/// The caller's identity on this thread while it lives; the server's again
+/// after. See the module doc.
+#[must_use]
+pub struct AsCaller {
+    server: Option<Server>,
+}
+
+impl AsCaller {
+    /// Takes `caller`'s identity on this thread (nothing for `None`). An
+    /// error (EPERM, with why in the log) if any part of it cannot be
+    /// taken; the thread is then the server again.
+    pub fn enter(caller: Option<&Caller>) -> io::Result<AsCaller> {
+        let Some(c) = caller else {
+            return Ok(AsCaller { server: None });
+        };
+        let server = Server {
+            fsuid: fsid(FsId::User),
+            fsgid: fsid(FsId::Group),
+            caps: rthread::capabilities(None)?,
+            groups: rustix::process::getgroups()?.into_iter().map(Gid::as_raw).collect(),
+            groups_changed: false,
+        };
+        let effective = c.caps.map(|caps| server.caps.effective & caps);
+        // From here on, dropping the guard restores whatever was changed.
+        let mut guard = AsCaller { server: Some(server) };
+        let mut switch = || {
+            set_groups(&c.groups)?;
+            if let Some(s) = &mut guard.server {
+                s.groups_changed = true;
+            }
+            set_fsid(FsId::Group, c.gid)?;
+            set_fsid(FsId::User, c.uid)?;
+            if let Some(effective) = effective {
+                let mut sets = rthread::capabilities(None)?;
+                sets.effective = effective;
+                rthread::set_capabilities(None, sets).map_err(|e| io::Error::new(e.kind(), format!("capset: {e}")))?;
+            }
+            Ok::<_, io::Error>(())
+        };
+        match switch() {
+            Ok(()) => Ok(guard),
+            Err(e) => {
+                log::warn!(
+                    "a request of uid {} gid {} is refused: its identity cannot be taken ({e})",
+                    c.uid,
+                    c.gid
+                );
+                drop(guard);
+                Err(io::Error::from_raw_os_error(libc::EPERM))
+            }
+        }
+    }
+
+    /// Back to the server's identity. (Its file system ids are its real
+    /// ones, and its capabilities are within what it is permitted: taking
+    /// them back needs no capability.)
+    fn restore(server: &Server) -> io::Result<()> {
+        set_fsid(FsId::User, server.fsuid)?;
+        set_fsid(FsId::Group, server.fsgid)?;
+        // (Setting the fsuid back to 0 raised the file system capabilities
+        // the server held: all of them are set as they were.)
+        rthread::set_capabilities(None, server.caps).map_err(|e| io::Error::new(e.kind(), format!("capset: {e}")))?;
+        if server.groups_changed {
+            set_groups(&server.groups)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AsCaller {
+    fn drop(&mut self) {
+        let Some(server) = &self.server else { return };
+        if let Err(e) = AsCaller::restore(server) {
+            log::error!("a serving thread cannot take the server's identity back ({e}): it stops serving");
+            if !std::thread::panicking() {
+                panic!("a serving thread cannot take the server's identity back: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own: the credentials it changes go with
+    /// it.
+    fn on_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|s| s.spawn(f).join().expect("the thread ends"))
+    }
+
+    fn root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    #[test]
+    fn a_caller_runs_with_its_ids_and_without_capabilities_and_the_server_is_back_after() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let before = rthread::capabilities(None).unwrap();
+            let caller = Caller {
+                uid: 4242,
+                gid: 4243,
+                groups: vec![4244],
+                caps: Some(CapabilitySet::empty()),
+            };
+            {
+                let _as = AsCaller::enter(Some(&caller)).unwrap();
+                assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (4242, 4243));
+                let now = rthread::capabilities(None).unwrap();
+                assert!(now.effective.is_empty(), "{:?}", now.effective);
+                let groups: Vec<u32> = rustix::process::getgroups()
+                    .unwrap()
+                    .into_iter()
+                    .map(Gid::as_raw)
+                    .collect();
+                assert_eq!(groups, vec![4244]);
+            }
+            assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (0, 0));
+            assert_eq!(rthread::capabilities(None).unwrap(), before);
+        });
+    }
+
+    #[test]
+    fn a_caller_keeps_only_the_capabilities_it_has() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let caller = Caller {
+                uid: 4242,
+                gid: 4242,
+                groups: vec![],
+                caps: Some(CapabilitySet::DAC_OVERRIDE | CapabilitySet::SYS_RESOURCE),
+            };
+            let server = rthread::capabilities(None).unwrap().effective;
+            let _as = AsCaller::enter(Some(&caller)).unwrap();
+            let now = rthread::capabilities(None).unwrap().effective;
+            assert_eq!(
+                now,
+                server & (CapabilitySet::DAC_OVERRIDE | CapabilitySet::SYS_RESOURCE)
+            );
+        });
+    }
+
+    #[test]
+    fn a_thread_without_cap_setuid_refuses_the_caller_and_stays_the_server() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let mut sets = rthread::capabilities(None).unwrap();
+            sets.effective.remove(CapabilitySet::SETUID);
+            sets.permitted.remove(CapabilitySet::SETUID);
+            rthread::set_capabilities(None, sets).unwrap();
+            let caller = Caller {
+                uid: 4242,
+                gid: 4242,
+                groups: vec![],
+                caps: Some(CapabilitySet::empty()),
+            };
+            let e = AsCaller::enter(Some(&caller)).err().expect("refused");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+            assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (0, 0));
+            assert_eq!(rthread::capabilities(None).unwrap(), sets);
+        });
+    }
+
+    #[test]
+    fn a_thread_without_cap_setgid_refuses_the_caller_and_stays_the_server() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let groups = rustix::process::getgroups().unwrap();
+            let mut sets = rthread::capabilities(None).unwrap();
+            sets.effective.remove(CapabilitySet::SETGID);
+            sets.permitted.remove(CapabilitySet::SETGID);
+            rthread::set_capabilities(None, sets).unwrap();
+            let caller = Caller {
+                uid: 4242,
+                gid: 4242,
+                groups: vec![4242],
+                caps: Some(CapabilitySet::empty()),
+            };
+            let e = AsCaller::enter(Some(&caller)).err().expect("refused");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+            assert_eq!((fsid(FsId::User), fsid(FsId::Group)), (0, 0));
+            assert_eq!(rthread::capabilities(None).unwrap(), sets);
+            assert_eq!(rustix::process::getgroups().unwrap(), groups);
+        });
+    }
+
+    #[test]
+    fn a_root_caller_of_another_group_keeps_the_server_s_capabilities() {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        on_thread(|| {
+            let before = rthread::capabilities(None).unwrap();
+            let c = Caller::from_ids(0, 4242, std::process::id()).expect("not the server's own group");
+            let _as = AsCaller::enter(Some(&c)).unwrap();
+            assert_eq!(fsid(FsId::Group), 4242);
+            assert_eq!(rthread::capabilities(None).unwrap(), before);
+        });
+    }
+}
