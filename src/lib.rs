@@ -20,3 +20,4 @@ pub mod sys;
 pub mod union;
 pub mod verify;
 pub mod view;
+pub mod xattr;
