@@ -927,6 +927,58 @@ mod tests {
     }
 
     #[test]
+    fn a_file_linked_outside_the_tree_is_copied_with_its_links_inside_and_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("d")).unwrap();
+        fs::write(src.join("f"), "shared").unwrap();
+        fs::hard_link(src.join("f"), src.join("d/f2")).unwrap();
+        // A third name, outside the tree (another layer, a dedup store).
+        fs::hard_link(src.join("f"), t.path().join("outside")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(c.differs, None);
+        let want = OutsideLink {
+            path: "d/f2".into(),
+            links: 3,
+            inside: 2,
+        };
+        assert_eq!(c.outside, [want]);
+        // One more name in the copy than the tree has is a difference...
+        fs::hard_link(dst.join("f"), t.path().join("stray")).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        let d = c.differs.unwrap();
+        assert_eq!(
+            d,
+            "d/f2: the link counts differ (3 in the source, 2 of them in the tree, 3 in the copy)"
+        );
+    }
+
+    #[test]
+    fn two_files_made_one_in_the_copy_differ_from_their_source() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir(&src).unwrap();
+        let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_400_000_000);
+        for n in ["x", "y"] {
+            fs::write(src.join(n), "same").unwrap();
+            let f = File::options().write(true).open(src.join(n)).unwrap();
+            f.set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+        }
+        fs::create_dir(&dst).unwrap();
+        copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        assert_eq!(compare(&open(&src), &open(&dst)).unwrap(), None);
+        fs::remove_file(dst.join("y")).unwrap();
+        fs::hard_link(dst.join("x"), dst.join("y")).unwrap();
+        let d = compare(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(
+            d.as_deref(),
+            Some("x: the link counts differ (1 in the source, 1 of them in the tree, 2 in the copy)")
+        );
+    }
+
+    #[test]
     fn removals_handed_to_the_background_are_done_when_finished_and_their_failures_named() {
         let (_t, src, _) = pair();
         let dir = open(&src);

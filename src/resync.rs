@@ -531,6 +531,32 @@ mod tests {
     }
 
     #[test]
+    fn the_last_pass_counts_the_links_inside_the_layer_and_names_those_outside() {
+        let (t, src, dst) = copied(|src| {
+            fs::create_dir(src.join("d")).unwrap();
+            fs::write(src.join("f"), "shared").unwrap();
+        });
+        let outside = t.path().join("outside");
+        fs::hard_link(src.join("f"), &outside).unwrap();
+        let since = stamp().since();
+        // Changed meanwhile: a second name in the layer, in a new directory.
+        fs::create_dir(src.join("e")).unwrap();
+        fs::hard_link(src.join("f"), src.join("e/f2")).unwrap();
+        let want = HashSet::new();
+        let pace = Pace::default();
+        let mut pass = Pass::new(since, true, &want, &pace);
+        pass.run(&open(&src), &Arc::new(open(&dst))).unwrap();
+        let want = copy::OutsideLink {
+            path: "e/f2".into(),
+            links: 3,
+            inside: 2,
+        };
+        assert_eq!(pass.outside(), [want]);
+        assert_eq!(fs::metadata(dst.join("f")).unwrap().nlink(), 2);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
+    }
+
+    #[test]
     fn an_unchanged_entry_whose_copy_differs_is_found_by_the_comparison_of_what_did_not_change() {
         let (_t, src, dst) = copied(|src| {
             fs::write(src.join("f"), "one").unwrap();
