@@ -3,9 +3,15 @@
 //! data through `copy_file_range`, which reflinks where the file system
 //! can), hard links as hard links, symlinks, fifos, sockets and device
 //! nodes, owners, modes (setuid, setgid, sticky), extended attributes (user,
-//! security, trusted; ACLs are `system.posix_acl_*` attributes), and access
-//! and modification times in nanoseconds. Then [`compare`] checks a copy
+//! security, trusted; ACLs as ACLs, see [`crate::xattr`]), and access and
+//! modification times in nanoseconds. Then [`compare`] checks a copy
 //! against its source, entry by entry, content included.
+//!
+//! A file hard-linked outside the layer too (a dedup tool run over the
+//! Docker root links equal files of several layers) cannot keep that link
+//! on another file system: its copy has the links inside the layer, the
+//! comparison accepts exactly that, and says which files it was
+//! ([`OutsideLink`]).
 
 use crate::sys::{self, at};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps};

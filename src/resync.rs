@@ -11,7 +11,9 @@
 //! entry it copies, content included: the entries it leaves alone were
 //! checked by [`crate::copy::compare_unchanged`] before it (unchanged since,
 //! their status change times say). That pass also finds, for the inodes the
-//! view holds, their copies: the view switches to them.
+//! view holds, their copies: the view switches to them; and it counts each
+//! hard-linked file's names in the layer, which its copy must have exactly
+//! (a link outside the layer is not copied: see [`crate::copy::OutsideLink`]).
 
 use crate::copy::{self, ctime, ftype, Links, Pace};
 use crate::sys::{self, at};

@@ -24,17 +24,22 @@ const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 const XFS_MAGIC: i64 = 0x5846_5342;
 
 /// Names a file system (by its statfs magic) lists for what another name
-/// already holds: never copied, never compared.
-fn aliases(magic: i64) -> &'static [&'static [u8]] {
+/// holds, with that name: never copied, never compared, where that name is
+/// listed too (a kernel without the file system's ACL support lists only
+/// the alias, which is then all there is of the ACL, and kept).
+fn aliases(magic: i64) -> &'static [(&'static [u8], &'static [u8])] {
     match magic {
-        XFS_MAGIC => &[b"trusted.SGI_ACL_FILE", b"trusted.SGI_ACL_DEFAULT"],
+        XFS_MAGIC => &[
+            (b"trusted.SGI_ACL_FILE", ACL_ACCESS),
+            (b"trusted.SGI_ACL_DEFAULT", ACL_DEFAULT),
+        ],
         _ => &[],
     }
 }
 
 /// Whether some file system lists `name` as an alias.
 fn may_be_alias(name: &[u8]) -> bool {
-    aliases(XFS_MAGIC).contains(&name)
+    aliases(XFS_MAGIC).iter().any(|(a, _)| *a == name)
 }
 
 fn names(path: &Path) -> io::Result<Vec<OsString>> {
@@ -60,7 +65,13 @@ pub fn read(dir: impl AsFd, path: &Path) -> io::Result<Vec<(OsString, Vec<u8>)>>
     if names.iter().any(|n| may_be_alias(n.as_bytes())) {
         // (Only then: one more system call, on the few entries concerned.)
         let magic = rfs::fstatfs(dir)?.f_type as i64;
-        names.retain(|n| !aliases(magic).contains(&n.as_bytes()));
+        let listed: Vec<Vec<u8>> = names.iter().map(|n| n.as_bytes().to_vec()).collect();
+        let alias = |n: &OsString| {
+            aliases(magic)
+                .iter()
+                .any(|(a, of)| *a == n.as_bytes() && listed.iter().any(|l| l == of))
+        };
+        names.retain(|n| !alias(n));
     }
     let mut out = Vec::new();
     for x in names {

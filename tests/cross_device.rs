@@ -613,8 +613,6 @@ fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
 
 #[test]
 fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing() {
-    use std::collections::BTreeMap;
-    use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     if !require_root_and_fuse("writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing") {
@@ -633,41 +631,7 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
         .map(|k| {
             let (dir, stop) = (layer.join(format!("writer-{k}")), stop.clone());
             thread::spawn(move || {
-                fs::create_dir(&dir).unwrap();
-                let mut model: BTreeMap<String, String> = BTreeMap::new();
-                let mut log = fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("log"))
-                    .unwrap();
-                let mut logged = String::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::SeqCst) || n < 20 {
-                    let name = format!("f{n}");
-                    let body = format!("{k}:{n}:").repeat(1 + (n as usize % 50));
-                    fs::write(dir.join(&name), &body).unwrap_or_else(|e| panic!("writer {k}: writing {name}: {e}"));
-                    model.insert(name, body);
-                    if n % 3 == 2 {
-                        let (from, to) = (format!("f{}", n - 1), format!("g{}", n - 1));
-                        fs::rename(dir.join(&from), dir.join(&to))
-                            .unwrap_or_else(|e| panic!("writer {k}: {from}: {e}"));
-                        let b = model.remove(&from).unwrap();
-                        model.insert(to, b);
-                    }
-                    if n % 5 == 4 {
-                        let gone = format!("f{}", n - 2);
-                        if model.remove(&gone).is_some() {
-                            fs::remove_file(dir.join(&gone)).unwrap_or_else(|e| panic!("writer {k}: {gone}: {e}"));
-                        }
-                    }
-                    let line = format!("{n}\n");
-                    log.write_all(line.as_bytes())
-                        .unwrap_or_else(|e| panic!("writer {k}: the log: {e}"));
-                    logged.push_str(&line);
-                    n += 1;
-                    thread::sleep(Duration::from_millis(5));
-                }
-                model.insert("log".into(), logged);
+                let (model, n) = write_until(k, &dir, &stop, Duration::from_millis(5));
                 (k, model, n)
             })
         })
@@ -688,18 +652,8 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
     view.unmount();
     for (k, model, n) in models {
         let dir = f.root.join("aufs/diff").join(&big).join(format!("writer-{k}"));
-        let on_disk: BTreeMap<String, String> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    fs::read_to_string(e.path()).unwrap(),
-                )
-            })
-            .collect();
         assert!(
-            on_disk == model,
+            read_back(&dir) == model,
             "writer {k} ({n} rounds): what is on the disk differs from what it wrote"
         );
     }

@@ -19,7 +19,6 @@ use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -754,7 +753,7 @@ fn live_with_writers(f: &Fixture, p: &Place, what: &str, copied: bool) {
     let writers: Vec<_> = (0..2)
         .map(|k| {
             let (dir, stop) = (dir.join(format!("w{k}")), stop.clone());
-            thread::spawn(move || writer(k, &dir, &stop))
+            thread::spawn(move || write_until(k, &dir, &stop, Duration::from_millis(10)).0)
         })
         .collect();
     let deadline = Instant::now() + FINISH;
@@ -798,59 +797,11 @@ fn live_with_writers(f: &Fixture, p: &Place, what: &str, copied: bool) {
     let switched = format!("graph/{}/layer switched to its copy", f.summary.images[0]);
     assert_eq!(log.contains(&switched), copied, "{what}: {switched}?\n{log}");
     for (k, model) in models.into_iter().enumerate() {
-        let on_disk: BTreeMap<String, String> = fs::read_dir(dir.join(format!("w{k}")))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    fs::read_to_string(e.path()).unwrap(),
-                )
-            })
-            .collect();
         assert!(
-            on_disk == model,
+            read_back(&dir.join(format!("w{k}"))) == model,
             "{what}: writer {k}: the disk differs from what it wrote\n{log}"
         );
     }
-}
-
-/// Writes, rewrites, renames and removes files in `dir`, and appends to a
-/// log through one handle, until stopped (20 rounds at least); what it
-/// left there.
-fn writer(k: usize, dir: &Path, stop: &AtomicBool) -> BTreeMap<String, String> {
-    fs::create_dir(dir).unwrap_or_else(|e| panic!("writer {k}: {}: {e}", dir.display()));
-    let mut model = BTreeMap::new();
-    let mut log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("log"))
-        .unwrap();
-    let mut logged = String::new();
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) || n < 20 {
-        let name = format!("f{n}");
-        let body = format!("{k}:{n}:").repeat(1 + (n as usize % 40));
-        fs::write(dir.join(&name), &body).unwrap_or_else(|e| panic!("writer {k}: writing {name}: {e}"));
-        model.insert(name, body);
-        if n % 3 == 2 {
-            let (from, to) = (format!("f{}", n - 1), format!("g{}", n - 1));
-            fs::rename(dir.join(&from), dir.join(&to)).unwrap_or_else(|e| panic!("writer {k}: {from}: {e}"));
-            let b = model.remove(&from).unwrap();
-            model.insert(to, b);
-        }
-        if n % 5 == 4 && model.remove(&format!("f{}", n - 2)).is_some() {
-            fs::remove_file(dir.join(format!("f{}", n - 2))).unwrap_or_else(|e| panic!("writer {k}: {e}"));
-        }
-        let line = format!("{n}\n");
-        log.write_all(line.as_bytes())
-            .unwrap_or_else(|e| panic!("writer {k}: the log: {e}"));
-        logged.push_str(&line);
-        n += 1;
-        thread::sleep(Duration::from_millis(10));
-    }
-    model.insert("log".into(), logged);
-    model
 }
 
 /// Runs cells side by side (each has its own file systems).
@@ -1004,13 +955,18 @@ fn btrfs_as_the_destination_takes_copies_though_it_reports_no_inodes() {
     );
 }
 
-/// The ACLs of the root's ACL directory, as `getfacl` shows them, under
-/// `aufs/diff`.
-fn acls(f: &Fixture, root: &Path) -> String {
+/// `aufs/` on XFS is the reference's (ACLs included), and `getfacl`
+/// shows the ACLs of the root's ACL directory there, default ACL included.
+fn acls_kept(f: &Fixture, root: &Path) {
+    assert_same(&as_copied(&f.reference.0), &f.aufs(root, FsType::Xfs), "aufs/ on XFS");
     let mut c = Command::new("getfacl");
     c.args(["-n", "--omit-header"])
         .arg(root.join("aufs/diff").join(&f.summary.images[0]).join("matrix-acl"));
-    run_command(c, RUN_TIMEOUT).stdout
+    let got = run_command(c, RUN_TIMEOUT).stdout;
+    assert!(
+        got.contains("user:55:rwx") && got.contains("default:user:1234:r-x"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -1021,16 +977,7 @@ fn xfs_as_the_destination_keeps_acls_as_acls() {
     let f = Fixture::new(142, None, PLAIN);
     let (p, doc) = migrate_to(&f, FsType::Ext4, FsType::Xfs);
     assert_eq!(not_registered(&doc), Vec::<String>::new());
-    assert_same(
-        &as_copied(&f.reference.0),
-        &f.aufs(&p.root, FsType::Xfs),
-        "aufs/ on XFS",
-    );
-    let got = acls(&f, &p.root);
-    assert!(
-        got.contains("user:55:rwx") && got.contains("default:user:1234:r-x"),
-        "{got}"
-    );
+    acls_kept(&f, &p.root);
 }
 
 #[test]
@@ -1043,16 +990,7 @@ fn xfs_as_the_destination_keeps_acls_as_acls_under_the_view() {
     live_with_writers(&f, &p, "the view with aufs/ on XFS", true);
     let s = run_command(p.g2a("status", &["--json"]), RUN_TIMEOUT).json();
     assert_eq!(not_registered(&s), Vec::<String>::new());
-    assert_same(
-        &as_copied(&f.reference.0),
-        &f.aufs(&p.root, FsType::Xfs),
-        "aufs/ on XFS",
-    );
-    let got = acls(&f, &p.root);
-    assert!(
-        got.contains("user:55:rwx") && got.contains("default:user:1234:r-x"),
-        "{got}"
-    );
+    acls_kept(&f, &p.root);
 }
 
 #[test]
