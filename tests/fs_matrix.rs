@@ -1130,3 +1130,57 @@ fn xfs_keeps_the_mtime_of_a_docker18_layer_and_rollback_gives_back_the_original(
     assert_same(&before.0, &p.whole().0, "ROOT after rollback");
     assert_same(&before.1, &p.whole().1, "aufs/ after rollback");
 }
+
+#[test]
+fn xfs_rollback_after_a_kill_at_every_step_of_a_docker18_migrate_gives_back_the_original() {
+    if !require_root("xfs_rollback_after_a_kill_at_every_step_of_a_docker18_migrate_gives_back_the_original") {
+        return;
+    }
+    let disk = AnyFs::new(FsType::Xfs, 300);
+    let pristine = disk.path().join("pristine");
+    let o = Options {
+        seed: 148,
+        images: 3,
+        max_chain: 2,
+        containers: 0,
+        entries_per_layer: 4,
+        docker18: true,
+        ..Options::default()
+    };
+    let summary = generate(&pristine, &o).unwrap_or_else(|e| panic!("generating: {e}"));
+    assert!(!summary.docker18.is_empty());
+    let mut n = 0;
+    loop {
+        let root = disk.path().join(format!("killed-{n}"));
+        cp_a(&pristine, &root);
+        let diff = root.join("aufs/diff");
+        keeping_times(&[&diff], || {
+            for id in &summary.docker18 {
+                let link = diff.join(id);
+                let t = times_of(&link);
+                fs::remove_file(&link).unwrap();
+                std::os::unix::fs::symlink(layer(&root, id), &link).unwrap();
+                set_times(&link, t);
+            }
+        });
+        let before = snapshot(&root);
+        let mut cmd = g2a(["migrate".as_ref(), root.as_os_str()]);
+        cmd.env("GRAPH2AUFS_KILL_AFTER", n.to_string());
+        let killed = run_command(cmd, RUN_TIMEOUT).code != 0;
+        run_command(g2a(["rollback".as_ref(), root.as_os_str()]), RUN_TIMEOUT).expect_code(0);
+        assert_same(
+            &before,
+            &snapshot(&root),
+            &format!("ROOT on XFS, migrate killed after {n} changes, then rolled back"),
+        );
+        fs::remove_dir_all(&root).unwrap();
+        if !killed {
+            break;
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 10,
+        "a full run takes {n} changes: the kill switch seems not to work"
+    );
+}
