@@ -3,9 +3,15 @@
 //! data through `copy_file_range`, which reflinks where the file system
 //! can), hard links as hard links, symlinks, fifos, sockets and device
 //! nodes, owners, modes (setuid, setgid, sticky), extended attributes (user,
-//! security, trusted; ACLs are `system.posix_acl_*` attributes), and access
-//! and modification times in nanoseconds. Then [`compare`] checks a copy
+//! security, trusted; ACLs as ACLs, see [`crate::xattr`]), and access and
+//! modification times in nanoseconds. Then [`compare`] checks a copy
 //! against its source, entry by entry, content included.
+//!
+//! A file hard-linked outside the layer too (a dedup tool run over the
+//! Docker root links equal files of several layers) cannot keep that link
+//! on another file system: its copy has the links inside the layer, the
+//! comparison accepts exactly that, and says which files it was
+//! ([`OutsideLink`]).
 
 use crate::sys::{self, at};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps};
@@ -134,35 +140,10 @@ fn times(st: &Stat) -> Timestamps {
     }
 }
 
-fn xattr_names(path: &PathBuf) -> io::Result<Vec<OsString>> {
-    let n = match rfs::llistxattr_query(path) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut buf = vec![0u8; n];
-    let n = rfs::llistxattr(path, &mut buf[..])?;
-    use std::os::unix::ffi::OsStrExt;
-    Ok(buf[..n]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| OsStr::from_bytes(s).to_os_string())
-        .collect())
-}
-
-/// An entry's extended attributes, sorted.
+/// An entry's extended attributes, sorted, as a copy keeps them (see
+/// [`crate::xattr`]: ACLs as ACLs, a file system's aliases of them left out).
 pub fn xattrs(dir: &OwnedFd, name: &OsStr) -> io::Result<Vec<(OsString, Vec<u8>)>> {
-    let path = proc_entry(dir, name);
-    let mut out = Vec::new();
-    for x in xattr_names(&path)? {
-        let n = rfs::lgetxattr_query(&path, &x)?;
-        let mut v = vec![0u8; n];
-        let n = rfs::lgetxattr(&path, &x, &mut v[..])?;
-        v.truncate(n);
-        out.push((x, v));
-    }
-    out.sort();
-    Ok(out)
+    crate::xattr::read(dir, &proc_entry(dir, name))
 }
 
 /// Owner, xattrs, mode and times of `name` in `dst` as `st` says (in that
@@ -259,13 +240,39 @@ fn copy_chunk(src: &File, dst: &File, at: u64, want: usize) -> io::Result<usize>
     Ok(n)
 }
 
-/// Hard links already copied: source inode -> where its first copy is.
-pub(crate) type Links = HashMap<(u64, u64), (Arc<OwnedFd>, OsString)>;
+/// A hard-linked source inode met in a copy: where its first copy is, and
+/// how many of its names the copy met.
+pub(crate) struct LinkCopy {
+    pub dir: Arc<OwnedFd>,
+    pub name: OsString,
+    /// Its first name's path below the top of the copy.
+    pub path: PathBuf,
+    pub names: u64,
+    /// Its link count in the source.
+    pub nlink: u64,
+}
+
+/// Hard links already copied, by source inode.
+pub(crate) type Links = HashMap<(u64, u64), LinkCopy>;
+
+/// A file of a layer that is hard-linked outside the layer too (a dedup
+/// tool run over the Docker root does that): a copy to another file system
+/// keeps the links inside the layer; the names outside keep the original
+/// file, no longer linked to the layer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideLink {
+    /// Its first name below the top of the layer.
+    pub path: PathBuf,
+    /// Its link count in the source.
+    pub links: u64,
+    /// How many of those names are in the layer.
+    pub inside: u64,
+}
 
 /// Copies the entries of directory `src` into the (empty) directory `dst`.
 /// `dst`'s own owner, mode, xattrs and times are the caller's.
 pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<()> {
-    copy_dir(src, dst, pace, &mut HashMap::new())
+    copy_dir(src, dst, pace, &mut HashMap::new(), &mut PathBuf::new())
 }
 
 /// Copies a directory's own owner, mode, xattrs and times onto another.
@@ -279,26 +286,49 @@ pub fn copy_dir_attrs(
     finish(dst_parent, dst_name, &st, &xattrs(src_parent, src_name)?)
 }
 
-fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links) -> io::Result<()> {
+/// Copies the entries of `src` into `dst`; `path`: where `src` is below
+/// the top of the copy.
+fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links, path: &mut PathBuf) -> io::Result<()> {
     for (name, st) in entries(src)? {
-        if ftype(&st) != FileType::Directory && st.st_nlink > 1 {
-            if let Some((d, first)) = links.get(&(st.st_dev, st.st_ino)) {
-                rfs::linkat(d.as_fd(), first, dst.as_fd(), &name, AtFlags::empty()).map_err(|e| at(&name, e.into()))?;
-                continue;
-            }
-            links.insert((st.st_dev, st.st_ino), (dst.clone(), name.clone()));
-        }
-        match copy_entry(src, &name, &st, dst, &name, pace, links) {
-            // Removed or replaced in the source while copied (under a live
-            // view): left out, as if listed a moment later (a later pass,
-            // or the comparison, sees to the rest).
-            Err(_) if changed_since_listed(src, &name, &st)? => {
-                sys::remove_tree(dst.as_fd(), &name).map_err(|e| at(&name, e))?;
-            }
-            r => r.map_err(|e| at(&name, e))?,
-        }
+        path.push(&name);
+        let r = copy_dir_entry(src, &name, &st, dst, pace, links, path);
+        path.pop();
+        r?;
     }
     Ok(())
+}
+
+fn copy_dir_entry(
+    src: &OwnedFd,
+    name: &OsStr,
+    st: &Stat,
+    dst: &Arc<OwnedFd>,
+    pace: &Pace,
+    links: &mut Links,
+    path: &mut PathBuf,
+) -> io::Result<()> {
+    if ftype(st) != FileType::Directory && st.st_nlink > 1 {
+        if let Some(l) = links.get_mut(&(st.st_dev, st.st_ino)) {
+            rfs::linkat(l.dir.as_fd(), &l.name, dst.as_fd(), name, AtFlags::empty()).map_err(|e| at(name, e.into()))?;
+            l.names += 1;
+            return Ok(());
+        }
+        let first = LinkCopy {
+            dir: dst.clone(),
+            name: name.to_os_string(),
+            path: path.clone(),
+            names: 1,
+            nlink: st.st_nlink,
+        };
+        links.insert((st.st_dev, st.st_ino), first);
+    }
+    match copy_entry(src, name, st, dst, name, pace, links, path) {
+        // Removed or replaced in the source while copied (under a live
+        // view): left out, as if listed a moment later (a later pass,
+        // or the comparison, sees to the rest).
+        Err(_) if changed_since_listed(src, name, st)? => sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e)),
+        r => r.map_err(|e| at(name, e)),
+    }
 }
 
 /// Whether entry `name` of `dir`, listed with status `st`, is gone or
@@ -312,7 +342,9 @@ pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
 /// a directory with everything below it (hard links within it recorded in
-/// `links`), with its owner, mode, xattrs and times.
+/// `links`; `path`: the entry's path below the top of the copy), with its
+/// owner, mode, xattrs and times.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_entry(
     src: &OwnedFd,
     name: &OsStr,
@@ -321,6 +353,7 @@ pub(crate) fn copy_entry(
     dname: &OsStr,
     pace: &Pace,
     links: &mut Links,
+    path: &mut PathBuf,
 ) -> io::Result<()> {
     let attrs = xattrs(src, name)?;
     let ft = ftype(st);
@@ -329,7 +362,7 @@ pub(crate) fn copy_entry(
             rfs::mkdirat(dst.as_fd(), dname, Mode::from_raw_mode(0o700))?;
             let sub_src = sys::open_dir_required(src, name)?;
             let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), dname)?);
-            copy_dir(&sub_src, &sub_dst, pace, links)?;
+            copy_dir(&sub_src, &sub_dst, pace, links, path)?;
         }
         FileType::RegularFile => {
             let from = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
@@ -366,10 +399,38 @@ impl FromBytes for OsStr {
 /// link structure and file contents (atimes excepted: reading the source
 /// may move them).
 pub fn compare(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
+    compare_copy(src, dst).map(|c| c.differs)
+}
+
+/// What a comparison of a layer and its copy found.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// The first difference, if any.
+    pub differs: Option<String>,
+    /// Files of the layer hard-linked outside it too: the copy has exactly
+    /// their links inside it (the one difference a copy to another file
+    /// system cannot avoid, and not a difference of the copy).
+    pub outside: Vec<OutsideLink>,
+}
+
+/// [`compare`] of a whole layer and its copy, with what it found about
+/// hard links to files outside the layer.
+pub fn compare_copy(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Comparison> {
     let t = Instant::now();
-    let r = compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), Check::default());
+    let r = compare_tree(src, dst, Check::default());
     log::debug!("compared a copy in {:.3} s", t.elapsed().as_secs_f64());
     r
+}
+
+/// Like [`compare`], for a directory inside a layer: a file hard-linked
+/// out of it may be linked elsewhere in the layer (its copy's link count
+/// is then between the names found here and the source's count).
+pub fn compare_subtree(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String>> {
+    let check = Check {
+        subtree: true,
+        ..Check::default()
+    };
+    compare_tree(src, dst, check).map(|c| c.differs)
 }
 
 /// Like [`compare`], for a source whose removal was begun after its copy
@@ -383,19 +444,20 @@ pub fn compare_remains(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String
         remains: true,
         ..Check::default()
     };
-    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), check)
+    compare_tree(src, dst, check).map(|c| c.differs)
 }
 
 /// Like [`compare`], for a source still being changed: entries changed
 /// (their status change time) at or after `since` are left out (a later
 /// [`crate::resync`] copies and checks them again), and so are the listings
-/// and attributes of directories changed then.
+/// and attributes of directories changed then, and link counts (names
+/// listed at different moments do not add up: the last pass counts them).
 pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io::Result<Option<String>> {
     let check = Check {
         since: Some(since),
         ..Check::default()
     };
-    compare_dir(src, dst, &mut PathBuf::new(), &mut HashMap::new(), check)
+    compare_tree(src, dst, check).map(|c| c.differs)
 }
 
 /// What a comparison leaves out.
@@ -405,6 +467,8 @@ struct Check {
     remains: bool,
     /// Entries changed since then are left out (see [`compare_unchanged`]).
     since: Option<(i64, i64)>,
+    /// The trees are a directory inside a layer (see [`compare_subtree`]).
+    subtree: bool,
 }
 
 /// An entry's status change time.
@@ -421,11 +485,71 @@ fn shown(at: &std::path::Path) -> String {
     }
 }
 
+/// The names of a source inode with more than one link (or whose copy has
+/// more than one) met in a comparison.
+struct Seen {
+    /// The copy's inode (every name must be a link to it).
+    copy: (u64, u64),
+    names: u64,
+    nlink: u64,
+    copy_nlink: u64,
+    first: PathBuf,
+    /// Changed while compared (a live source): left out.
+    skipped: bool,
+}
+
+fn compare_tree(src: &OwnedFd, dst: &OwnedFd, check: Check) -> io::Result<Comparison> {
+    let mut links = HashMap::new();
+    let differs = compare_dir(src, dst, &mut PathBuf::new(), &mut links, check)?;
+    if differs.is_some() {
+        return Ok(Comparison {
+            differs,
+            outside: Vec::new(),
+        });
+    }
+    // Link counts, once every name is counted: the copy has the links the
+    // tree has, no more (so no name of it is outside the copy); a source
+    // file may have more (names outside the tree, which a copy to another
+    // file system cannot keep).
+    let mut seen: Vec<&Seen> = links.values().filter(|s| !s.skipped).collect();
+    seen.sort_by(|a, b| a.first.cmp(&b.first));
+    let mut outside = Vec::new();
+    for s in seen {
+        let right = if check.remains {
+            s.copy_nlink >= s.names
+        } else if check.subtree {
+            (s.names..=s.nlink.max(s.names)).contains(&s.copy_nlink)
+        } else {
+            s.copy_nlink == s.names && s.nlink >= s.names
+        };
+        // (Of a source still changing, names met at different moments do
+        // not add up: the last pass of a resync counts them, paused.)
+        if !right && check.since.is_none() {
+            let differs = Some(format!(
+                "{}: the link counts differ ({} in the source, {} of them in the tree, {} in the copy)",
+                shown(&s.first),
+                s.nlink,
+                s.names,
+                s.copy_nlink
+            ));
+            return Ok(Comparison { differs, outside });
+        }
+        if s.nlink > s.names && !check.remains {
+            outside.push(OutsideLink {
+                path: s.first.clone(),
+                links: s.nlink,
+                inside: s.names,
+            });
+        }
+    }
+    Ok(Comparison { differs: None, outside })
+}
+
 fn compare_dir(
     src: &OwnedFd,
     dst: &OwnedFd,
     at: &mut PathBuf,
-    links: &mut HashMap<(u64, u64), (u64, u64)>,
+    links: &mut HashMap<(u64, u64), Seen>,
     check: Check,
 ) -> io::Result<Option<String>> {
     let here_err = |at: &PathBuf, e: io::Error| {
@@ -454,7 +578,24 @@ fn compare_dir(
     for (name, s) in &a {
         let Some(&d) = copies.get(name) else { continue };
         let dir = ftype(s) == FileType::Directory;
+        let linked = !dir && (s.st_nlink > 1 || d.st_nlink > 1);
+        let mut seen = |at: &PathBuf, skipped: bool| {
+            let seen = links.entry((s.st_dev, s.st_ino)).or_insert_with(|| Seen {
+                copy: (d.st_dev, d.st_ino),
+                names: 0,
+                nlink: s.st_nlink,
+                copy_nlink: d.st_nlink,
+                first: at.clone(),
+                skipped: false,
+            });
+            seen.names += 1;
+            seen.skipped |= skipped;
+            seen.copy == (d.st_dev, d.st_ino)
+        };
         if changed(s) && !dir {
+            if linked {
+                seen(&at.join(name), true);
+            }
             continue;
         }
         at.push(name);
@@ -466,8 +607,12 @@ fn compare_dir(
             true => Ok(None),
             false => same_entry(src, name, s, dst, name, d, check.remains),
         };
+        let mut forgiven = false;
         let own = match own {
-            Ok(Some(_)) | Err(_) if changed_since() => Ok(None),
+            Ok(Some(_)) | Err(_) if changed_since() => {
+                forgiven = true;
+                Ok(None)
+            }
             r => r,
         };
         if let Some(what) = own.map_err(|e| here_err(at, e))? {
@@ -489,11 +634,8 @@ fn compare_dir(
             if r.is_some() {
                 return Ok(r);
             }
-        } else if s.st_nlink > 1 {
-            let pair = *links.entry((s.st_dev, s.st_ino)).or_insert((d.st_dev, d.st_ino));
-            if pair != (d.st_dev, d.st_ino) && !changed_since() {
-                return Ok(Some(format!("{}: a hard link is not one in the copy", shown(at))));
-            }
+        } else if linked && !seen(at, forgiven) && !changed_since() {
+            return Ok(Some(format!("{}: a hard link is not one in the copy", shown(at))));
         }
         at.pop();
     }
@@ -501,8 +643,9 @@ fn compare_dir(
 }
 
 /// How entry `name` of `src` (`s`) and its copy `dname` of `dst` (`d`)
-/// differ, if they do: metadata, extended attributes, symlink target,
-/// content (a directory's entries are the caller's). `remains`: see
+/// differ, if they do: metadata (link counts are the caller's: they depend
+/// on the rest of the tree), extended attributes, symlink target, content
+/// (a directory's entries are the caller's). `remains`: see
 /// [`compare_remains`].
 pub(crate) fn same_entry(
     src: &OwnedFd,
@@ -514,9 +657,9 @@ pub(crate) fn same_entry(
     remains: bool,
 ) -> io::Result<Option<String>> {
     let dir = ftype(s) == FileType::Directory;
-    // (After a removal stopped half-way, directories and hard-linked
-    // files have lost entries and links: only what a removal leaves
-    // alone is compared.)
+    // (After a removal stopped half-way, directories have lost entries:
+    // only what a removal leaves alone is compared. Link counts are the
+    // tree's: see `compare_tree`.)
     let fields =
         |what: &str, a: String, b: String| Some(format!("the {what} differ ({a} in the source, {b} in the copy)"));
     let differs = if ftype(s) != ftype(d) {
@@ -533,14 +676,6 @@ pub(crate) fn same_entry(
         fields("sizes", s.st_size.to_string(), d.st_size.to_string())
     } else if s.st_rdev != d.st_rdev {
         Some("the device numbers differ".to_string())
-    } else if !dir
-        && (if remains {
-            s.st_nlink > d.st_nlink
-        } else {
-            s.st_nlink != d.st_nlink
-        })
-    {
-        fields("link counts", s.st_nlink.to_string(), d.st_nlink.to_string())
     } else if !(remains && dir) && (s.st_mtime, s.st_mtime_nsec) != (d.st_mtime, d.st_mtime_nsec) {
         let t = |st: &Stat| format!("{}.{:09}", st.st_mtime, st.st_mtime_nsec);
         fields("modification times", t(s), t(d))
@@ -736,8 +871,10 @@ impl Drop for Removals {
     }
 }
 
-/// Free space where `dir` is: bytes and inodes available to root.
-pub fn free(dir: &OwnedFd) -> io::Result<(u64, u64)> {
+/// Free space where `dir` is: bytes and inodes available to root (`None`:
+/// no limit of inodes; btrfs, which allocates them as it goes, says 0 in
+/// all and 0 free).
+pub fn free(dir: &OwnedFd) -> io::Result<(u64, Option<u64>)> {
     let d = rfs::openat(
         dir,
         ".",
@@ -745,7 +882,7 @@ pub fn free(dir: &OwnedFd) -> io::Result<(u64, u64)> {
         Mode::empty(),
     )?;
     let s = rfs::fstatvfs(d)?;
-    Ok((s.f_bfree * s.f_frsize, s.f_ffree))
+    Ok((s.f_bfree * s.f_frsize, (s.f_files > 0).then_some(s.f_ffree)))
 }
 
 #[cfg(test)]
@@ -796,6 +933,58 @@ mod tests {
         fs::write(src.join("new"), "x").unwrap();
         let d = compare_remains(&open(&src), &open(&dst)).unwrap().unwrap();
         assert!(d.starts_with(".: the entries differ (new is not in the copy"), "{d}");
+    }
+
+    #[test]
+    fn a_file_linked_outside_the_tree_is_copied_with_its_links_inside_and_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("d")).unwrap();
+        fs::write(src.join("f"), "shared").unwrap();
+        fs::hard_link(src.join("f"), src.join("d/f2")).unwrap();
+        // A third name, outside the tree (another layer, a dedup store).
+        fs::hard_link(src.join("f"), t.path().join("outside")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(c.differs, None);
+        let want = OutsideLink {
+            path: "d/f2".into(),
+            links: 3,
+            inside: 2,
+        };
+        assert_eq!(c.outside, [want]);
+        // One more name in the copy than the tree has is a difference...
+        fs::hard_link(dst.join("f"), t.path().join("stray")).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        let d = c.differs.unwrap();
+        assert_eq!(
+            d,
+            "d/f2: the link counts differ (3 in the source, 2 of them in the tree, 3 in the copy)"
+        );
+    }
+
+    #[test]
+    fn two_files_made_one_in_the_copy_differ_from_their_source() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir(&src).unwrap();
+        let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_400_000_000);
+        for n in ["x", "y"] {
+            fs::write(src.join(n), "same").unwrap();
+            let f = File::options().write(true).open(src.join(n)).unwrap();
+            f.set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+        }
+        fs::create_dir(&dst).unwrap();
+        copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::default()).unwrap();
+        assert_eq!(compare(&open(&src), &open(&dst)).unwrap(), None);
+        fs::remove_file(dst.join("y")).unwrap();
+        fs::hard_link(dst.join("x"), dst.join("y")).unwrap();
+        let d = compare(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(
+            d.as_deref(),
+            Some("x: the link counts differ (1 in the source, 1 of them in the tree, 2 in the copy)")
+        );
     }
 
     #[test]

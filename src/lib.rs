@@ -23,3 +23,4 @@ pub mod sys;
 pub mod union;
 pub mod verify;
 pub mod view;
+pub mod xattr;

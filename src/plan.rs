@@ -420,6 +420,34 @@ enum Res {
     Removed(String),
 }
 
+/// The files of migrated layers that were hard-linked outside their layer
+/// too and whose copy to another file system kept only the links inside.
+pub fn outside_link_notes(record: &Record) -> Vec<Note> {
+    record
+        .items
+        .iter()
+        .flat_map(|(key, e)| item_outside_link_notes(key, e))
+        .collect()
+}
+
+/// [`outside_link_notes`] of the item recorded under `key`.
+pub fn item_outside_link_notes(key: &str, e: &crate::record::RecordItem) -> Vec<Note> {
+    // (Keys are `<kind>/<escaped name>`.)
+    let name = key.split_once('/').map_or(key, |(_, n)| n);
+    e.outside_links
+        .iter()
+        .map(|o| Note {
+            path: format!("aufs/diff/{name}/{}", o.path),
+            reason: format!(
+                "hard-linked outside its layer too ({} links, {} of them in the layer): its copy to aufs/diff's file \
+                 system keeps the {} inside; the names outside keep the original file, no longer linked to the \
+                 layer's",
+                o.links, o.inside, o.inside
+            ),
+        })
+        .collect()
+}
+
 /// Decides everything about ROOT from its scan and graph2aufs's record.
 pub fn plan(scan: &Scan, record: &Record) -> Plan {
     let ours = |k: ItemKind, n: &OsString| record.has(k, n);
@@ -431,6 +459,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             reason: r.clone(),
         })
         .collect();
+    notes.extend(outside_link_notes(record));
     // Images: own checks, then ancestors, iteratively (chains may be deep).
     let mut index: HashMap<LayerId, usize> = HashMap::new();
     for (i, img) in scan.images.iter().enumerate() {

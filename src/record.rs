@@ -81,6 +81,26 @@ pub struct RecordItem {
     /// changes it (seconds, nanoseconds).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub dir_mtime: Option<(i64, i64)>,
+    /// mtime of its data directory (`graph/<id>/layer`) before it was
+    /// exchanged with a Docker 1.8 symlink: XFS stamps a directory an
+    /// exchange moves to another parent with the time of the exchange; it
+    /// is put back after it (also by a run that finds the exchange done).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub data_mtime: Option<(i64, i64)>,
+    /// Files of its layer hard-linked outside the layer too: its copy to
+    /// another file system has only the links inside (reported as notes).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub outside_links: Vec<OutsideLink>,
+}
+
+/// A file of a layer hard-linked outside it (see
+/// [`crate::copy::OutsideLink`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideLink {
+    /// Below the top of the layer, escaped.
+    pub path: String,
+    pub links: u64,
+    pub inside: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

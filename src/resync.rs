@@ -11,7 +11,9 @@
 //! entry it copies, content included: the entries it leaves alone were
 //! checked by [`crate::copy::compare_unchanged`] before it (unchanged since,
 //! their status change times say). That pass also finds, for the inodes the
-//! view holds, their copies: the view switches to them.
+//! view holds, their copies: the view switches to them; and it counts each
+//! hard-linked file's names in the layer, which its copy must have exactly
+//! (a link outside the layer is not copied: see [`crate::copy::OutsideLink`]).
 
 use crate::copy::{self, ctime, ftype, Links, Pace};
 use crate::sys::{self, at};
@@ -20,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where the copy of a source inode is: its directory, its name there, and
@@ -39,11 +42,27 @@ pub struct Pass<'a> {
     /// Entries copied again, or removed.
     pub changed: u64,
     pace: &'a Pace,
-    /// Hard links met in this pass: source inode -> its copy's first name.
-    links: HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>,
+    /// Hard links met in this pass, by source inode.
+    links: HashMap<(u64, u64), Met>,
     /// Directories copied anew, to check once the pass has linked every
     /// hard link (a name met later may link into them).
     to_check: Vec<(OwnedFd, OwnedFd, OsString)>,
+    /// Where the entry at hand is, below the top of the layer.
+    at: PathBuf,
+}
+
+/// A hard-linked source inode met in a pass.
+struct Met {
+    /// Its copy's first name, and the copy's inode number.
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    ino: u64,
+    /// Its first name below the top of the layer.
+    path: PathBuf,
+    /// Its names met in the pass (all of them in the layer).
+    names: u64,
+    /// Its link count in the source.
+    nlink: u64,
 }
 
 /// A moment, to find the changes made since: the clock the kernel stamps
@@ -100,22 +119,63 @@ impl<'a> Pass<'a> {
             pace,
             links: HashMap::new(),
             to_check: Vec::new(),
+            at: PathBuf::new(),
         }
     }
 
+    /// Whether the pass checks what it copies (the last one).
+    pub fn verifies(&self) -> bool {
+        self.verify
+    }
+
     /// Brings the copy `dst` of directory `src` up to date (see
-    /// [`Pass::dir`]), checking what it copied again if the pass verifies.
+    /// [`Pass::dir`]), checking what it copied again if the pass verifies,
+    /// and then every hard-linked file's link count in the copy: the names
+    /// it has in the layer (see [`Pass::outside`]).
     pub fn run(&mut self, src: &OwnedFd, dst: &Arc<OwnedFd>) -> io::Result<bool> {
         let touched = self.dir(src, dst)?;
+        if !self.verify {
+            return Ok(touched);
+        }
         for (x, y, name) in std::mem::take(&mut self.to_check) {
-            if let Some(what) = copy::compare(&x, &y)? {
+            if let Some(what) = copy::compare_subtree(&x, &y)? {
                 return Err(at(
                     &name,
                     io::Error::other(format!("its copy differs from it right after copying: {what}")),
                 ));
             }
         }
+        for m in self.links.values() {
+            let d = sys::lstat(m.dir.as_fd(), &m.name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            if d.st_nlink != m.names || m.nlink < m.names {
+                return Err(at(
+                    m.path.as_os_str(),
+                    io::Error::other(format!(
+                        "its copy differs from it right after copying: the link counts differ ({} in the source, {} \
+                         of them in the layer, {} in the copy)",
+                        m.nlink, m.names, d.st_nlink
+                    )),
+                ));
+            }
+        }
         Ok(touched)
+    }
+
+    /// After the pass: the files of the layer hard-linked outside it too,
+    /// whose copy has only the links inside (see [`copy::OutsideLink`]).
+    pub fn outside(&self) -> Vec<copy::OutsideLink> {
+        let mut v: Vec<copy::OutsideLink> = self
+            .links
+            .values()
+            .filter(|m| m.nlink > m.names)
+            .map(|m| copy::OutsideLink {
+                path: m.path.clone(),
+                links: m.nlink,
+                inside: m.names,
+            })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
     }
 
     /// Brings directory `dst` up to date with `src` (their own attributes
@@ -132,7 +192,10 @@ impl<'a> Pass<'a> {
             touched = true;
         }
         for (name, s) in &a {
-            match self.entry(src, name, s, dst, b.get(name)) {
+            self.at.push(name);
+            let r = self.entry(src, name, s, dst, b.get(name));
+            self.at.pop();
+            match r {
                 Ok(t) => touched |= t,
                 // Removed or replaced meanwhile (changes are not paused):
                 // the next pass sees to it.
@@ -159,8 +222,10 @@ impl<'a> Pass<'a> {
         let mut touched = false;
         // A further name of a hard-linked inode: a link to its first copy.
         if ft != FileType::Directory && s.st_nlink > 1 {
-            if let Some((ldir, lname, lino)) = self.links.get(&key).cloned() {
-                if d.map(|d| d.st_ino) != Some(lino) {
+            if let Some(m) = self.links.get_mut(&key) {
+                m.names += 1;
+                let (ldir, lname) = (m.dir.clone(), m.name.clone());
+                if d.map(|d| d.st_ino) != Some(m.ino) {
                     if d.is_some() {
                         sys::remove_tree(dst.as_fd(), name)?;
                     }
@@ -193,7 +258,15 @@ impl<'a> Pass<'a> {
         }
         if ft != FileType::Directory && s.st_nlink > 1 {
             let st = sys::lstat(dst.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-            self.links.insert(key, (dst.clone(), name.to_os_string(), st.st_ino));
+            let first = Met {
+                dir: dst.clone(),
+                name: name.to_os_string(),
+                ino: st.st_ino,
+                path: self.at.clone(),
+                names: 1,
+                nlink: s.st_nlink,
+            };
+            self.links.insert(key, first);
         }
         self.note(key, dst, name)?;
         Ok(touched)
@@ -214,17 +287,37 @@ impl<'a> Pass<'a> {
         let mut links: Links = self
             .links
             .iter()
-            .map(|(k, (dir, first, _))| (*k, (dir.clone(), first.clone())))
+            .map(|(k, m)| {
+                let l = copy::LinkCopy {
+                    dir: m.dir.clone(),
+                    name: m.name.clone(),
+                    path: m.path.clone(),
+                    names: 0,
+                    nlink: m.nlink,
+                };
+                (*k, l)
+            })
             .collect();
-        copy::copy_entry(src, name, s, dst, &tmp, self.pace, &mut links).inspect_err(|_| {
+        let mut path = self.at.clone();
+        copy::copy_entry(src, name, s, dst, &tmp, self.pace, &mut links, &mut path).inspect_err(|_| {
             let _ = sys::remove_tree(dst.as_fd(), &tmp);
         })?;
         // Hard links met below a directory copied anew: further names met
         // later in the pass link to those copies.
-        for (k, (dir, first)) in links {
-            if let std::collections::hash_map::Entry::Vacant(v) = self.links.entry(k) {
-                if let Some(st) = sys::lstat(dir.as_fd(), &first)? {
-                    v.insert((dir, first, st.st_ino));
+        for (k, l) in links {
+            match self.links.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().names += l.names,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    if let Some(st) = sys::lstat(l.dir.as_fd(), &l.name)? {
+                        v.insert(Met {
+                            dir: l.dir,
+                            name: l.name,
+                            ino: st.st_ino,
+                            path: l.path,
+                            names: l.names,
+                            nlink: l.nlink,
+                        });
+                    }
                 }
             }
         }
@@ -241,10 +334,7 @@ impl<'a> Pass<'a> {
         }
         if self.verify {
             let d = sys::lstat(dst.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-            // (Its further names are linked to it as the pass meets them.)
-            let mut s = *s;
-            s.st_nlink = d.st_nlink;
-            let s = &s;
+            // (Link counts: once the pass has met every name, in `run`.)
             if ftype(s) == FileType::Directory {
                 // (What is below it, once the pass is over.)
                 let sub_src = sys::open_dir_required(src, name)?;
@@ -440,6 +530,32 @@ mod tests {
             fs::metadata(dst.join("a/p")).unwrap().ino(),
             fs::metadata(dst.join("b")).unwrap().ino()
         );
+    }
+
+    #[test]
+    fn the_last_pass_counts_the_links_inside_the_layer_and_names_those_outside() {
+        let (t, src, dst) = copied(|src| {
+            fs::create_dir(src.join("d")).unwrap();
+            fs::write(src.join("f"), "shared").unwrap();
+        });
+        let outside = t.path().join("outside");
+        fs::hard_link(src.join("f"), &outside).unwrap();
+        let since = stamp().since();
+        // Changed meanwhile: a second name in the layer, in a new directory.
+        fs::create_dir(src.join("e")).unwrap();
+        fs::hard_link(src.join("f"), src.join("e/f2")).unwrap();
+        let want = HashSet::new();
+        let pace = Pace::default();
+        let mut pass = Pass::new(since, true, &want, &pace);
+        pass.run(&open(&src), &Arc::new(open(&dst))).unwrap();
+        let want = copy::OutsideLink {
+            path: "e/f2".into(),
+            links: 3,
+            inside: 2,
+        };
+        assert_eq!(pass.outside(), [want]);
+        assert_eq!(fs::metadata(dst.join("f")).unwrap().nlink(), 2);
+        assert_eq!(copy::compare(&open(&src), &open(&dst)).unwrap(), None);
     }
 
     #[test]

@@ -320,8 +320,16 @@ impl Rollback<'_> {
             // Migrate was interrupted between swapping the Docker 1.8 symlink
             // with the data and removing it: swap them back.
             (Kind::Symlink(_), Kind::Dir) if entry.prior.symlink.is_some() => {
+                let st = sys::lstat(&diff, &name)?.ok_or_else(|| io::Error::other("vanished"))?;
                 sys::rename_exchange(&parent, leaf, &diff, &name)
                     .context(|| format!("swapping {} back with aufs/diff/{}", it.legacy_path(), escape_os(&name)))?;
+                // (XFS stamps a directory an exchange moves to another
+                // parent with the time of the exchange.)
+                let mtime = match entry.data_mtime {
+                    Some(t) => time(t),
+                    None => sys::mtime(&st),
+                };
+                sys::set_times(&parent, leaf, sys::atime(&st), mtime)?;
             }
             (Kind::Missing, Kind::Missing) if entry.empty_rw => {}
             (l, n) => {

@@ -198,31 +198,108 @@ fn no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_fini
     assert_as_reference(&f, "after space was freed");
 }
 
+/// Moves what ROOT's `aufs/` holds (Docker 1.8's symlinks and
+/// registrations) to the file system at `space`, and mounts that at
+/// `ROOT/aufs`, as an operator who put `aufs/` on another disk does.
+fn aufs_moved_to(root: &Path, space: &Path) -> BindAt {
+    let aufs = root.join("aufs");
+    if aufs.exists() {
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(aufs.join(".")).arg(space);
+        run_command(cp, RUN_TIMEOUT).expect_code(0);
+        for e in fs::read_dir(&aufs).unwrap() {
+            let p = e.unwrap().path();
+            match p.is_symlink() || !p.is_dir() {
+                true => fs::remove_file(&p).unwrap(),
+                false => fs::remove_dir_all(&p).unwrap(),
+            }
+        }
+    }
+    BindAt::new(space, &aufs)
+}
+
+#[test]
+fn docker18_symlinked_layers_are_copied_to_another_file_system_and_the_symlinks_replaced() {
+    if !require_root("docker18_symlinked_layers_are_copied_to_another_file_system_and_the_symlinks_replaced") {
+        return;
+    }
+    let f = Fixture::new(
+        &Options {
+            docker18: true,
+            ..opts(8, 6, 1, 20)
+        },
+        0,
+    );
+    assert!(!f.summary.docker18.is_empty());
+    let space = TmpFs::new(200);
+    let _aufs = aufs_moved_to(&f.root, space.path());
+    let (code, doc) = run_json(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
+    let failed: Vec<&Value> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "registered")
+        .collect();
+    assert!(failed.is_empty(), "not migrated: {failed:#?}");
+    assert_eq!(code, 0, "{doc}");
+    for id in &f.summary.docker18 {
+        let p = f.root.join("aufs/diff").join(id);
+        assert!(
+            !p.is_symlink() && p.is_dir(),
+            "aufs/diff/{id} is still Docker 1.8's symlink"
+        );
+        assert!(!f.root.join("graph").join(id).join("layer").exists());
+    }
+    assert_as_reference(&f, "Docker 1.8's symlinks, aufs/ on a tmpfs");
+}
+
 #[test]
 fn a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
     if !require_root("a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes") {
         return;
     }
-    let f = Fixture::new(&opts(23, 3, 1, 8), 0);
+    killed_at_every_step(&opts(23, 3, 1, 8));
+}
+
+#[test]
+fn a_copy_over_docker18_symlinks_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
+    if !require_root("a_copy_over_docker18_symlinks_killed_at_any_step_loses_nothing_and_a_second_run_finishes") {
+        return;
+    }
+    killed_at_every_step(&Options {
+        docker18: true,
+        ..opts(24, 4, 1, 6)
+    });
+}
+
+/// A cross-device migrate of a root made with `o`, killed after its first
+/// change, its second, ... until one runs through; each time every layer
+/// is whole in its source or in its copy, and a second run ends as the
+/// reference.
+fn killed_at_every_step(o: &Options) {
+    let f = Fixture::new(o, 0);
     let pristine = f.dir.path().join("pristine");
     cp_a(&f.root, &pristine);
     let before = snapshot(&pristine);
+    // (ROOT on a file system of its own: its syncs wait for nothing else.)
+    let disk = LoopFs::new(128, "ext4");
     let mut n = 0;
     loop {
-        let root = f.dir.path().join(format!("killed-{n}"));
+        let root = disk.path().join(format!("killed-{n}"));
         cp_a(&pristine, &root);
         let space = TmpFs::new(64);
-        let _aufs = BindAt::new(space.path(), &root.join("aufs"));
+        let _aufs = aufs_moved_to(&root, space.path());
         let mut cmd = g2a(["migrate".as_ref(), root.as_os_str()]);
         cmd.env("GRAPH2AUFS_KILL_AFTER", n.to_string());
         let r = run_command(cmd, RUN_TIMEOUT);
         let killed = r.code != 0;
         if killed {
             // Every layer whole in its source or in its copy.
+            let now = snapshot(&root);
             for id in f.summary.images.iter() {
                 let want = before.subtree(format!("graph/{id}/layer"));
-                let old = snapshot(&root).subtree(format!("graph/{id}/layer"));
-                let new = snapshot(&root).subtree(format!("aufs/diff/{id}"));
+                let old = now.subtree(format!("graph/{id}/layer"));
+                let new = now.subtree(format!("aufs/diff/{id}"));
                 assert!(
                     diff(&want, &old).is_empty() || layers_equal(&want, &new),
                     "killed after {n}: the layer {id} is whole nowhere"
@@ -536,8 +613,6 @@ fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
 
 #[test]
 fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing() {
-    use std::collections::BTreeMap;
-    use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     if !require_root_and_fuse("writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing") {
@@ -556,41 +631,7 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
         .map(|k| {
             let (dir, stop) = (layer.join(format!("writer-{k}")), stop.clone());
             thread::spawn(move || {
-                fs::create_dir(&dir).unwrap();
-                let mut model: BTreeMap<String, String> = BTreeMap::new();
-                let mut log = fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("log"))
-                    .unwrap();
-                let mut logged = String::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::SeqCst) || n < 20 {
-                    let name = format!("f{n}");
-                    let body = format!("{k}:{n}:").repeat(1 + (n as usize % 50));
-                    fs::write(dir.join(&name), &body).unwrap_or_else(|e| panic!("writer {k}: writing {name}: {e}"));
-                    model.insert(name, body);
-                    if n % 3 == 2 {
-                        let (from, to) = (format!("f{}", n - 1), format!("g{}", n - 1));
-                        fs::rename(dir.join(&from), dir.join(&to))
-                            .unwrap_or_else(|e| panic!("writer {k}: {from}: {e}"));
-                        let b = model.remove(&from).unwrap();
-                        model.insert(to, b);
-                    }
-                    if n % 5 == 4 {
-                        let gone = format!("f{}", n - 2);
-                        if model.remove(&gone).is_some() {
-                            fs::remove_file(dir.join(&gone)).unwrap_or_else(|e| panic!("writer {k}: {gone}: {e}"));
-                        }
-                    }
-                    let line = format!("{n}\n");
-                    log.write_all(line.as_bytes())
-                        .unwrap_or_else(|e| panic!("writer {k}: the log: {e}"));
-                    logged.push_str(&line);
-                    n += 1;
-                    thread::sleep(Duration::from_millis(5));
-                }
-                model.insert("log".into(), logged);
+                let (model, n) = write_until(k, &dir, &stop, Duration::from_millis(5));
                 (k, model, n)
             })
         })
@@ -611,18 +652,8 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
     view.unmount();
     for (k, model, n) in models {
         let dir = f.root.join("aufs/diff").join(&big).join(format!("writer-{k}"));
-        let on_disk: BTreeMap<String, String> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    fs::read_to_string(e.path()).unwrap(),
-                )
-            })
-            .collect();
         assert!(
-            on_disk == model,
+            read_back(&dir) == model,
             "writer {k} ({n} rounds): what is on the disk differs from what it wrote"
         );
     }

@@ -239,6 +239,10 @@ impl<'r> Engine<'r> {
             None => None,
         };
         let native = sys::kind(self.diff(), name)?;
+        let data_mtime = match (&native, self.data_stat(it)?) {
+            (Kind::Symlink(_), Some(st)) => Some(ts(sys::mtime(&st))),
+            _ => None,
+        };
         Ok(RecordItem {
             quarantined: it.blocked(),
             empty_rw: it.source == Source::Empty && native == Kind::Missing,
@@ -257,7 +261,22 @@ impl<'r> Engine<'r> {
             dir_mtime,
             failed: None,
             registered: false,
+            data_mtime,
+            outside_links: Vec::new(),
         })
+    }
+
+    /// The status of an item's data directory in its legacy place, if it
+    /// is a directory there.
+    fn data_stat(&self, it: &plan::Item) -> io::Result<Option<rustix::fs::Stat>> {
+        let Some(p) = self.dirs.legacy(it.kind) else {
+            return Ok(None);
+        };
+        let Some(parent) = sys::open_dir(p, &it.name)? else {
+            return Ok(None);
+        };
+        Ok(sys::lstat(&parent, it.legacy_leaf())?
+            .filter(|st| crate::copy::ftype(st) == rustix::fs::FileType::Directory))
     }
 
     fn legacy_dir(&self, kind: ItemKind) -> io::Result<&OwnedFd> {
@@ -419,13 +438,21 @@ impl<'r> Engine<'r> {
                 // A Docker 1.8 symlink: swap atomically, then drop the
                 // symlink, which now stands where the data was.
                 let p = src_parent.expect("the legacy directory exists");
+                self.keep_data_mtime(it, &p)?;
                 self.faults.step()?;
-                sys::rename_exchange(&p, leaf, &diff, name).context(what)?;
+                match sys::rename_exchange(&p, leaf, &diff, name) {
+                    // aufs/diff is on another file system: copied next to
+                    // the symlink, then exchanged with it there.
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return self.copy_across(it, &p),
+                    r => r.context(what)?,
+                }
+                self.restore_data_mtime(it)?;
                 self.drop_swapped_symlink(&p, leaf)
             }
             (Kind::Symlink(_), Kind::Dir) => {
                 // Interrupted between the exchange and the unlink.
                 let p = src_parent.expect("the legacy directory exists");
+                self.restore_data_mtime(it)?;
                 self.drop_swapped_symlink(&p, leaf)
             }
             (l, n) => Err(io::Error::other(format!(
@@ -436,6 +463,40 @@ impl<'r> Engine<'r> {
                 n.describe()
             ))),
         }
+    }
+
+    /// Records (durably, if the record does not have it yet) the mtime of
+    /// an item's data directory, about to be exchanged with a symlink.
+    fn keep_data_mtime(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+        let st = sys::lstat(parent, it.legacy_leaf())?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let now = Some(ts(sys::mtime(&st)));
+        match self.record.items.get_mut(&record::key(it.kind, &it.name)) {
+            Some(e) if e.data_mtime != now => {
+                e.data_mtime = now;
+                self.save_record().map_err(|e| io::Error::other(e.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives `aufs/diff/<name>`, just exchanged with a symlink, the mtime
+    /// its data directory had before (see [`RecordItem::data_mtime`]).
+    fn restore_data_mtime(&mut self, it: &plan::Item) -> io::Result<()> {
+        let key = record::key(it.kind, &it.name);
+        let Some(t) = self.record.items.get(&key).and_then(|e| e.data_mtime) else {
+            return Ok(());
+        };
+        let st = sys::lstat(self.diff(), &it.name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        if ts(sys::mtime(&st)) != t {
+            self.faults.step()?;
+            let t = rustix::fs::Timespec {
+                tv_sec: t.0,
+                tv_nsec: t.1 as _,
+            };
+            sys::set_times(self.diff(), &it.name, sys::atime(&st), t)
+                .context(|| format!("giving aufs/diff/{} back its mtime", escape_os(&it.name)))?;
+        }
+        Ok(())
     }
 
     fn copied(&self, it: &plan::Item) -> bool {
@@ -507,17 +568,22 @@ impl<'r> Engine<'r> {
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
         let need = crate::copy::size(&src).context(|| format!("reading {} to size its copy", it.legacy_path()))?;
         let (bytes, inodes) = crate::copy::free(&diff)?;
-        if need.bytes > bytes || need.inodes > inodes {
+        if need.bytes > bytes || inodes.is_some_and(|n| need.inodes > n) {
+            let free = match inodes {
+                Some(n) => format!(
+                    "{} and {} are free",
+                    crate::report::bytes(bytes),
+                    crate::report::count(n as usize, "inode")
+                ),
+                None => format!("{} are free", crate::report::bytes(bytes)),
+            };
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
-                    "no space for the copy of {} on aufs/diff's file system: it needs {} and {}, {} and {} \
-                     are free",
+                    "no space for the copy of {} on aufs/diff's file system: it needs {} and {}, {free}",
                     it.legacy_path(),
                     crate::report::bytes(need.bytes),
                     crate::report::count(need.inodes as usize, "inode"),
-                    crate::report::bytes(bytes),
-                    crate::report::count(inodes as usize, "inode")
                 ),
             ));
         }
@@ -531,6 +597,7 @@ impl<'r> Engine<'r> {
             what: format!("{} to aufs/diff/{}", it.legacy_path(), escape_os(&it.name)),
             pace: self.pace.clone(),
             faults: self.faults.clone(),
+            outside: Default::default(),
         })
     }
 
@@ -541,11 +608,12 @@ impl<'r> Engine<'r> {
     pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Option<String>> {
         let src = sys::open_dir_required(&job.parent, job.leaf)?;
         let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
-        let checked = crate::copy::compare(&src, &dst)
+        let checked = crate::copy::compare_copy(&src, &dst)
             .context(|| format!("checking the copy of {} against its source", it.legacy_path()))?;
-        if let Some(d) = checked {
+        if let Some(d) = checked.differs {
             return Ok(Some(d));
         }
+        *job.outside.lock().expect("never poisoned") = checked.outside;
         self.put_copy_in_place(it, job)?;
         self.faults.step()?;
         self.remove_copied_source(it, &job.parent)?;
@@ -554,10 +622,16 @@ impl<'r> Engine<'r> {
 
     /// A checked copy, durable, goes in place: recorded as copied
     /// (durably), renamed into place (over the symlink of an item
-    /// registered while copied, atomically), and that made durable.
-    pub fn put_copy_in_place(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<()> {
-        if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
+    /// registered while copied, or a Docker 1.8 symlink, atomically), and
+    /// that made durable. The answer: notes on the files of the layer
+    /// hard-linked outside it, whose copy has only the links inside.
+    pub fn put_copy_in_place(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Vec<plan::Note>> {
+        let key = record::key(it.kind, &it.name);
+        let mut notes = Vec::new();
+        if let Some(e) = self.record.items.get_mut(&key) {
             e.copied = true;
+            e.outside_links = job.outside_links();
+            notes = plan::item_outside_link_notes(&key, e);
         }
         self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
         it.copied.set();
@@ -572,7 +646,8 @@ impl<'r> Engine<'r> {
             sys::rename_noreplace(&job.diff, &job.tmp, &job.diff, &it.name)
                 .context(|| format!("renaming the copy of {} into place", it.legacy_path()))?;
         }
-        sys::syncfs(&job.diff)
+        sys::syncfs(&job.diff)?;
+        Ok(notes)
     }
 
     /// Sources a run set aside after their copies switched (see
@@ -894,6 +969,9 @@ pub struct CopyJob {
     what: String,
     pub pace: std::sync::Arc<crate::copy::Pace>,
     faults: std::sync::Arc<Faults>,
+    /// What the last check of the copy found about files hard-linked out
+    /// of the layer (recorded when the copy goes in place).
+    outside: std::sync::Mutex<Vec<crate::copy::OutsideLink>>,
 }
 
 impl CopyJob {
@@ -942,12 +1020,29 @@ impl CopyJob {
         let r = (|| {
             let dst = std::sync::Arc::new(self.copy()?);
             pass.run(&self.source()?, &dst)?;
+            if pass.verifies() {
+                *self.outside.lock().expect("never poisoned") = pass.outside();
+            }
             let st = sys::lstat(&self.parent, self.leaf)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
             crate::resync::set_attrs_exact(&self.parent, OsStr::new(self.leaf), &st, &self.diff, &self.tmp)?;
             sys::syncfs(&self.diff)
         })();
         r.map_err(|e| io::Error::new(e.kind(), format!("bringing the copy of {} up to date: {e}", self.what)))?;
         Ok(pass)
+    }
+
+    /// Files of the layer hard-linked outside it too, as its last check
+    /// found them: their copy has only the links inside.
+    pub fn outside_links(&self) -> Vec<record::OutsideLink> {
+        let outside = self.outside.lock().expect("never poisoned");
+        outside
+            .iter()
+            .map(|o| record::OutsideLink {
+                path: escape_os(o.path.as_os_str()),
+                links: o.links,
+                inside: o.inside,
+            })
+            .collect()
     }
 
     /// The directory holding the source.
@@ -1117,6 +1212,13 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     bar.finish_and_clear();
     engine.rename_repositories(&plan)?;
     engine.sync()?;
+    // Notes of this run's copies (the plan has those of earlier runs).
+    let mut plan = plan;
+    for n in plan::outside_link_notes(&engine.record) {
+        if !plan.notes.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
+            plan.notes.push(n);
+        }
+    }
     let repositories = plan.repositories.clone();
     Ok(Outcome {
         plan,

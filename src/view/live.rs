@@ -562,7 +562,8 @@ impl Migrator {
         // Everything the view switches to is ready before the copy goes in
         // place; nothing fails after.
         let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
-        engine.put_copy_in_place(it, job)?;
+        let noted = engine.put_copy_in_place(it, job)?;
+        self.notes.lock().expect("never poisoned").extend(noted);
         self.arrived(i);
         let (rebound, reopened) = (nodes.len(), files.len());
         for (node, backing, key) in nodes {

@@ -7,8 +7,11 @@
 //! - [`run`] / [`run_json`] / [`run_command`]: the binary, with a hard timeout.
 //! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
 //!   [`lazy_umount`], [`mountinfo`].
-//! - [`LoopFs`] / [`TmpFs`]: scratch filesystems for a second device.
+//! - [`LoopFs`] / [`TmpFs`] / [`AnyFs`] ([`FsType`]): scratch filesystems (ext4,
+//!   XFS, btrfs, tmpfs) for a second device or a given file system.
 //! - [`require_debian_base`]: the Debian base tree (`G2A_DEBIAN_BASE`).
+//! - [`write_until`] / [`read_back`]: a writer busy in a directory, and what
+//!   it left there.
 
 // Each test crate uses only part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -19,6 +22,7 @@ pub mod mount;
 pub mod run;
 pub mod scratch;
 pub mod snapshot;
+pub mod writer;
 
 pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
 pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
@@ -27,5 +31,6 @@ pub use mount::{
     EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
 pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
-pub use scratch::{BindAt, LoopFs, TmpFs};
+pub use scratch::{AnyFs, BindAt, FsType, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};
+pub use writer::{read_back, write_until, Written};

@@ -1,5 +1,6 @@
-//! Small scratch filesystems (a loop-mounted image, a tmpfs) for tests that
-//! need a second device: cross-device copies, ENOSPC, read-only media.
+//! Small scratch filesystems (a loop-mounted ext4, XFS or btrfs image, a
+//! tmpfs) for tests that need a second device or a given file system:
+//! cross-device copies, ENOSPC, read-only media, each file system's quirks.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -95,8 +96,14 @@ impl LoopFs {
             .and_then(|f| f.set_len(size_mb << 20))
             .unwrap_or_else(|e| panic!("cannot create the {size_mb} MiB image {}: {e}", image.display()));
         let mut mkfs = Command::new(format!("mkfs.{fstype}"));
-        if fstype.starts_with("ext") {
-            mkfs.args(["-q", "-F"]);
+        match fstype {
+            t if t.starts_with("ext") => {
+                mkfs.args(["-q", "-F"]);
+            }
+            "xfs" | "btrfs" => {
+                mkfs.args(["-q", "-f"]);
+            }
+            _ => {}
         }
         mkfs.arg(&image);
         must(mkfs);
@@ -122,6 +129,58 @@ impl LoopFs {
         mounts_at(self.path())
             .pop()
             .unwrap_or_else(|| panic!("{} is no longer mounted", self.path().display()))
+    }
+}
+
+/// The file systems a ROOT (or its `aufs/`) may be on, as the tests make
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FsType {
+    Ext4,
+    Xfs,
+    Btrfs,
+    Tmpfs,
+}
+
+impl FsType {
+    pub const ALL: [FsType; 4] = [FsType::Ext4, FsType::Xfs, FsType::Btrfs, FsType::Tmpfs];
+
+    /// Its name for `mount -t` and `mkfs.`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Xfs => "xfs",
+            FsType::Btrfs => "btrfs",
+            FsType::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// A scratch file system of a given type: a loop image or a tmpfs.
+pub enum AnyFs {
+    Loop(LoopFs),
+    Tmp(TmpFs),
+}
+
+impl AnyFs {
+    /// Makes and mounts one of about `size_mb` MiB (XFS needs 300 at
+    /// least: smaller sizes are raised). Needs root.
+    #[track_caller]
+    pub fn new(kind: FsType, size_mb: u64) -> AnyFs {
+        match kind {
+            FsType::Tmpfs => AnyFs::Tmp(TmpFs::new(size_mb)),
+            FsType::Xfs => AnyFs::Loop(LoopFs::new(size_mb.max(300), "xfs")),
+            FsType::Btrfs => AnyFs::Loop(LoopFs::new(size_mb.max(128), "btrfs")),
+            FsType::Ext4 => AnyFs::Loop(LoopFs::new(size_mb, "ext4")),
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        match self {
+            AnyFs::Loop(l) => l.path(),
+            AnyFs::Tmp(t) => t.path(),
+        }
     }
 }
 
