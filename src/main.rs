@@ -71,6 +71,9 @@ enum Command {
         /// Return once the view is usable, serving from a background process (its pid is printed).
         #[arg(long)]
         daemon: bool,
+        /// Append the server's logs to this file (default with --daemon: the journal under systemd, else the system log).
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<std::path::PathBuf>,
         /// Let other users use the view (with default_permissions).
         #[arg(long)]
         allow_other: bool,
@@ -119,7 +122,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,fuser=error")).init();
+    graph2aufs::view::daemon::init_logging();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Mount { .. }) {
         // Reports piped into `head` end quietly, as other tools do. (The
@@ -229,9 +232,11 @@ fn run(command: Command) -> Result<u8> {
             ready_fd,
             copy_rate,
             aufs_dir,
+            log_file,
         } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
             copy_rate,
             aufs_dir,
+            log_file,
             root,
             mountpoint,
             read_only,

@@ -17,13 +17,18 @@ pub const DEBIAN_BASE_VAR: &str = "G2A_DEBIAN_BASE";
 #[track_caller]
 pub fn require_debian_base(test: &str) -> Option<PathBuf> {
     let missing = match std::env::var_os(DEBIAN_BASE_VAR) {
-        None => vec![format!("{DEBIAN_BASE_VAR} is not set (build one with scripts/debian-base DIR)")],
+        None => vec![format!(
+            "{DEBIAN_BASE_VAR} is not set (build one with scripts/debian-base DIR)"
+        )],
         Some(dir) => {
             let dir = PathBuf::from(dir);
             if dir.join("etc/debian_version").is_file() && !dir.join("debootstrap").exists() {
                 return Some(dir);
             }
-            vec![format!("{} is not a finished Debian root made by scripts/debian-base", dir.display())]
+            vec![format!(
+                "{} is not a finished Debian root made by scripts/debian-base",
+                dir.display()
+            )]
         }
     };
     skip_unless(test, "a Debian base tree", &missing);
