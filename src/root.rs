@@ -461,7 +461,7 @@ fn holds(pid: u32, st: &rfs::Stat) -> bool {
     fds.flatten().any(|e| {
         std::fs::metadata(e.path()).is_ok_and(|m| {
             use std::os::unix::fs::MetadataExt;
-            m.dev() == st.st_dev as u64 && m.ino() == st.st_ino as u64
+            m.dev() == st.st_dev && m.ino() == st.st_ino
         })
     })
 }
