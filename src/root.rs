@@ -357,9 +357,13 @@ impl Root {
             // returns before its server has finished. Wait for it; refuse
             // any other holder at once.
             let holder = lock_holder(&fd);
-            let passing = holder
-                .as_ref()
-                .is_some_and(|h| h.exiting || (h.mount && self.served_by().is_none()));
+            // (No holder found: the lock was let go just now, or /proc
+            // cannot tell; try again, briefly.)
+            let unknown = holder.is_none() && asked.elapsed() < std::time::Duration::from_secs(2);
+            let passing = unknown
+                || holder
+                    .as_ref()
+                    .is_some_and(|h| h.exiting || (h.mount && self.served_by().is_none()));
             let who = holder.map_or_else(|| "another graph2aufs".to_string(), |h| h.describe());
             if !passing {
                 return Err(Error::Env(format!(

@@ -86,6 +86,9 @@ pub(super) fn run_detached(opts: &MountOptions) -> Result<u8> {
     let said = said.trim_end();
     if said == "ready" {
         println!("{}", child.id());
+        if let Logs::Nowhere(why) = &logs {
+            log::warn!("the server's logs are discarded: {why}");
+        }
         return Ok(0);
     }
     // It ends without a view: wait for it, so that ROOT's lock is free
@@ -110,7 +113,8 @@ enum Logs {
     /// Its standard error is the systemd journal: kept.
     Journal,
     Syslog(UnixDatagram),
-    Nowhere,
+    /// Why not: no `--log-file`, no journal and no system log.
+    Nowhere(String),
 }
 
 impl Logs {
@@ -125,13 +129,10 @@ impl Logs {
         let sock = UnixDatagram::unbound().and_then(|s| s.connect(&path).map(|()| s));
         match sock {
             Ok(s) => Ok(Logs::Syslog(s)),
-            Err(e) => {
-                log::warn!(
-                    "no --log-file, and no system log at {} ({e}): the server's logs are discarded",
-                    Path::new(&path).display()
-                );
-                Ok(Logs::Nowhere)
-            }
+            Err(e) => Ok(Logs::Nowhere(format!(
+                "no --log-file, and no system log at {} ({e})",
+                Path::new(&path).display()
+            ))),
         }
     }
 
@@ -141,7 +142,7 @@ impl Logs {
             Logs::File(f, _) => Stdio::from(dup(f.as_fd())?),
             Logs::Journal => Stdio::inherit(),
             Logs::Syslog(s) => Stdio::from(dup(s.as_fd())?),
-            Logs::Nowhere => Stdio::null(),
+            Logs::Nowhere(_) => Stdio::null(),
         })
     }
 
@@ -151,7 +152,7 @@ impl Logs {
             Logs::File(_, p) => format!("; its log: {}", p.display()),
             Logs::Journal => "; its log is in the journal".into(),
             Logs::Syslog(_) => "; its log is in the system log".into(),
-            Logs::Nowhere => String::new(),
+            Logs::Nowhere(_) => String::new(),
         }
     }
 }
