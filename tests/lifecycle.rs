@@ -9,6 +9,10 @@
 mod common;
 use common::*;
 
+#[path = "systemd/unit.rs"]
+mod unit;
+use unit::{shipped_unit, unit_command};
+
 #[path = "view/fixture.rs"]
 mod fixture;
 use fixture::*;
@@ -559,29 +563,6 @@ fn a_read_write_mount_with_items_left_to_migrate_mounts() {
     drop(view);
 }
 
-/// A command line of the unit, split as systemd does (words, and single
-/// quoted strings), with the unit's paths swapped for the test's.
-fn unit_command(unit: &str, key: &str, root: &Path) -> Vec<String> {
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("the unit has no {key}"));
-    let mut words = Vec::new();
-    let mut rest = line.trim();
-    while !rest.is_empty() {
-        let (word, tail) = match rest.strip_prefix('\'') {
-            Some(q) => q.split_once('\'').expect("a closed quote"),
-            None => rest.split_once(' ').unwrap_or((rest, "")),
-        };
-        words.push(
-            word.replace("/usr/local/bin/graph2aufs", &bin().display().to_string())
-                .replace("/var/lib/docker", &root.display().to_string()),
-        );
-        rest = tail.trim_start();
-    }
-    words
-}
-
 #[track_caller]
 fn run_unit(unit: &str, key: &str, root: &Path, env: &[(&str, &str)]) -> RunResult {
     let line = unit_command(unit, key, root);
@@ -595,8 +576,7 @@ fn the_systemd_unit_serves_a_root_on_its_own_file_system_then_accepts_the_retire
     if !require_root_and_fuse("the_systemd_unit_serves_a_root_on_its_own_file_system_then_accepts_the_retired_view") {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/systemd");
-    let unit = fs::read_to_string(dir.join("graph2aufs.service")).expect("the shipped unit");
+    let unit = shipped_unit();
     for line in ["Type=forking", "RemainAfterExit=yes"] {
         assert!(unit.lines().any(|l| l == line), "the unit has {line}:\n{unit}");
     }
