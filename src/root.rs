@@ -1,5 +1,7 @@
 //! ROOT: the Docker root being migrated, held as a directory descriptor
-//! opened once, before any mount, with graph2aufs's lock and own directory.
+//! opened once, before any mount, with graph2aufs's lock and own directory;
+//! and the graph2aufs views in the mount table (live or dead), which decide
+//! what a command on ROOT refuses.
 
 use crate::error::{Error, Result, Step};
 use crate::sys;
