@@ -576,3 +576,35 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
     }
     PathBuf::from(std::ffi::OsString::from_vec(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_are_read_from_mountinfo_with_their_root_and_mode() {
+        let rw = "46 27 0:41 / /var/lib/docker rw,relatime - fuse graph2aufs:/var/lib/docker rw,user_id=0";
+        let ro = "51 27 0:44 / /mnt/view\\040x ro,nosuid,nodev,noatime - fuse graph2aufs:/srv/old\\040root rw";
+        let other = "52 27 0:45 / /mnt/sshfs rw,relatime - fuse.sshfs host:/ rw";
+        assert_eq!(
+            View::parse(rw),
+            Some(View {
+                mountpoint: "/var/lib/docker".into(),
+                root: Some("/var/lib/docker".into()),
+                read_only: false,
+            })
+        );
+        assert_eq!(
+            View::parse(ro),
+            Some(View {
+                mountpoint: "/mnt/view x".into(),
+                root: Some("/srv/old root".into()),
+                read_only: true,
+            })
+        );
+        assert_eq!(View::parse(other), None);
+        let v = View::parse(rw).unwrap();
+        assert!(v.covers(Path::new("/var/lib/docker")) && v.covers(Path::new("/var/lib/docker/graph")));
+        assert!(!v.covers(Path::new("/var/lib/docker2")) && v.shows(Path::new("/var/lib/docker")));
+    }
+}
