@@ -85,8 +85,8 @@ impl Root {
             )));
         }
         let r = path.display();
-        let graph = sys::kind(&fd, "graph").step(|| format!("{r}/graph"))?;
-        let containers = sys::kind(&fd, "containers").step(|| format!("{r}/containers"))?;
+        let graph = sys::kind_unread(&fd, "graph").step(|| format!("{r}/graph"))?;
+        let containers = sys::kind_unread(&fd, "containers").step(|| format!("{r}/containers"))?;
         if !graph.exists() && !containers.exists() {
             return Err(Error::Usage(format!(
                 "ROOT {r} is not a Docker root: it has neither graph/ nor containers/ (nothing changed)"
