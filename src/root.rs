@@ -528,15 +528,6 @@ impl View {
     }
 }
 
-/// The mount point of a graph2aufs view mounted over `path` or above it,
-/// or showing the ROOT at `path` from elsewhere, if any.
-pub fn viewed_by_graph2aufs(path: &Path) -> Option<PathBuf> {
-    View::all()
-        .into_iter()
-        .find(|v| v.covers(path) || v.shows(path))
-        .map(|v| v.mountpoint)
-}
-
 /// The error for a ROOT whose lookup fails with ENOTCONN: a FUSE mount
 /// over it (or above it) lost its server. Names the recovery.
 fn dead_view_error(root: &Path) -> Error {

@@ -230,7 +230,7 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     let mut config = Config::default();
     config.mount_options = vec![
         // The source names ROOT, so that commands on ROOT find the view
-        // wherever it is mounted (see `root::viewed_by_graph2aufs`).
+        // wherever it is mounted (see `root::View`).
         MountOption::FSName(format!(
             "graph2aufs:{}",
             std::fs::canonicalize(&root_path).unwrap_or(root_path).display()
