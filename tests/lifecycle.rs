@@ -321,6 +321,31 @@ fn without_a_log_file_a_daemon_logs_to_the_system_log_and_leaves_the_pipe() {
 }
 
 #[test]
+fn a_foreground_mount_with_a_log_file_logs_there() {
+    if !require_root_and_fuse("a_foreground_mount_with_a_log_file_logs_there") {
+        return;
+    }
+    let fx = Fixture::new(147);
+    let mp = fx.scratch("mp");
+    let log = fx.dir.path().join("g2a.log");
+    let view = Mount::start(
+        &fx.root,
+        &mp,
+        &["--read-only", "--log-file", log.to_str().unwrap()],
+        BOUND,
+    );
+    names_in(&mp).expect("the view answers");
+    let stderr = view.log();
+    unmount_cleanly(view);
+    let logged = fs::read_to_string(&log).expect("the log file");
+    assert!(
+        logged.contains(&format!("mounted at {}", mp.display())) && logged.contains("unmounted"),
+        "{logged}"
+    );
+    assert!(!stderr.contains("mounted at"), "not on stderr too:\n{stderr}");
+}
+
+#[test]
 fn an_unwritable_log_file_is_the_daemons_error_and_nothing_mounts() {
     if !require_root_and_fuse("an_unwritable_log_file_is_the_daemons_error_and_nothing_mounts") {
         return;
