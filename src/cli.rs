@@ -305,6 +305,10 @@ pub enum Command {
         /// Return once the view is usable, leaving its server in the background (its pid is printed)
         #[arg(long)]
         daemon: bool,
+        /// Append the server's logs to this file [default: standard error; with --daemon, the journal
+        /// under systemd, else the system log]
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<PathBuf>,
         /// Let users other than the caller use a read-only view (a read-write view always lets them;
         /// permissions are checked as natively)
         #[arg(long)]
@@ -494,14 +498,21 @@ pub fn check_log_spec(spec: &str) -> Result<(), String> {
 /// Starts logging to standard error, as `RUST_LOG` says (`default` when it
 /// is not set); a `RUST_LOG` that does not parse is refused.
 pub fn init_logging(default: &str) -> Result<(), String> {
+    let spec = check_logging(default)?;
+    env_logger::Builder::new().parse_filters(&spec).init();
+    Ok(())
+}
+
+/// The log filter in force: `RUST_LOG`, or `default` where it is not set;
+/// an error naming what does not parse.
+pub fn check_logging(default: &str) -> Result<String, String> {
     let spec = match std::env::var("RUST_LOG") {
         Ok(s) => s,
         Err(std::env::VarError::NotPresent) => default.to_string(),
         Err(std::env::VarError::NotUnicode(s)) => return Err(format!("RUST_LOG={s:?} is not UTF-8")),
     };
     check_log_spec(&spec)?;
-    env_logger::Builder::new().parse_filters(&spec).init();
-    Ok(())
+    Ok(spec)
 }
 
 #[cfg(test)]

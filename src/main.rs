@@ -15,10 +15,11 @@ use std::time::Instant;
 fn main() -> ExitCode {
     let cli: Cli = graph2aufs::cli::parse();
     let json = cli.command.json();
-    if let Err(message) = graph2aufs::cli::init_logging("info,fuser=error") {
+    if let Err(message) = graph2aufs::cli::check_logging(graph2aufs::view::daemon::FILTER) {
         report::print_error(&Error::Env(message), json);
         return ExitCode::from(2);
     }
+    graph2aufs::view::daemon::init_logging();
     if !matches!(cli.command, Command::Mount { .. }) {
         // Reports piped into `head` end quietly, as other tools do. (The
         // mount server keeps Rust's default: a closed pipe must not kill it.)
@@ -103,11 +104,13 @@ fn run(command: Command) -> Result<u8> {
             threads,
             no_passthrough,
             ready_fd,
+            log_file,
             copying: Copying { copy_rate },
             output,
         } => graph2aufs::view::mount(graph2aufs::view::MountOptions {
             copy_rate: copy_rate.unwrap_or(0),
             aufs_dir,
+            log_file,
             root,
             mountpoint,
             read_only,

@@ -73,9 +73,15 @@ pub fn print_error_json(message: &str, kind: &str) {
 pub struct MountReport {
     pub root: String,
     pub mountpoint: String,
-    /// The process serving the view.
-    pub pid: u32,
+    /// The process serving the view; absent where nothing was mounted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub read_only: bool,
+    /// False where a read-write mount found nothing left to migrate (the
+    /// view has retired), with the reason.
+    pub mounted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl MountReport {
@@ -83,16 +89,34 @@ impl MountReport {
         MountReport {
             root: escape_os(root.as_os_str()),
             mountpoint: escape_os(mountpoint.as_os_str()),
-            pid,
+            pid: Some(pid),
             read_only,
+            mounted: true,
+            reason: None,
         }
     }
 
+    /// A read-write mount that did not mount: nothing is left to migrate.
+    pub fn retired(root: &std::path::Path, mountpoint: &std::path::Path, reason: &str) -> MountReport {
+        MountReport {
+            root: escape_os(root.as_os_str()),
+            mountpoint: escape_os(mountpoint.as_os_str()),
+            pid: None,
+            read_only: false,
+            mounted: false,
+            reason: Some(reason.to_string()),
+        }
+    }
+
+    /// `--json`: the document; otherwise, with `--daemon`, the server's pid,
+    /// and where nothing was mounted, why.
     pub fn print(&self, json: bool, daemon: bool) {
         if json {
             print_json(self);
-        } else if daemon {
-            println!("{}", self.pid);
+        } else if let Some(reason) = &self.reason {
+            println!("{reason}");
+        } else if let (true, Some(pid)) = (daemon, self.pid) {
+            println!("{pid}");
         }
     }
 }

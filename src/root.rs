@@ -1,5 +1,7 @@
 //! ROOT: the Docker root being migrated, held as a directory descriptor
-//! opened once, before any mount, with graph2aufs's lock and own directory.
+//! opened once, before any mount, with graph2aufs's lock and own directory;
+//! and the graph2aufs views in the mount table (live or dead), which decide
+//! what a command on ROOT refuses.
 
 use crate::error::{Error, Result, Step};
 use crate::sys;
@@ -35,11 +37,18 @@ pub struct Lock {
 
 impl Root {
     /// Opens ROOT. Its own path may contain symlinks (it is the operator's
-    /// word); nothing beneath it is ever reached through one.
+    /// word); nothing beneath it is ever reached through one. Refuses,
+    /// naming the cause, a ROOT under a dead view, one the caller may not
+    /// read, and a directory that is not a Docker root (neither `graph/`
+    /// nor `containers/`): nothing is written to any of them.
     pub fn open(path: &Path) -> Result<Root> {
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Usage(format!("ROOT {} does not exist", path.display())),
-            std::io::ErrorKind::PermissionDenied => Error::Env(format!("ROOT {}: permission denied", path.display())),
+            std::io::ErrorKind::PermissionDenied => Error::Env(format!(
+                "ROOT {}: permission denied (graph2aufs needs root, or the owner's rights on ROOT)",
+                path.display()
+            )),
+            _ if e.raw_os_error() == Some(libc::ENOTCONN) => dead_view_error(path),
             _ => Error::io(format!("ROOT {}", path.display()), e),
         })?;
         if !meta.is_dir() {
@@ -51,7 +60,38 @@ impl Root {
         let st = rfs::fstat(&fd)
             .map_err(std::io::Error::from)
             .step(|| format!("ROOT {}", path.display()))?;
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf());
+        // (A stat of a view's root may be answered from the kernel's cache
+        // after its server died; statfs always asks the server.)
+        if let Err(rustix::io::Errno::NOTCONN) = rfs::fstatfs(&fd) {
+            return Err(dead_view_error(&path));
+        }
+        // Without search and read permission every later step would fail
+        // on whatever file it tried first, which may not even exist.
+        if rfs::accessat(
+            &fd,
+            ".",
+            rfs::Access::READ_OK | rfs::Access::EXEC_OK,
+            rfs::AtFlags::EACCESS,
+        )
+        .is_err()
+        {
+            return Err(Error::Env(format!(
+                "ROOT {}: permission denied (it cannot be listed and searched as uid {}: run graph2aufs as root)",
+                path.display(),
+                rustix::process::geteuid().as_raw()
+            )));
+        }
+        let r = path.display();
+        let graph = sys::kind_unread(&fd, "graph").step(|| format!("{r}/graph"))?;
+        let containers = sys::kind_unread(&fd, "containers").step(|| format!("{r}/containers"))?;
+        if !graph.exists() && !containers.exists() {
+            return Err(Error::Usage(format!(
+                "ROOT {r} is not a Docker root: it has neither graph/ nor containers/ (nothing changed)"
+            )));
+        }
         Ok(Root {
             path,
             fd,
@@ -77,8 +117,24 @@ impl Root {
                 "--aufs-dir {shown} is ROOT or holds it: name a directory of its own for aufs/"
             )));
         }
+        if path.starts_with(&self.path) {
+            // (A layer's own directories among them: aufs/ would be made
+            // inside the data it is to receive.)
+            return Err(Error::Usage(format!(
+                "--aufs-dir {shown} is inside ROOT {}: name a directory outside ROOT (nothing changed)",
+                self.path.display()
+            )));
+        }
         let r = self.path.display();
-        match sys::kind(self.fd(), "aufs").step(|| format!("{r}/aufs"))? {
+        // Under a live view, ROOT/aufs is the view's directory, not the
+        // disk's link: the command refuses the view, or reads its status.
+        let under_view = View::all().iter().any(|v| v.covers(&self.path));
+        let found = if under_view {
+            sys::Kind::Missing
+        } else {
+            sys::kind(self.fd(), "aufs").step(|| format!("{r}/aufs"))?
+        };
+        match found {
             sys::Kind::Missing => {}
             sys::Kind::Symlink(t) if t == path.as_os_str().as_encoded_bytes() => {}
             sys::Kind::Symlink(t) => {
@@ -167,24 +223,76 @@ impl Root {
         self.fd.as_fd()
     }
 
-    /// Refuses a ROOT covered by a live graph2aufs view (through it a
-    /// command would see the view, not the disk) and, for commands that
-    /// change ROOT (`changes`), a ROOT a view shows from elsewhere.
+    /// Refuses a ROOT a view is in the way of. A view covering ROOT (mounted
+    /// over it or above it) is refused by every command: through it a
+    /// command would see the view, not the disk. A live view showing ROOT
+    /// from elsewhere is refused by the commands that change ROOT
+    /// (`changes`: the view's picture of ROOT would go stale, or its own
+    /// migration would run alongside). A dead view (its server gone) is
+    /// named as such, with the command that detaches it.
     pub fn refuse_if_viewed(&self, command: &str, changes: bool) -> Result<()> {
-        if let Some(mp) = viewed_by_graph2aufs(&self.path) {
-            let covered = self.path.starts_with(&mp);
-            if covered || changes {
-                let how = if covered { "covered by" } else { "shown by" };
+        for v in View::all() {
+            let covered = v.covers(&self.path);
+            if !covered && !v.shows(&self.path) {
+                continue;
+            }
+            let mp = v.mountpoint.display();
+            if v.is_dead() {
+                if covered {
+                    return Err(dead_view_error(&self.path));
+                }
+                // Elsewhere it serves nothing and changes nothing.
+                continue;
+            }
+            if covered {
                 return Err(Error::Env(format!(
-                    "{} is {how} a live graph2aufs mount (at {}); {command} works on the disk, not under a view: \
-                     unmount it first (umount {})",
+                    "{} is covered by a live graph2aufs mount (at {mp}); {command} works on the disk, not \
+                     through a view: unmount it first (umount {mp})",
+                    self.path.display()
+                )));
+            }
+            if changes {
+                return Err(Error::Env(format!(
+                    "{} is shown by a live graph2aufs mount (at {mp}, {}); {command} would change ROOT under it: \
+                     unmount it first (umount {mp})",
                     self.path.display(),
-                    mp.display(),
-                    mp.display()
+                    if v.read_only {
+                        "read-only"
+                    } else {
+                        "read-write, migrating"
+                    }
                 )));
             }
         }
         Ok(())
+    }
+
+    /// What a new `--read-only` view of ROOT refuses: a view covering ROOT
+    /// (it would show that view's synthesized contents, not the disk), and
+    /// a live read-write view (its migration moves items under the new
+    /// view's picture of them). Other read-only views are no obstacle.
+    pub fn refuse_for_read_only_view(&self) -> Result<()> {
+        self.refuse_if_viewed("a read-only view", false)?;
+        if let Some(v) = View::all()
+            .into_iter()
+            .find(|v| v.shows(&self.path) && !v.read_only && !v.is_dead())
+        {
+            let mp = v.mountpoint.display();
+            return Err(Error::Env(format!(
+                "{} is being migrated by a live read-write graph2aufs mount (at {mp}); a read-only view \
+                 would show items moving under it: use that view, or unmount it first (umount {mp})",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The live read-write view serving ROOT (mounted over it or elsewhere),
+    /// whose progress `status` reads.
+    pub fn served_by(&self) -> Option<View> {
+        View::all()
+            .into_iter()
+            .find(|v| v.shows(&self.path) && !v.read_only && !v.is_dead())
     }
 
     /// Removes `.graph2aufs` when it holds nothing but the lock (a run
@@ -238,47 +346,209 @@ impl Root {
         )
         .map_err(std::io::Error::from)
         .step(|| format!("opening {}/.graph2aufs/lock", self.path.display()))?;
-        match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {
-                if created {
-                    // ROOT's mtime before .graph2aufs existed: what rollback
-                    // restores if a run stops before writing its record.
-                    let t = self.initial_mtime;
-                    let _ = rustix::io::write(&fd, format!("{} {}\n", t.tv_sec, t.tv_nsec).as_bytes());
-                }
-                Ok(Lock { _fd: fd })
+        let asked = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match rfs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(e) => return Err(Error::io(format!("locking {}", self.path.display()), e.into())),
             }
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Env(format!(
-                "{} is locked by another graph2aufs (a running migrate, rollback or mount)",
-                self.path.display()
-            ))),
-            Err(e) => Err(Error::io(format!("locking {}", self.path.display()), e.into())),
+            // A mount server whose view is gone (or not there yet) holds the
+            // lock only until it exits (or mounts): `umount` of a FUSE mount
+            // returns before its server has finished. Wait for it; refuse
+            // any other holder at once.
+            let holder = lock_holder(&fd);
+            // (No holder found: the lock was let go just now, or /proc
+            // cannot tell; try again, briefly.)
+            let unknown = holder.is_none() && asked.elapsed() < std::time::Duration::from_secs(2);
+            let passing = unknown
+                || holder
+                    .as_ref()
+                    .is_some_and(|h| h.exiting || (h.mount && self.served_by().is_none()));
+            let who = holder.map_or_else(|| "another graph2aufs".to_string(), |h| h.describe());
+            if !passing {
+                return Err(Error::Env(format!(
+                    "{} is locked by {who} (one graph2aufs at a time per ROOT)",
+                    self.path.display()
+                )));
+            }
+            if asked.elapsed() >= LOCK_WAIT {
+                return Err(Error::Env(format!(
+                    "{} is locked by {who}, which has no view mounted and did not end within {} s",
+                    self.path.display(),
+                    LOCK_WAIT.as_secs()
+                )));
+            }
+            if !said && asked.elapsed() >= std::time::Duration::from_secs(1) {
+                log::info!(
+                    "{}: waiting for {who} to end (its view is unmounted) and release the lock",
+                    self.path.display()
+                );
+                said = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        if created {
+            // ROOT's mtime before .graph2aufs existed: what rollback
+            // restores if a run stops before writing its record.
+            let t = self.initial_mtime;
+            let _ = rustix::io::write(&fd, format!("{} {}\n", t.tv_sec, t.tv_nsec).as_bytes());
+        }
+        Ok(Lock { _fd: fd })
     }
 }
 
-/// The mount point of a graph2aufs FUSE mount that covers `path`, if any.
-pub fn viewed_by_graph2aufs(path: &Path) -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    for line in info.lines() {
-        let mut halves = line.splitn(2, " - ");
-        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
-            continue;
+/// How long a command waits for a graph2aufs mount server holding ROOT's
+/// lock with no view mounted (exiting after `umount`, or about to mount)
+/// before refusing.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The process holding a lock, as `/proc/locks` and `/proc/<pid>` tell.
+struct Holder {
+    pid: u32,
+    /// Its command line, for messages.
+    command: String,
+    /// A `graph2aufs mount` server.
+    mount: bool,
+    /// It is exiting: its memory (and command line) is gone, its files
+    /// are being closed.
+    exiting: bool,
+}
+
+impl Holder {
+    fn describe(&self) -> String {
+        format!("{} (pid {})", self.command, self.pid)
+    }
+}
+
+/// Who holds the flock on `lock` (an open descriptor of the lock file).
+fn lock_holder(lock: &OwnedFd) -> Option<Holder> {
+    let st = rfs::fstat(lock).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF"; waiters have "->".
+    let pid = locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let ino: u64 = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+        let pid: u32 = f.get(4)?.parse().ok()?;
+        (ino == st.st_ino as u64 && holds(pid, &st)).then_some(pid)
+    })?;
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let ours = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n.as_bytes().starts_with(b"graph2aufs"));
+    let command = match (ours, argv.get(1)) {
+        (true, Some(verb)) => format!("graph2aufs {verb}"),
+        _ => argv.first().cloned().unwrap_or_else(|| "an exiting process".into()),
+    };
+    Some(Holder {
+        pid,
+        mount: ours && argv.get(1).is_some_and(|v| v == "mount"),
+        exiting: argv.is_empty(),
+        command,
+    })
+}
+
+/// Whether process `pid` has the file `st` open (where its descriptors can
+/// be read; where they cannot, the inode number alone has to do).
+fn holds(pid: u32, st: &rfs::Stat) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return true;
+    };
+    fds.flatten().any(|e| {
+        std::fs::metadata(e.path()).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.dev() == st.st_dev && m.ino() == st.st_ino
+        })
+    })
+}
+
+/// A graph2aufs view in this mount namespace's mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The ROOT it shows (from its mount source, `graph2aufs:<ROOT>`).
+    pub root: Option<PathBuf>,
+    pub read_only: bool,
+}
+
+impl View {
+    /// Every graph2aufs view mounted, in mount order.
+    pub fn all() -> Vec<View> {
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return Vec::new();
         };
-        let mp = left.split(' ').nth(4).map(unescape_mountinfo)?;
+        info.lines().filter_map(View::parse).collect()
+    }
+
+    /// A line of /proc/self/mountinfo, if it is a graph2aufs view.
+    fn parse(line: &str) -> Option<View> {
+        let (left, right) = line.split_once(" - ")?;
+        let mut left = left.split(' ');
+        let mountpoint = unescape_mountinfo(left.nth(4)?);
+        let read_only = left.next()?.split(',').any(|o| o == "ro");
         let mut fields = right.split(' ');
-        let fstype = fields.next().unwrap_or("");
+        let fstype = fields.next()?;
         let source = fields.next().unwrap_or("");
         // fuser mounts as plain "fuse" with the FSName as the source:
-        // "graph2aufs:<ROOT>". A view covers `path` when mounted over it,
-        // or views it from elsewhere.
-        let viewed = source.strip_prefix("graph2aufs:").map(unescape_mountinfo);
-        let ours = fstype.contains("graph2aufs") || source == "graph2aufs" || viewed.is_some();
-        if fstype.starts_with("fuse") && ours && (path.starts_with(&mp) || viewed.as_deref() == Some(path)) {
-            return Some(mp);
-        }
+        // "graph2aufs:<ROOT>".
+        let root = source.strip_prefix("graph2aufs:").map(unescape_mountinfo);
+        let ours = fstype.contains("graph2aufs") || source == "graph2aufs" || root.is_some();
+        (fstype.starts_with("fuse") && ours).then_some(View {
+            mountpoint,
+            root,
+            read_only,
+        })
     }
-    None
+
+    /// Mounted over `path` or above it: a lookup of `path` enters the view.
+    pub fn covers(&self, path: &Path) -> bool {
+        path.starts_with(&self.mountpoint)
+    }
+
+    /// Shows the ROOT at `root` (wherever it is mounted).
+    pub fn shows(&self, root: &Path) -> bool {
+        self.root.as_deref() == Some(root)
+    }
+
+    /// Its server is gone: the kernel answers ENOTCONN. (statfs always asks
+    /// the server; a stat may be answered from the kernel's cache.)
+    pub fn is_dead(&self) -> bool {
+        matches!(rfs::statfs(&self.mountpoint), Err(rustix::io::Errno::NOTCONN))
+    }
+}
+
+/// The error for a ROOT whose lookup fails with ENOTCONN: a FUSE mount
+/// over it (or above it) lost its server. Names the recovery.
+fn dead_view_error(root: &Path) -> Error {
+    let abs = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let Some(v) = View::all().into_iter().rev().find(|v| v.covers(&abs)) else {
+        return Error::Env(format!(
+            "ROOT {}: a dead FUSE mount covers it (its server is gone) and it is not a graph2aufs view: \
+             unmount it first",
+            root.display()
+        ));
+    };
+    let mp = v.mountpoint.display();
+    let remount = if v.mountpoint == abs {
+        format!(" (or `graph2aufs mount {mp}` again, which detaches it)")
+    } else {
+        String::new()
+    };
+    Error::Env(format!(
+        "{} is covered by a dead graph2aufs view (its server is gone): run `umount -l {mp}`{remount}",
+        abs.display()
+    ))
 }
 
 fn unescape_mountinfo(s: &str) -> PathBuf {
@@ -296,4 +566,36 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
         }
     }
     PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_are_read_from_mountinfo_with_their_root_and_mode() {
+        let rw = "46 27 0:41 / /var/lib/docker rw,relatime - fuse graph2aufs:/var/lib/docker rw,user_id=0";
+        let ro = "51 27 0:44 / /mnt/view\\040x ro,nosuid,nodev,noatime - fuse graph2aufs:/srv/old\\040root rw";
+        let other = "52 27 0:45 / /mnt/sshfs rw,relatime - fuse.sshfs host:/ rw";
+        assert_eq!(
+            View::parse(rw),
+            Some(View {
+                mountpoint: "/var/lib/docker".into(),
+                root: Some("/var/lib/docker".into()),
+                read_only: false,
+            })
+        );
+        assert_eq!(
+            View::parse(ro),
+            Some(View {
+                mountpoint: "/mnt/view x".into(),
+                root: Some("/srv/old root".into()),
+                read_only: true,
+            })
+        );
+        assert_eq!(View::parse(other), None);
+        let v = View::parse(rw).unwrap();
+        assert!(v.covers(Path::new("/var/lib/docker")) && v.covers(Path::new("/var/lib/docker/graph")));
+        assert!(!v.covers(Path::new("/var/lib/docker2")) && v.shows(Path::new("/var/lib/docker")));
+    }
 }

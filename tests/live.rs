@@ -10,6 +10,10 @@
 mod common;
 use common::*;
 
+#[path = "systemd/unit.rs"]
+mod unit;
+use unit::{shipped_unit, unit_command};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -671,28 +675,12 @@ fn viewed(p: &Path) -> bool {
     mounts_at(p).iter().any(|m| m.fstype.starts_with("fuse"))
 }
 
-/// A command line of the unit, with the unit's paths swapped for the test's.
-fn unit_command(unit: &str, key: &str, root: &Path) -> Vec<String> {
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("the unit has no {key}"));
-    line.split_whitespace()
-        .map(|w| match w {
-            "/usr/local/bin/graph2aufs" => bin().display().to_string(),
-            "/var/lib/docker" => root.display().to_string(),
-            w => w.to_string(),
-        })
-        .collect()
-}
-
 #[test]
 fn the_systemd_unit_starts_the_view_stops_it_and_a_restart_recovers_a_dead_one() {
     if !require_root_and_fuse("the_systemd_unit_starts_the_view_stops_it_and_a_restart_recovers_a_dead_one") {
         return;
     }
-    let unit = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/systemd/graph2aufs.service"))
-        .expect("the shipped unit");
+    let unit = shipped_unit();
     assert!(
         unit.contains("Before=docker.service") && unit.contains("Type=forking"),
         "{unit}"

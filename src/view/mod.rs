@@ -1,8 +1,11 @@
 //! The view: ROOT as it will look after migration, served over FUSE.
 //! `mount` validates its arguments, plans, mounts, reports when the view is
-//! usable, and unmounts cleanly on SIGINT/SIGTERM or an external umount.
+//! usable, and unmounts cleanly on SIGINT/SIGTERM or an external umount. A
+//! read-write `mount` of a ROOT with nothing left to migrate does not mount
+//! (the view has retired). `--daemon` and logs: [`daemon`].
 
 mod creds;
+pub mod daemon;
 pub mod fs;
 pub mod live;
 pub mod node;
@@ -14,11 +17,10 @@ use crate::legacy::{self, Dirs};
 use crate::migrate::{Engine, Faults};
 use crate::plan;
 use crate::record::Record;
-use crate::root::{viewed_by_graph2aufs, Root};
+use crate::root::{Root, View};
 use fuser::{Config, MountOption, Session, SessionACL};
 use rustix::fs::{self as rfs, Mode, OFlags};
-use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub struct MountOptions {
@@ -38,6 +40,8 @@ pub struct MountOptions {
     pub aufs_dir: Option<PathBuf>,
     /// Print a JSON document once the view is usable ([`crate::report::MountReport`]).
     pub json: bool,
+    /// Where the server's logs go (appended to).
+    pub log_file: Option<PathBuf>,
 }
 
 fn check_fuse() -> Result<()> {
@@ -63,6 +67,13 @@ fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
             root.path().display()
         )));
     }
+    if View::all().iter().any(|v| v.mountpoint == canon) {
+        return Err(Error::Env(format!(
+            "MOUNTPOINT {} already has a graph2aufs view mounted (umount {} first)",
+            mp.display(),
+            canon.display()
+        )));
+    }
     if canon != root.path() {
         if !canon.is_dir() {
             return Err(Error::Usage(format!("MOUNTPOINT {} is not a directory", mp.display())));
@@ -74,12 +85,6 @@ fn check_mountpoint(root: &Root, mp: &Path) -> Result<PathBuf> {
                 mp.display()
             )));
         }
-    }
-    if let Some(m) = viewed_by_graph2aufs(&canon).filter(|m| *m == canon) {
-        return Err(Error::Env(format!(
-            "{} already has a graph2aufs view mounted",
-            m.display()
-        )));
     }
     Ok(canon)
 }
@@ -116,10 +121,28 @@ fn raise_nofile_limit() {
 
 /// `graph2aufs mount`.
 pub fn mount(opts: MountOptions) -> Result<u8> {
-    if opts.daemon {
-        return daemonize(&opts);
+    if opts.threads == Some(0) {
+        return Err(Error::Usage("--threads 0: the view needs at least one thread".into()));
     }
     check_fuse()?;
+    if opts.daemon && opts.ready_fd.is_none() {
+        return daemon::run_detached(&opts);
+    }
+    if let Some(p) = &opts.log_file {
+        daemon::log_to_file(p)?;
+    }
+    // A daemon's server tells its parent whether the view became usable.
+    let ready = std::sync::Arc::new(daemon::Ready::new(opts.ready_fd));
+    let r = serve(opts, ready.clone());
+    if let Err(e) = &r {
+        ready.failed(e);
+    }
+    r
+}
+
+/// Mounts and serves the view until it is unmounted; `ready` is told once
+/// it is usable.
+fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8> {
     raise_nofile_limit();
     for p in [Some(&opts.root), opts.mountpoint.as_ref()].into_iter().flatten() {
         recover_dead_view(p)?;
@@ -129,6 +152,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         root = root.with_aufs_dir(dir)?;
     }
     let root = if opts.read_only {
+        root.refuse_for_read_only_view()?;
         // Serve the read-only view from a private read-only, noatime copy
         // of ROOT's mount: nothing can be written through it, no access
         // time changes (symlinks included), and kernel passthrough is safe.
@@ -167,6 +191,13 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         let root: &'static Root = Box::leak(Box::new(root));
         let lock = root.lock()?;
         let (mut engine, scan, plan) = prepare_live(root)?;
+        if let Some(msg) = retired(root, &engine, &plan) {
+            log::info!("{msg}");
+            if !ready.done(&msg) {
+                crate::report::MountReport::retired(root.path(), &mountpoint, &msg).print(opts.json, false);
+            }
+            return Ok(0);
+        }
         engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
         let counts = plan.counts();
         let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
@@ -203,7 +234,7 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     let mut config = Config::default();
     config.mount_options = vec![
         // The source names ROOT, so that commands on ROOT find the view
-        // wherever it is mounted (see `root::viewed_by_graph2aufs`).
+        // wherever it is mounted (see `root::View`).
         MountOption::FSName(format!(
             "graph2aufs:{}",
             std::fs::canonicalize(&root_path).unwrap_or(root_path).display()
@@ -249,7 +280,6 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
             }
         }
     });
-    let ready_fd = opts.ready_fd;
     let json = opts.json;
     let mp = mountpoint.clone();
     let desc = format!(
@@ -265,15 +295,21 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
     let background = migrator.clone();
     std::thread::spawn(move || {
         // The first stat waits for the kernel's INIT to be answered: from
-        // then on the view is usable.
-        match std::fs::metadata(&mp) {
-            Ok(_) => {
+        // then on the view is usable (if it is the view that answers, not
+        // the directory under a mount that already ended).
+        const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+        let answered = std::fs::metadata(&mp).and_then(|_| {
+            let st = rfs::statfs(&mp)?;
+            if st.f_type as i64 == FUSE_SUPER_MAGIC {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("the view is no longer mounted"))
+            }
+        });
+        match answered {
+            Ok(()) => {
                 log::info!("view of {desc} mounted at {} ({mode})", mp.display());
-                if let Some(fd) = ready_fd {
-                    // SAFETY: the parent passed us this descriptor for this sole use.
-                    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-                    let _ = f.write_all(b"ready\n");
-                } else {
+                if !ready.ready() {
                     mounted.print(json, false);
                 }
                 if let Some(m) = background {
@@ -283,7 +319,10 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
                     m.run();
                 }
             }
-            Err(e) => log::error!("the view at {} does not answer: {e}", mp.display()),
+            Err(e) => {
+                log::error!("the view at {} does not answer: {e}", mp.display());
+                ready.failed(&Error::io(format!("the view at {} does not answer", mp.display()), e));
+            }
         }
     });
     let result = session.run();
@@ -347,29 +386,58 @@ fn recover_dead_view(path: &Path) -> Result<()> {
         return Ok(());
     }
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let Some(mp) = viewed_by_graph2aufs(&abs).filter(|mp| *mp == abs) else {
+    if !View::all().iter().any(|v| v.mountpoint == abs) {
         return Err(Error::Env(format!(
             "{}: {e} (a dead FUSE mount that is not graph2aufs's: unmount it first)",
             path.display()
         )));
-    };
+    }
     log::warn!(
         "{} is a dead graph2aufs view (its server is gone): detaching it",
-        mp.display()
+        abs.display()
     );
-    rustix::mount::unmount(&mp, rustix::mount::UnmountFlags::DETACH)
+    rustix::mount::unmount(&abs, rustix::mount::UnmountFlags::DETACH)
         .map_err(std::io::Error::from)
-        .step(|| format!("detaching the dead view at {}", mp.display()))
+        .step(|| format!("detaching the dead view at {}", abs.display()))
+}
+
+/// The message of a read-write `mount` that does not mount because the
+/// view has nothing left to do, if so: every item is registered, or
+/// quarantined with its data out of the daemon's way (the view could do
+/// nothing for it either), and `repositories` needs no rename. A `failed`
+/// or `fallback` item, or one still to move, keeps the view.
+fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
+    let settled = |it: &plan::Item| match it.state {
+        plan::State::Registered => true,
+        plan::State::Quarantined => {
+            !it.legacy_present && engine.registrations(it).map(|r| r.is_empty()).unwrap_or(false)
+        }
+        _ => false,
+    };
+    let pending_tags = matches!(
+        plan.repositories,
+        plan::Repositories::Rename | plan::Repositories::SetAside(_)
+    );
+    if pending_tags || !plan.items.iter().all(settled) {
+        return None;
+    }
+    let quarantined = plan.items.iter().filter(|it| it.blocked()).count();
+    Some(format!(
+        "nothing left to migrate in {}: {} items registered, {quarantined} quarantined; not mounted \
+         (the view has retired: Docker runs on ROOT itself)",
+        root.path().display(),
+        plan.items.len() - quarantined
+    ))
 }
 
 /// `status` of a ROOT a read-write view serves: the progress the view keeps
 /// under `.graph2aufs/` (read through the view, which passes it through).
 /// `None` where no live view serves ROOT.
 pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
-    let Some(mp) = viewed_by_graph2aufs(root.path()) else {
+    let Some(view) = root.served_by() else {
         return Ok(None);
     };
-    let file = mp.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
+    let file = view.mountpoint.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
     // A read-write view publishes its first status while it mounts.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let read = || loop {
@@ -380,18 +448,7 @@ pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
             r => return r,
         }
     };
-    let bytes = match read() {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Env(format!(
-                "{} is shown by a read-only graph2aufs view at {} (it migrates nothing); \
-                 unmount it to see the status of the disk",
-                root.path().display(),
-                mp.display()
-            )))
-        }
-        Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),
-    };
+    let bytes = read().step(|| format!("reading the live status {}", file.display()))?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| Error::Env(format!("{} is not a graph2aufs status: {e}", file.display())))
@@ -414,66 +471,4 @@ fn root_fd(root: &Root) -> Result<OwnedFd> {
     )
     .map_err(std::io::Error::from)
     .step(|| format!("opening {}", root.path().display()))
-}
-
-/// `--daemon`: run the server as a child and return once it serves.
-fn daemonize(opts: &MountOptions) -> Result<u8> {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(std::io::Error::from)
-        .step(|| "creating a pipe".into())?;
-    let exe = std::env::current_exe().step(|| "finding graph2aufs's own executable".into())?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("mount").arg(&opts.root);
-    if let Some(mp) = &opts.mountpoint {
-        cmd.arg(mp);
-    }
-    if opts.read_only {
-        cmd.arg("--read-only");
-    }
-    if opts.allow_other {
-        cmd.arg("--allow-other");
-    }
-    if opts.no_passthrough {
-        cmd.arg("--no-passthrough");
-    }
-    if let Some(t) = opts.threads {
-        cmd.arg("--threads").arg(t.to_string());
-    }
-    if opts.copy_rate > 0 {
-        cmd.arg("--copy-rate").arg(opts.copy_rate.to_string());
-    }
-    if let Some(d) = &opts.aufs_dir {
-        cmd.arg("--aufs-dir").arg(d);
-    }
-    let child_fd = 3;
-    cmd.arg("--ready-fd").arg(child_fd.to_string());
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    let w_raw = std::os::fd::AsRawFd::as_raw_fd(&w);
-    // SAFETY: between fork and exec only async-signal-safe calls (dup2, setsid).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(w_raw, child_fd) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().step(|| "starting the mount server".into())?;
-    drop(w);
-    let mut buf = String::new();
-    let _ = std::fs::File::from(r).read_to_string(&mut buf);
-    if buf.starts_with("ready") {
-        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let mp = canonical(opts.mountpoint.as_deref().unwrap_or(&opts.root));
-        crate::report::MountReport::new(&canonical(&opts.root), &mp, child.id(), opts.read_only).print(opts.json, true);
-        return Ok(0);
-    }
-    let status = child.wait().step(|| "waiting for the mount server".into())?;
-    Err(Error::Env(format!(
-        "the mount server exited ({status}) before the view was usable"
-    )))
 }
