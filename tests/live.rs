@@ -42,7 +42,7 @@ struct Fixture {
 impl Fixture {
     #[track_caller]
     fn new(opts: &Options) -> Fixture {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
         let reference = dir.path().join("reference");

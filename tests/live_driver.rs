@@ -88,8 +88,8 @@ impl Fixture {
     fn prepared(seed: u64, prepare: impl FnOnce(&Path, &Summary)) -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("g2a-driver.")
-            .tempdir_in("/var/tmp")
-            .expect("a scratch directory on the disk");
+            .tempdir()
+            .expect("a scratch directory in $TMPDIR");
         let root = dir.path().join("root");
         let opts = Options {
             seed,

@@ -8,6 +8,9 @@
 //! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
 //!   [`lazy_umount`], [`mountinfo`].
 //! - [`LoopFs`] / [`TmpFs`]: scratch filesystems for a second device.
+//! - [`PrivateDir`] / [`private_mounts`]: scratch space and mounts no other
+//!   process sees (for canaries and access times); [`PlainMount`]: scratch
+//!   space without `nodev`, `nosuid`, `noexec`.
 //! - [`require_debian_base`]: the Debian base tree (`G2A_DEBIAN_BASE`).
 
 // Each test crate uses only part of the harness.
@@ -16,6 +19,7 @@
 pub mod debian;
 pub mod gate;
 pub mod mount;
+pub mod private;
 pub mod run;
 pub mod scratch;
 pub mod snapshot;
@@ -26,6 +30,7 @@ pub use mount::{
     fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
     EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
+pub use private::{private_mounts, PlainMount, PrivateDir};
 pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
 pub use scratch::{BindAt, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};
