@@ -1243,3 +1243,31 @@ fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
     });
 }
+
+#[test]
+fn fs_lacks_names_what_a_file_system_does_not_support() {
+    if !require_root("fs_lacks_names_what_a_file_system_does_not_support") {
+        return;
+    }
+    let all = [FsFeature::UserXattrs, FsFeature::TrustedXattrs, FsFeature::PosixAcls];
+    // tmpfs (as a PrivateDir is) has them all.
+    let dir = PrivateDir::new("g2a-selftest-features.");
+    assert_eq!(fs_lacks(dir.path(), &all), Vec::<String>::new());
+    // ramfs has none of them.
+    let ramfs = dir.path().join("ramfs");
+    fs::create_dir(&ramfs).unwrap();
+    rustix::mount::mount(
+        "g2a-selftest",
+        &ramfs,
+        "ramfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let lacks = fs_lacks(&ramfs, &all);
+    rustix::mount::unmount(&ramfs, rustix::mount::UnmountFlags::empty()).unwrap();
+    assert_eq!(lacks.len(), 3, "{lacks:#?}");
+    for (line, what) in lacks.iter().zip(["setxattr user.*", "setxattr trusted.*", "setfacl"]) {
+        assert!(line.contains(what) && line.contains("not supported"), "{line}");
+    }
+}

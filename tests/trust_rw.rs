@@ -1421,7 +1421,13 @@ fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
 #[test]
 fn extended_attributes_for_another_user_as_natively() {
     let test = "extended_attributes_for_another_user_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse(test)
+        || !require_fs(
+            test,
+            &std::env::temp_dir(),
+            &[FsFeature::UserXattrs, FsFeature::TrustedXattrs],
+        )
+    {
         return;
     }
     use posix::{OTHER, USER};
@@ -1480,7 +1486,7 @@ fn extended_attributes_for_another_user_as_natively() {
 #[test]
 fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
     let test = "acls_grant_access_and_default_acls_replace_the_umask_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse(test) || !require_fs(test, &std::env::temp_dir(), &[FsFeature::PosixAcls]) {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::acls);

@@ -3,7 +3,8 @@
 //!
 //! - [`snapshot`] / [`snapshot_with`] / [`diff`] / [`assert_same`]: whole-tree
 //!   comparisons, entry by entry.
-//! - [`require_root_and_fuse`] / [`require_root`]: loud skips (failures under CI).
+//! - [`require_root_and_fuse`] / [`require_root`]: loud skips (failures under CI);
+//!   [`require_fs`]: the same for what a file system must support.
 //! - [`run`] / [`run_json`] / [`run_command`]: the binary, with a hard timeout.
 //! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
 //!   [`lazy_umount`], [`mountinfo`].
@@ -17,6 +18,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod debian;
+pub mod features;
 pub mod gate;
 pub mod mount;
 pub mod private;
@@ -25,6 +27,7 @@ pub mod scratch;
 pub mod snapshot;
 
 pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
+pub use features::{fs_lacks, require_fs, FsFeature};
 pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
 pub use mount::{
     fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
