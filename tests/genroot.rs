@@ -97,3 +97,38 @@ fn a_run_that_succeeds_keeps_its_root() {
         assert!(root.join(sub).exists(), "{sub}:\n{r}");
     }
 }
+
+#[test]
+fn an_interrupted_run_leaves_nothing_behind() {
+    if !require_root("an_interrupted_run_leaves_nothing_behind") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let root = dir.path().join("root");
+    // Far more than it writes before the signal: tens of seconds of work.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_g2a-genroot"));
+    cmd.arg(&root)
+        .args(["--images", "50000", "--entries-per-layer", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("g2a-genroot starts");
+    // Once it has written its first images.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fs::read_dir(root.join("graph")).map_or(0, |d| d.count()) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no image written within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "it ended before the signal");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let out = child.wait_with_output().expect("it exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("nothing is left of the partial root"),
+        "{stderr}"
+    );
+    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

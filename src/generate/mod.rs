@@ -43,6 +43,7 @@ mod tree;
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::Rng;
 use serde::Serialize;
@@ -184,8 +185,14 @@ pub struct Summary {
 /// empty). A run that fails leaves nothing behind: `root` (and `ROOT.outside`)
 /// are as they were before it.
 pub fn generate(root: &Path, opts: &Options) -> io::Result<Summary> {
+    generate_until(root, opts, &AtomicBool::new(false))
+}
+
+/// [`generate`], stopping with an `Interrupted` error (and nothing left
+/// behind) once `stop` is set, e.g. by a signal handler.
+pub fn generate_until(root: &Path, opts: &Options, stop: &AtomicBool) -> io::Result<Summary> {
     let mut targets = Targets::default();
-    match write_root(root, opts, &mut targets) {
+    match write_root(root, opts, stop, &mut targets) {
         Ok(summary) => {
             targets.keep();
             Ok(summary)
@@ -194,7 +201,7 @@ pub fn generate(root: &Path, opts: &Options) -> io::Result<Summary> {
     }
 }
 
-fn write_root(root: &Path, opts: &Options, targets: &mut Targets) -> io::Result<Summary> {
+fn write_root(root: &Path, opts: &Options, stop: &AtomicBool, targets: &mut Targets) -> io::Result<Summary> {
     targets.prepare(root)?;
     let root = root.canonicalize().map_err(|e| tree::with_path(e, root))?;
     let outside = opts.broken.then(|| root.with_extension("outside"));
@@ -209,10 +216,10 @@ fn write_root(root: &Path, opts: &Options, targets: &mut Targets) -> io::Result<
     let top = top_tree(&mut rng, &volume);
     top.create(&root)?;
 
-    let models = write_images(&root, opts, &plan)?;
+    let models = write_images(&root, opts, &plan, stop)?;
     let last_created = plan.last().map_or(Stamp::new(EPOCH, 0), |p| p.created);
     let tags = tags(&plan, seed);
-    let containers = write_containers(&root, opts, &plan, &models, &tags, &volume)?;
+    let containers = write_containers(&root, opts, &plan, &models, &tags, &volume, stop)?;
 
     let (broken, blocked_containers) = match &outside {
         Some(o) => {
@@ -253,9 +260,10 @@ fn write_root(root: &Path, opts: &Options, targets: &mut Targets) -> io::Result<
 }
 
 /// Writes `graph/<id>/` for every planned image; returns what each image shows.
-fn write_images(root: &Path, opts: &Options, plan: &[PlannedImage]) -> io::Result<Vec<Merged>> {
+fn write_images(root: &Path, opts: &Options, plan: &[PlannedImage], stop: &AtomicBool) -> io::Result<Vec<Merged>> {
     let mut models: Vec<Merged> = Vec::with_capacity(plan.len());
     for i in 0..plan.len() {
+        go_on(stop)?;
         let lower = plan[i].parent.map(|p| &models[p]);
         let (data, model, size) = image_layer(opts, plan, i, lower)?;
         models.push(model);
@@ -318,6 +326,7 @@ fn write_containers(
     models: &[Merged],
     tags: &Tags,
     volume: &str,
+    stop: &AtomicBool,
 ) -> io::Result<Vec<(String, String, bool)>> {
     let mut containers = Vec::new();
     if plan.is_empty() {
@@ -325,6 +334,7 @@ fn write_containers(
     }
     let mut names = HashSet::new();
     for c in 0..opts.containers {
+        go_on(stop)?;
         let planned = PlannedContainer::new(opts.seed, c, plan.len());
         let (id, img, started) = (planned.id.clone(), planned.image, planned.started());
         let tree = planned.tree(plan, &models[img], tags, volume, &mut names);
@@ -332,6 +342,14 @@ fn write_containers(
         containers.push((id, plan[img].id.clone(), started));
     }
     Ok(containers)
+}
+
+/// An error once `stop` is set: checked before each image and container.
+fn go_on(stop: &AtomicBool) -> io::Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+    }
+    Ok(())
 }
 
 /// A good container, as far as its stream has drawn it: its id and image.
