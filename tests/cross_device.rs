@@ -40,7 +40,7 @@ fn cp_a(src: &Path, dst: &Path) {
 
 impl Fixture {
     fn new(opts: &Options, big_file_mb: u64) -> Fixture {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating: {e}"));
         if big_file_mb > 0 {

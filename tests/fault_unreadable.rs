@@ -69,7 +69,7 @@ fn setpriv_problems() -> Vec<String> {
     if let Err(e) = Command::new("setpriv").arg("--version").stdin(Stdio::null()).output() {
         return vec![format!("cannot run setpriv: {e}")];
     }
-    let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+    let dir = tempfile::tempdir().expect("a scratch directory");
     let (open, locked) = (dir.path().join("open"), dir.path().join("locked"));
     for d in [&open, &locked] {
         fs::create_dir(d).unwrap();
@@ -321,7 +321,7 @@ impl Fixture {
     /// reference are taken.
     #[track_caller]
     fn new(opts: &Options, prepare: impl FnOnce(&Path, &Summary)) -> Fixture {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
         prepare(&root, &summary);

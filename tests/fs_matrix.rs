@@ -233,7 +233,7 @@ impl Fixture {
     /// A small root (or one with the Debian base as its first layer),
     /// enriched, and its reference.
     fn new(seed: u64, debian: Option<PathBuf>, kinds: Kinds) -> Fixture {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let pristine = dir.path().join("root");
         let opts = Options {
             seed,

@@ -1049,8 +1049,13 @@ fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
     let dir = tempdir();
     let mp = dir.path().join("mnt");
     fs::create_dir(&mp).unwrap();
+    // The aborted test's $TMPDIR: its destructors never run.
+    let its_tmp = dir.path().join("tmp");
+    fs::create_dir(&its_tmp).unwrap();
+    let mut hung = helper("hung-test", &mp);
+    hung.env("TMPDIR", &its_tmp);
     let started = Instant::now();
-    let result = run_command(helper("hung-test", &mp), Duration::from_secs(60));
+    let result = run_command(hung, Duration::from_secs(60));
     let took = started.elapsed();
     assert_eq!(result.code, 128 + libc::SIGABRT, "the hung test is aborted:\n{result}");
     assert!(
@@ -1075,6 +1080,11 @@ fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
         wait_gone(server, Duration::from_secs(2)),
         "the server {server} outlived the watchdog"
     );
+    let left: Vec<_> = fs::read_dir(&its_tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the aborted test left files in its $TMPDIR: {left:?}");
 }
 
 #[test]
@@ -1168,4 +1178,96 @@ fn tmpfs_has_the_requested_size_and_drop_unmounts_it() {
     assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
     drop(tmp);
     assert!(!is_mounted(&mnt) && !mnt.exists());
+}
+
+// ---------------------------------------------------------------------------
+// Private scratch space
+// ---------------------------------------------------------------------------
+
+/// The mount namespace of the calling thread, as a path another process can
+/// enter while the thread lives.
+fn namespace_of_this_thread() -> String {
+    format!(
+        "/proc/{}/task/{}/ns/mnt",
+        std::process::id(),
+        rustix::thread::gettid().as_raw_nonzero()
+    )
+}
+
+#[test]
+fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
+    if !require_root("a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir") {
+        return;
+    }
+    // Where every other process is: the namespace this thread started in.
+    let elsewhere = namespace_of_this_thread();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let dir = PrivateDir::new("g2a-selftest-private.");
+            let secret = dir.path().join("canary");
+            fs::write(&secret, "CANARY-SELFTEST").unwrap();
+            let inotify = rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::NONBLOCK).unwrap();
+            for p in [dir.path(), secret.as_path()] {
+                rustix::fs::inotify::add_watch(&inotify, p, rustix::fs::inotify::WatchFlags::ALL_EVENTS).unwrap();
+            }
+            // Another process walks $TMPDIR and reads every file in it.
+            let mut walker = Command::new("nsenter");
+            walker
+                .arg(format!("--mount={elsewhere}"))
+                .args([
+                    "--",
+                    "sh",
+                    "-c",
+                    r#"find "$1" -type f -exec cat {} +; ls -laR "$1""#,
+                    "walker",
+                ])
+                .arg(env::temp_dir());
+            let walked = run_command(walker, Duration::from_secs(60));
+            assert!(
+                !walked.stdout.contains("CANARY-SELFTEST"),
+                "the walker read it:\n{walked}"
+            );
+            let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 4096];
+            let mut events = rustix::fs::inotify::Reader::new(&inotify, &mut buf);
+            let touched = events.next().map(|e| format!("{:?} on watch {}", e.events(), e.wd()));
+            assert_eq!(touched.err(), Some(rustix::io::Errno::AGAIN), "the walker touched it");
+            // The test, and the processes it runs, see it.
+            let mut cat = Command::new("cat");
+            cat.arg(&secret);
+            assert_eq!(run_command(cat, Duration::from_secs(60)).stdout, "CANARY-SELFTEST");
+            let path = dir.path().to_path_buf();
+            drop(dir);
+            assert!(!path.exists(), "removed from $TMPDIR");
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+#[test]
+fn fs_lacks_names_what_a_file_system_does_not_support() {
+    if !require_root("fs_lacks_names_what_a_file_system_does_not_support") {
+        return;
+    }
+    let all = [FsFeature::UserXattrs, FsFeature::TrustedXattrs, FsFeature::PosixAcls];
+    // tmpfs (as a PrivateDir is) has them all.
+    let dir = PrivateDir::new("g2a-selftest-features.");
+    assert_eq!(fs_lacks(dir.path(), &all), Vec::<String>::new());
+    // ramfs has none of them.
+    let ramfs = dir.path().join("ramfs");
+    fs::create_dir(&ramfs).unwrap();
+    rustix::mount::mount(
+        "g2a-selftest",
+        &ramfs,
+        "ramfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let lacks = fs_lacks(&ramfs, &all);
+    rustix::mount::unmount(&ramfs, rustix::mount::UnmountFlags::empty()).unwrap();
+    assert_eq!(lacks.len(), 3, "{lacks:#?}");
+    for (line, what) in lacks.iter().zip(["setxattr user.*", "setxattr trusted.*", "setfacl"]) {
+        assert!(line.contains(what) && line.contains("not supported"), "{line}");
+    }
 }

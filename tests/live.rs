@@ -46,7 +46,7 @@ struct Fixture {
 impl Fixture {
     #[track_caller]
     fn new(opts: &Options) -> Fixture {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
         let reference = dir.path().join("reference");
@@ -830,7 +830,7 @@ fn a_server_killed_while_readers_and_writers_run_loses_nothing_and_a_remount_fin
 /// beside it (the view mounted elsewhere than over ROOT, so that the test
 /// can also look at the disk).
 fn root_beside(seed: u64, images: usize, containers: usize) -> (tempfile::TempDir, PathBuf, PathBuf, Summary) {
-    let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch directory");
+    let dir = tempfile::tempdir().expect("a scratch directory");
     let root = dir.path().join("root");
     let summary = generate(&root, &opts(seed, images, containers, false)).unwrap_or_else(|e| panic!("generating: {e}"));
     let mp = dir.path().join("mp");

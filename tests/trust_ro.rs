@@ -191,9 +191,10 @@ impl Watch {
 }
 
 /// A scratch directory holding ROOT (with `graph/` and `containers/`), a
-/// canary beside it, and a mount point.
+/// canary beside it, and a mount point; private to the test, so that no other
+/// process walking `$TMPDIR` trips the canary or moves an atime.
 struct Scene {
-    dir: tempfile::TempDir,
+    dir: PrivateDir,
     root: PathBuf,
     canary: Canary,
     mp: PathBuf,
@@ -207,10 +208,7 @@ const CANARY_IMAGE: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ff
 impl Scene {
     #[track_caller]
     fn new() -> Scene {
-        let dir = tempfile::Builder::new()
-            .prefix("g2a-trust.")
-            .tempdir()
-            .expect("a scratch directory");
+        let dir = PrivateDir::new("g2a-trust.");
         let root = dir.path().join("root");
         fs::create_dir_all(root.join("graph")).expect("graph/");
         fs::create_dir_all(root.join("containers")).expect("containers/");
@@ -571,6 +569,8 @@ fn reading_everything_through_the_view_of_a_root_on_read_only_ext4_changes_nothi
         return;
     }
     let _heavy = heavy();
+    // The file system, its canary and the views: seen by no other process.
+    private_mounts();
     let fs_ = LoopFs::new(256, "ext4");
     let root = fs_.path().join("root");
     let summary = generate(&root, &large_options(702)).expect("generating ROOT");

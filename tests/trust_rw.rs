@@ -252,10 +252,14 @@ fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile(
     if !require_root_and_fuse(test) {
         return;
     }
-    let scene = Scene::new(&options(25, 14, 2));
-    // `aufs/` on a file system of its own, of the native side's kind (ext4:
-    // fallocate modes differ between kinds): layers are copied, and
-    // switched. (Declared before the view: unmounted after it.)
+    // One kind of file system throughout, whatever $TMPDIR is on: ROOT and
+    // the native side on one ext4, `aufs/` on another (layers are copied
+    // there, and switched). A differential needs the same kind on both sides:
+    // truncating an empty file to 0 moves its mtime on ext4, not on tmpfs,
+    // and fallocate's modes differ between kinds. (Declared before the view:
+    // unmounted after it.)
+    let disk = LoopFs::new(2048, "ext4");
+    let scene = Scene::new_in(disk.path(), &options(25, 14, 2));
     let space = LoopFs::new(2048, "ext4");
     let aufs = BindAt::new(space.path(), &scene.root.join("aufs"));
     let id = scene.summary.images[9].clone();
@@ -1417,7 +1421,13 @@ fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
 #[test]
 fn extended_attributes_for_another_user_as_natively() {
     let test = "extended_attributes_for_another_user_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse(test)
+        || !require_fs(
+            test,
+            &std::env::temp_dir(),
+            &[FsFeature::UserXattrs, FsFeature::TrustedXattrs],
+        )
+    {
         return;
     }
     use posix::{OTHER, USER};
@@ -1476,7 +1486,7 @@ fn extended_attributes_for_another_user_as_natively() {
 #[test]
 fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
     let test = "acls_grant_access_and_default_acls_replace_the_umask_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse(test) || !require_fs(test, &std::env::temp_dir(), &[FsFeature::PosixAcls]) {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::acls);

@@ -1,11 +1,15 @@
 //! g2a-genroot: generates a realistic legacy (pre-0.7) Docker root, the same for
-//! the same options, for tests and benchmarks of graph2aufs.
+//! the same options, for tests and benchmarks of graph2aufs. A run that fails
+//! or is interrupted (SIGINT, SIGTERM, SIGHUP) exits 2 and leaves nothing
+//! behind.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use graph2aufs::cli::Genroot;
-use graph2aufs::generate::{generate, Options};
+use graph2aufs::generate::{generate_until, Options};
 use graph2aufs::report::{count, print_error_json};
 
 fn main() -> ExitCode {
@@ -30,8 +34,21 @@ fn main() -> ExitCode {
         docker18: args.docker18,
         debian_base: args.debian_base.clone(),
     };
+    // Ctrl-C, a kill or a closed terminal stops the run cleanly: what it
+    // wrote is removed.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("g2a-genroot: cannot handle signal {signal}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let start = Instant::now();
-    let summary = match generate(&args.root, &opts) {
+    let summary = match generate_until(&args.root, &opts, &stop) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), "io"),
     };

@@ -100,7 +100,10 @@ pub(crate) fn container_rw(spec: &Spec, image: &Merged) -> Tree {
     b.change(Change::Add);
     let log = b.prose(1, 40);
     let name = b.fresh("app");
-    b.tree.text(&format!("var/log/{name}.log"), 0o640, log).owner(0, 4);
+    // The image, or this layer's changes above, may have put a file over
+    // var/log (or var) or deleted it: the log goes where it still can.
+    let dir = ["var/log", "tmp"].into_iter().find(|d| b.can_hold(d)).unwrap_or("");
+    b.tree.text(&join(dir, &format!("{name}.log")), 0o640, log).owner(0, 4);
     b.finish()
 }
 

@@ -18,6 +18,9 @@
 //! - containers: never-started ones (every third, from the second on) have the
 //!   configuration files, an empty log and `rootfs/`, but no `rw/` nor `config.lxc`.
 //!
+//! A run that fails (a full disk, say) leaves nothing behind: ROOT is missing
+//! or empty again, as before the run (see target.rs).
+//!
 //! [`snapshot`] records a tree without changing it (not even access times), for
 //! tests that compare trees or check that one was left alone.
 
@@ -32,14 +35,15 @@ mod layer;
 mod merged;
 mod names;
 mod snapshot;
+mod target;
 #[cfg(test)]
 mod tests;
 mod tree;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::Rng;
 use serde::Serialize;
@@ -50,6 +54,7 @@ use image::{image_dir, volume_dir, ImageJson, LayerData};
 use layer::{Role, Spec};
 use merged::Merged;
 use names::{container_name, hex_id, seed_for, stream, Stream};
+use target::Targets;
 use tree::{tree_size, Clock, Content, Tree};
 
 pub use layer::{DEV_MODE, DEV_MTIME, TEST_XATTR};
@@ -177,13 +182,31 @@ pub struct Summary {
 }
 
 /// Creates a legacy Docker root at `root` (created if missing; refused unless
-/// empty).
+/// empty). A run that fails leaves nothing behind: `root` (and `ROOT.outside`)
+/// are as they were before it.
 pub fn generate(root: &Path, opts: &Options) -> io::Result<Summary> {
-    prepare_empty(root)?;
-    let root = root.canonicalize()?;
+    generate_until(root, opts, &AtomicBool::new(false))
+}
+
+/// [`generate`], stopping with an `Interrupted` error (and nothing left
+/// behind) once `stop` is set, e.g. by a signal handler.
+pub fn generate_until(root: &Path, opts: &Options, stop: &AtomicBool) -> io::Result<Summary> {
+    let mut targets = Targets::default();
+    match write_root(root, opts, stop, &mut targets) {
+        Ok(summary) => {
+            targets.keep();
+            Ok(summary)
+        }
+        Err(e) => Err(targets.abandon(e)),
+    }
+}
+
+fn write_root(root: &Path, opts: &Options, stop: &AtomicBool, targets: &mut Targets) -> io::Result<Summary> {
+    targets.prepare(root)?;
+    let root = root.canonicalize().map_err(|e| tree::with_path(e, root))?;
     let outside = opts.broken.then(|| root.with_extension("outside"));
     if let Some(o) = &outside {
-        prepare_empty(o)?;
+        targets.prepare(o)?;
     }
     let plan = plan_images(opts);
     let seed = opts.seed;
@@ -193,10 +216,10 @@ pub fn generate(root: &Path, opts: &Options) -> io::Result<Summary> {
     let top = top_tree(&mut rng, &volume);
     top.create(&root)?;
 
-    let models = write_images(&root, opts, &plan)?;
+    let models = write_images(&root, opts, &plan, stop)?;
     let last_created = plan.last().map_or(Stamp::new(EPOCH, 0), |p| p.created);
     let tags = tags(&plan, seed);
-    let containers = write_containers(&root, opts, &plan, &models, &tags, &volume)?;
+    let containers = write_containers(&root, opts, &plan, &models, &tags, &volume, stop)?;
 
     let (broken, blocked_containers) = match &outside {
         Some(o) => {
@@ -237,48 +260,62 @@ pub fn generate(root: &Path, opts: &Options) -> io::Result<Summary> {
 }
 
 /// Writes `graph/<id>/` for every planned image; returns what each image shows.
-fn write_images(root: &Path, opts: &Options, plan: &[PlannedImage]) -> io::Result<Vec<Merged>> {
-    let seed = opts.seed;
+fn write_images(root: &Path, opts: &Options, plan: &[PlannedImage], stop: &AtomicBool) -> io::Result<Vec<Merged>> {
     let mut models: Vec<Merged> = Vec::with_capacity(plan.len());
-    for (i, img) in plan.iter().enumerate() {
-        let lower = img.parent.map(|p| &models[p]);
-        let (data, model, size) = match &img.debian {
-            Some(src) => (LayerData::CopyOf(src.clone()), debian::scan(src)?, tree_size(src)?),
-            None => {
-                let tag = format!("i{i}");
-                let spec = Spec {
-                    seed: seed_for(seed, Stream::Layer, i as u64),
-                    tag: &tag,
-                    entries: opts.entries_per_layer,
-                    newest: img.created,
-                    role: img.role.clone(),
-                };
-                let tree = match lower {
-                    None => layer::base(&spec),
-                    Some(l) => layer::child(&spec, l),
-                };
-                let model = lower.cloned().unwrap_or_default().with_layer(&tree);
-                let size = tree.size()?;
-                (LayerData::Tree(Box::new(tree)), model, size)
-            }
-        };
+    for i in 0..plan.len() {
+        go_on(stop)?;
+        let lower = plan[i].parent.map(|p| &models[p]);
+        let (data, model, size) = image_layer(opts, plan, i, lower)?;
         models.push(model);
-        let mut rng = stream(seed, Stream::Image, i as u64);
-        let parent = img.parent.map(|p| plan[p].id.as_str());
-        let json = ImageJson {
-            id: &img.id,
-            parent,
-            created: img.created,
-            size,
-            variant: i,
-        }
-        .render(&mut rng);
-        // Some images have no layersize: it is optional.
-        let layersize = (i % 11 != 7).then_some(size);
-        let dir = image_dir(rng.random(), img.created, json.into_bytes(), layersize, data);
-        dir.write(&root.join("graph").join(&img.id))?;
+        image_tree(opts.seed, plan, i, data, size).write(&root.join("graph").join(&plan[i].id))?;
     }
     Ok(models)
+}
+
+/// Image `i`'s layer on top of `lower` (what its parent shows): the layer,
+/// what the image shows, and the layer's size.
+fn image_layer(
+    opts: &Options,
+    plan: &[PlannedImage],
+    i: usize,
+    lower: Option<&Merged>,
+) -> io::Result<(LayerData, Merged, u64)> {
+    let img = &plan[i];
+    if let Some(src) = &img.debian {
+        return Ok((LayerData::CopyOf(src.clone()), debian::scan(src)?, tree_size(src)?));
+    }
+    let tag = format!("i{i}");
+    let spec = Spec {
+        seed: seed_for(opts.seed, Stream::Layer, i as u64),
+        tag: &tag,
+        entries: opts.entries_per_layer,
+        newest: img.created,
+        role: img.role.clone(),
+    };
+    let tree = match lower {
+        None => layer::base(&spec),
+        Some(l) => layer::child(&spec, l),
+    };
+    let model = lower.cloned().unwrap_or_default().with_layer(&tree);
+    let size = tree.size()?;
+    Ok((LayerData::Tree(Box::new(tree)), model, size))
+}
+
+/// `graph/<id>/` of image `i`, holding `data` of `size` bytes.
+fn image_tree(seed: u64, plan: &[PlannedImage], i: usize, data: LayerData, size: u64) -> Tree {
+    let img = &plan[i];
+    let mut rng = stream(seed, Stream::Image, i as u64);
+    let json = ImageJson {
+        id: &img.id,
+        parent: img.parent.map(|p| plan[p].id.as_str()),
+        created: img.created,
+        size,
+        variant: i,
+    }
+    .render(&mut rng);
+    // Some images have no layersize: it is optional.
+    let layersize = (i % 11 != 7).then_some(size);
+    image_dir(rng.random(), img.created, json.into_bytes(), layersize, data)
 }
 
 /// Writes `containers/<id>/` for the good containers: (id, image id, started).
@@ -289,6 +326,7 @@ fn write_containers(
     models: &[Merged],
     tags: &Tags,
     volume: &str,
+    stop: &AtomicBool,
 ) -> io::Result<Vec<(String, String, bool)>> {
     let mut containers = Vec::new();
     if plan.is_empty() {
@@ -296,16 +334,65 @@ fn write_containers(
     }
     let mut names = HashSet::new();
     for c in 0..opts.containers {
-        let mut rng = stream(opts.seed, Stream::Container, c as u64);
+        go_on(stop)?;
+        let planned = PlannedContainer::new(opts.seed, c, plan.len());
+        let (id, img, started) = (planned.id.clone(), planned.image, planned.started());
+        let tree = planned.tree(plan, &models[img], tags, volume, &mut names);
+        tree.write(&root.join("containers").join(&id))?;
+        containers.push((id, plan[img].id.clone(), started));
+    }
+    Ok(containers)
+}
+
+/// An error once `stop` is set: checked before each image and container.
+fn go_on(stop: &AtomicBool) -> io::Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+    }
+    Ok(())
+}
+
+/// A good container, as far as its stream has drawn it: its id and image.
+struct PlannedContainer {
+    index: usize,
+    id: String,
+    /// Index into the planned images.
+    image: usize,
+    /// The rest of its stream.
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl PlannedContainer {
+    fn new(seed: u64, index: usize, images: usize) -> PlannedContainer {
+        let mut rng = stream(seed, Stream::Container, index as u64);
         let id = hex_id(&mut rng);
-        let img = rng.random_range(0..plan.len() as u64) as usize;
-        let started = c % 3 != 1;
-        let mut name = container_name(&mut rng);
+        let image = rng.random_range(0..images as u64) as usize;
+        PlannedContainer { index, id, image, rng }
+    }
+
+    /// Every third, from the second on, never started.
+    fn started(&self) -> bool {
+        self.index % 3 != 1
+    }
+
+    /// `containers/<id>/`, run from an image that shows `model`; `names`
+    /// holds the container names taken so far.
+    fn tree(
+        mut self,
+        plan: &[PlannedImage],
+        model: &Merged,
+        tags: &Tags,
+        volume: &str,
+        names: &mut HashSet<String>,
+    ) -> Tree {
+        let (c, img, started) = (self.index, self.image, self.started());
+        let rng = &mut self.rng;
+        let mut name = container_name(rng);
         if !names.insert(name.clone()) {
             name = format!("{name}{c}");
             names.insert(name.clone());
         }
-        let created = plan[img].created.after_secs(3600).after(&mut rng, 10 * DAY);
+        let created = plan[img].created.after_secs(3600).after(rng, 10 * DAY);
         let rw = if started {
             let tag = format!("c{c}");
             let newest = created.after_secs(20 * DAY);
@@ -316,14 +403,14 @@ fn write_containers(
                 newest,
                 role: Role::default(),
             };
-            Rw::Tree(Box::new(layer::container_rw(&spec, &models[img])))
+            Rw::Tree(Box::new(layer::container_rw(&spec, model)))
         } else {
             Rw::Absent
         };
         let image_name = image_name(tags, img, &plan[img].id);
         let spec = ContainerSpec {
-            dir: &id,
-            id: &id,
+            dir: &self.id,
+            id: &self.id,
             image: &plan[img].id,
             image_name: &image_name,
             name: &name,
@@ -332,24 +419,7 @@ fn write_containers(
             truncated_config: false,
             volume: (c == 0).then_some(volume),
         };
-        container_dir(&mut rng, spec).write(&root.join("containers").join(&id))?;
-        containers.push((id, plan[img].id.clone(), started));
-    }
-    Ok(containers)
-}
-
-/// Creates `dir` (and its parents) if missing; refuses it if it holds anything.
-fn prepare_empty(dir: &Path) -> io::Result<()> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) => Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{}: not empty, refusing to generate a root there", dir.display()),
-            )),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir),
-        Err(e) => Err(tree::with_path(e, dir)),
+        container_dir(rng, spec)
     }
 }
 

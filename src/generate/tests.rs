@@ -3,10 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::*;
+use clock::{Stamp, DAY, EPOCH};
+use layer::{Role, Spec};
+use names::seed_for;
 
 fn json_of(path: &Path) -> serde_json::Value {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -302,7 +306,10 @@ fn layers_hold_every_kind_of_entry_and_change() {
         "sparse"
     );
     assert!(any(&|n| n.uid == 1000) && any(&|n| n.uid == 65534) && any(&|n| n.gid == 5));
-    assert!(any(&|n| n.xattrs.keys().any(|k| k == TEST_XATTR)), "user xattr");
+    assert!(
+        any(&|n| n.xattrs.keys().any(|k| k == TEST_XATTR)),
+        "a user xattr (the file system of $TMPDIR must support user.* xattrs: tmpfs does from Linux 6.6)"
+    );
     let linked = show
         .values()
         .filter_map(|n| n.link_of.clone())
@@ -470,4 +477,260 @@ fn a_debian_base_is_copied_faithfully() {
     assert_same(&before, &snapshot(&root.join("graph/base-debian/layer")).unwrap());
     // Its children change it like any other layer.
     assert!(s.landmarks.showcase.is_some() && s.landmarks.all_changes.is_some());
+}
+
+/// What is wrong with a tree about to be written: an entry whose parent is
+/// not a directory of the tree (the write would fail with ENOTDIR), or a name
+/// next to its own whiteout (a layer that deletes what it adds).
+fn tree_problems(tree: &tree::Tree) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in tree.entries().iter().filter(|e| !e.path.is_empty()) {
+        let (dir, name) = merged::split(&e.path);
+        if !dir.is_empty() && !tree.get(dir).is_some_and(tree::Entry::is_dir) {
+            problems.push(format!("{}: its parent is not a directory", e.path));
+        }
+        if !name.starts_with(merged::WH_PREFIX) && tree.contains(&merged::whiteout_of(&e.path)) {
+            problems.push(format!("{}: beside its own whiteout", e.path));
+        }
+    }
+    problems
+}
+
+/// Builds, in memory, the image layers and container trees `opts` gives
+/// (what `generate` would write, nothing written) and returns what is wrong
+/// with them: the containers numbered in `containers`, and with `all_images`
+/// every image, otherwise only the images those containers run and their
+/// parents.
+fn generated_problems(opts: &Options, all_images: bool, containers: Range<usize>) -> Vec<String> {
+    let plan = plan_images(opts);
+    let tags = tags(&plan, opts.seed);
+    let mut models: BTreeMap<usize, Merged> = BTreeMap::new();
+    let mut problems = Vec::new();
+    // Builds image `i` and the images on the way up to it not built yet,
+    // parents first.
+    let build = |i: usize, models: &mut BTreeMap<usize, Merged>, problems: &mut Vec<String>| {
+        let mut chain = Vec::new();
+        let mut at = Some(i).filter(|i| !models.contains_key(i));
+        while let Some(j) = at {
+            chain.push(j);
+            at = plan[j].parent.filter(|p| !models.contains_key(p));
+        }
+        for &j in chain.iter().rev() {
+            let (data, m, size) = image_layer(opts, &plan, j, plan[j].parent.map(|p| &models[&p])).unwrap();
+            let tree = image_tree(opts.seed, &plan, j, data, size);
+            problems.extend(
+                tree_problems(&tree)
+                    .into_iter()
+                    .map(|p| format!("graph/{}/{p}", plan[j].id)),
+            );
+            models.insert(j, m);
+        }
+    };
+    if all_images {
+        for i in 0..plan.len() {
+            build(i, &mut models, &mut problems);
+        }
+    }
+    let mut names = HashSet::new();
+    for c in containers.filter(|&c| c < opts.containers && !plan.is_empty()) {
+        let planned = PlannedContainer::new(opts.seed, c, plan.len());
+        let (id, image) = (planned.id.clone(), planned.image);
+        build(image, &mut models, &mut problems);
+        let tree = planned.tree(&plan, &models[&image], &tags, "volume", &mut names);
+        problems.extend(tree_problems(&tree).into_iter().map(|p| format!("containers/{id}/{p}")));
+    }
+    problems
+}
+
+/// Runs `generated_problems`, turning a panic of the generator (an entry
+/// added below a non-directory) into a problem.
+fn problems_of(opts: &Options, all_images: bool, containers: Range<usize>) -> Vec<String> {
+    std::panic::catch_unwind(|| generated_problems(opts, all_images, containers))
+        .unwrap_or_else(|e| vec![format!("panicked: {}", panic_text(&e))])
+}
+
+fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_sizes_seed_9_failed_with_build_consistent_trees() {
+    // `g2a-genroot --seed 9` stopped with "containers/<id>/rw/var/log/
+    // app-c167-2.log: Not a directory" at these sizes: the containers around
+    // that one, and the images they run.
+    for (images, containers) in [(6000, 400), (3000, 400), (6000, 200), (6000, 170)] {
+        let opts = Options {
+            seed: 9,
+            images,
+            containers,
+            ..Options::default()
+        };
+        let problems = problems_of(&opts, false, 150..170);
+        assert!(
+            problems.is_empty(),
+            "seed 9, {images} images, {containers} containers: {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_seed_and_size_builds_consistent_trees() {
+    let sizes = [
+        // (images, max_chain, containers, entries_per_layer)
+        (1, 1, 3, 0),
+        (2, 4, 4, 40),
+        (12, 4, 12, 40),
+        (40, 6, 40, 12),
+        (90, 3, 60, 0),
+    ];
+    let mut failed = Vec::new();
+    for seed in 0..16 {
+        for &(images, max_chain, containers, entries_per_layer) in &sizes {
+            let opts = Options {
+                seed,
+                images,
+                max_chain,
+                containers,
+                entries_per_layer,
+                ..Options::default()
+            };
+            let problems = problems_of(&opts, true, 0..containers);
+            if !problems.is_empty() {
+                failed.push(format!("{opts:?}: {problems:?}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} option sets fail:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// What a chain of generated layers shows, with about one directory in four
+/// turned into a file or a symlink, or deleted: the shapes a parent chain can
+/// leave for a child layer or a container (a file over a directory, a
+/// whiteout of one), everywhere at once.
+fn mangled_chain(seed: u64) -> Merged {
+    let mut rng = names::stream(seed, names::Stream::Root, 99);
+    let spec = |i: u64, entries| Spec {
+        seed: seed_for(seed, names::Stream::Layer, i),
+        tag: "m",
+        entries,
+        newest: Stamp::new(EPOCH + 100 * DAY, 0),
+        role: Role::default(),
+    };
+    let base = Merged::default().with_layer(&layer::base(&spec(0, 40)));
+    let mut merged = base.clone().with_layer(&layer::child(&spec(1, 40), &base));
+    let dirs: Vec<String> = merged
+        .paths()
+        .filter(|&(_, n)| n == merged::Node::Dir)
+        .map(|(p, _)| p.to_string())
+        .collect();
+    for d in &dirs {
+        if merged.get(d) != Some(merged::Node::Dir) {
+            continue;
+        }
+        match rng.random_range(0..12) {
+            0 => merged.remove(d),
+            1 => {
+                merged.remove(d);
+                merged.insert(d, merged::Seen::new(merged::Node::File));
+            }
+            2 => {
+                merged.remove(d);
+                merged.insert(d, merged::Seen::new(merged::Node::Other));
+            }
+            _ => {}
+        }
+    }
+    merged
+}
+
+#[test]
+fn layers_and_containers_fit_any_parent_chain() {
+    let mut failed = Vec::new();
+    for seed in 0..200 {
+        let lower = mangled_chain(seed);
+        let spec = |tag, entries| Spec {
+            seed: seed_for(seed, names::Stream::Container, 0),
+            tag,
+            entries,
+            newest: Stamp::new(EPOCH + 200 * DAY, 0),
+            role: Role::default(),
+        };
+        let built = std::panic::catch_unwind(|| {
+            [
+                ("a child layer", layer::child(&spec("l", 40), &lower)),
+                ("a tiny child layer", layer::child(&spec("t", 0), &lower)),
+                ("a container's rw", layer::container_rw(&spec("c", 0), &lower)),
+            ]
+        });
+        match built {
+            Ok(trees) => {
+                for (what, tree) in trees {
+                    let problems = tree_problems(&tree);
+                    if !problems.is_empty() {
+                        failed.push(format!("seed {seed}, {what}: {problems:?}"));
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("seed {seed}: panicked: {}", panic_text(&e))),
+        }
+    }
+    assert!(failed.is_empty(), "{} failures:\n{}", failed.len(), failed.join("\n"));
+}
+
+/// Options that fail half-way: ROOT and ROOT.outside are written, then the
+/// Debian base to copy as the first image is not there.
+fn failing_half_way(tmp: &Path) -> Options {
+    Options {
+        debian_base: Some(tmp.join("no-such-debian-base")),
+        ..everything()
+    }
+}
+
+#[test]
+fn a_failed_run_removes_the_directories_it_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("new/parents/root");
+    let msg = generate(&root, &failing_half_way(tmp.path())).unwrap_err().to_string();
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?} ({msg})");
+    assert!(
+        msg.contains("no-such-debian-base") && msg.contains("nothing is left"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_failed_run_leaves_an_empty_root_empty_and_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o751)).unwrap();
+    std::os::unix::fs::lchown(&root, Some(7), Some(8)).unwrap();
+    let outside = tmp.path().join("root.outside");
+    fs::create_dir(&outside).unwrap();
+    // Mode, owner and times of ROOT, and everything beside it.
+    let before = normalized(tmp.path(), &root, None);
+    generate(&root, &failing_half_way(tmp.path())).unwrap_err();
+    assert_same(&before, &normalized(tmp.path(), &root, None));
+    assert!(root.is_dir() && outside.is_dir());
+}
+
+#[test]
+fn a_refused_outside_leaves_no_root_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(tmp.path().join("root.outside")).unwrap();
+    fs::write(tmp.path().join("root.outside/precious"), "x").unwrap();
+    let err = generate(&root, &everything()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert!(!root.exists(), "the root it had created is left behind");
+    assert_eq!(fs::read(tmp.path().join("root.outside/precious")).unwrap(), b"x");
 }

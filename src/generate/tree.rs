@@ -206,7 +206,8 @@ impl Tree {
             if !self.contains(parent) {
                 self.dir(parent, 0o755).implicit = true;
             }
-            debug_assert!(
+            // Cheap, and a tree that breaks it fails half-way through writing.
+            assert!(
                 self.get(parent).is_some_and(Entry::is_dir),
                 "{path}: parent is not a directory"
             );

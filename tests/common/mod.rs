@@ -3,12 +3,16 @@
 //!
 //! - [`snapshot`] / [`snapshot_with`] / [`diff`] / [`assert_same`]: whole-tree
 //!   comparisons, entry by entry.
-//! - [`require_root_and_fuse`] / [`require_root`]: loud skips (failures under CI).
+//! - [`require_root_and_fuse`] / [`require_root`]: loud skips (failures under CI);
+//!   [`require_fs`]: the same for what a file system must support.
 //! - [`run`] / [`run_json`] / [`run_command`]: the binary, with a hard timeout.
 //! - [`Mount`]: a FUSE server under a guard with a watchdog; [`is_mounted`],
 //!   [`lazy_umount`], [`mountinfo`].
 //! - [`LoopFs`] / [`TmpFs`] / [`AnyFs`] ([`FsType`]): scratch filesystems (ext4,
 //!   XFS, btrfs, tmpfs) for a second device or a given file system.
+//! - [`PrivateDir`] / [`private_mounts`]: scratch space and mounts no other
+//!   process sees (for canaries and access times); [`PlainMount`]: scratch
+//!   space without `nodev`, `nosuid`, `noexec`.
 //! - [`require_debian_base`]: the Debian base tree (`G2A_DEBIAN_BASE`).
 //! - [`write_until`] / [`read_back`]: a writer busy in a directory, and what
 //!   it left there.
@@ -17,19 +21,23 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod debian;
+pub mod features;
 pub mod gate;
 pub mod mount;
+pub mod private;
 pub mod run;
 pub mod scratch;
 pub mod snapshot;
 pub mod writer;
 
 pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
+pub use features::{fs_lacks, require_fs, FsFeature};
 pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
 pub use mount::{
     fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
     EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
+pub use private::{private_mounts, PlainMount, PrivateDir};
 pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
 pub use scratch::{AnyFs, BindAt, FsType, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};

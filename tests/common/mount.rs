@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs;
+use std::fs::{self, File};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -26,13 +27,19 @@ use super::run::{bin, describe};
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Mount`]'s drop waits for the server to exit before killing it.
 pub const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// How long [`Mount::unmount`] lets the server take to exit after a clean
+/// unmount before failing the test. A read-write graph2aufs syncs ROOT's
+/// file system as it exits, which on a disk shared with other busy jobs can
+/// take seconds: this bounds a hang, it is not a speed target (graph2aufs's
+/// own commands wait up to 30 s for a server that is ending).
+pub const CLEAN_EXIT_GRACE: Duration = Duration::from_secs(30);
 /// How long the watchdog lets a test run on after aborting its mount before
 /// aborting the whole test process.
 pub const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
 
 const FUSECTL: &str = "/sys/fs/fuse/connections";
 
-/// One line of `/proc/self/mountinfo`.
+/// One line of `/proc/thread-self/mountinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountInfo {
     pub id: u32,
@@ -55,10 +62,12 @@ impl MountInfo {
     }
 }
 
-/// The mounts of this process's mount namespace, in mount order.
+/// The mounts of this thread's mount namespace, in mount order (a test in a
+/// [`PrivateDir`](super::PrivateDir) has one of its own).
 #[track_caller]
 pub fn mountinfo() -> Vec<MountInfo> {
-    let text = fs::read("/proc/self/mountinfo").unwrap_or_else(|e| panic!("cannot read /proc/self/mountinfo: {e}"));
+    let text = fs::read("/proc/thread-self/mountinfo")
+        .unwrap_or_else(|e| panic!("cannot read /proc/thread-self/mountinfo: {e}"));
     text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .filter_map(parse_mountinfo_line)
@@ -217,7 +226,9 @@ pub struct Mount {
     /// Mount ids at the mount point before the server started: ours is the new one.
     before: HashSet<u32>,
     info: Option<MountInfo>,
-    log: tempfile::NamedTempFile,
+    /// The server's stdout and stderr: a file without a name, so that
+    /// nothing is left behind even when the test process is aborted.
+    log: File,
     log_shown: bool,
     shared: Arc<Shared>,
     /// Set once `unmount` has done the teardown itself.
@@ -340,14 +351,10 @@ impl Mount {
         let mountpoint = fs::canonicalize(mountpoint)
             .unwrap_or_else(|e| panic!("mount point {} must exist before mounting: {e}", mountpoint.display()));
         let command = describe(&cmd);
-        let log = tempfile::Builder::new()
-            .prefix("g2a-mount-log.")
-            .tempfile()
-            .unwrap_or_else(|e| panic!("cannot create a log file for {command}: {e}"));
+        let log = tempfile::tempfile().unwrap_or_else(|e| panic!("cannot create a log file for {command}: {e}"));
         let log_fd = || {
             Stdio::from(
-                log.as_file()
-                    .try_clone()
+                log.try_clone()
                     .unwrap_or_else(|e| panic!("cannot dup the log of {command}: {e}")),
             )
         };
@@ -438,7 +445,7 @@ impl Mount {
         let shared = Arc::clone(&self.shared);
         let mountpoint = self.mountpoint.clone();
         let info = self.info.clone();
-        let log_path = self.log.path().to_path_buf();
+        let log_file = self.log.try_clone();
         let spawned = thread::Builder::new().name("mount-watchdog".into()).spawn(move || {
             if !shared.fire_at(deadline) {
                 return;
@@ -453,7 +460,7 @@ impl Mount {
             }
             let _ = shared.child().kill();
             shared.update(|w| w.aborted = true);
-            let log = fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let log = log_file.as_ref().map_or_else(|e| format!("(cannot dup the log: {e})"), read_log);
             loud(&format!(
                 "WATCHDOG: mount of {} exceeded {bound:?}, aborted\n--- server log (tail) ---\n{}",
                 mountpoint.display(),
@@ -487,13 +494,10 @@ impl Mount {
 
     /// Everything the server has printed so far (stdout and stderr).
     pub fn log(&self) -> String {
-        match fs::read(self.log.path()) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("(cannot read the log {}: {e})", self.log.path().display()),
-        }
+        read_log(&self.log)
     }
 
-    /// The mount's line of /proc/self/mountinfo, as it was when it appeared.
+    /// The mount's line of /proc/thread-self/mountinfo, as it was when it appeared.
     pub fn info(&self) -> &MountInfo {
         // Invariant: `start_command_within` only returns once `info` is set.
         self.info.as_ref().expect("a started Mount always knows its mount")
@@ -547,7 +551,7 @@ impl Mount {
 
     /// Unmounts cleanly (no lazy fallback) and returns the server's exit
     /// status; panics with the server's log if the unmount fails, the server
-    /// does not exit within [`EXIT_GRACE`], or the watchdog had fired.
+    /// does not exit within [`CLEAN_EXIT_GRACE`], or the watchdog had fired.
     #[track_caller]
     pub fn unmount(mut self) -> ExitStatus {
         if self.watchdog_fired() {
@@ -572,9 +576,9 @@ impl Mount {
                 }
             }
         }
-        let Some(status) = self.wait_exit(EXIT_GRACE) else {
+        let Some(status) = self.wait_exit(CLEAN_EXIT_GRACE) else {
             self.fail(format!(
-                "did not exit within {EXIT_GRACE:?} of the unmount of {}",
+                "did not exit within {CLEAN_EXIT_GRACE:?} of the unmount of {}",
                 self.mountpoint.display()
             ));
         };
@@ -655,6 +659,22 @@ fn abort_connection(info: &MountInfo) {
             abort.display()
         );
     }
+}
+
+/// All of a log file, read from its start without moving the offset the
+/// server writes at.
+fn read_log(log: &File) -> String {
+    let mut bytes = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match log.read_at(&mut buf, bytes.len() as u64) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return format!("(cannot read the log: {e})"),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn tail(text: &str, lines: usize) -> String {

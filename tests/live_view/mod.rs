@@ -41,8 +41,8 @@ impl Fixture {
     pub fn prepared(opts: &Options, prepare: impl FnOnce(&Path, &Summary)) -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("g2a-live.")
-            .tempdir_in("/var/tmp")
-            .expect("a scratch directory on the disk");
+            .tempdir()
+            .expect("a scratch directory in $TMPDIR");
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
         prepare(&root, &summary);

@@ -22,6 +22,8 @@ pub const FINISH: Duration = Duration::from_secs(60);
 /// A scratch directory (readable by every user, for the tests that act as
 /// another user), a legacy root generated in it, and a mount point beside it.
 pub struct Scene {
+    /// Dropped first: the scratch directory without nodev and nosuid.
+    _plain: PlainMount,
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub mp: PathBuf,
@@ -42,7 +44,7 @@ pub fn options(seed: u64, images: usize, containers: usize) -> Options {
 impl Scene {
     #[track_caller]
     pub fn new(opts: &Options) -> Scene {
-        Scene::new_in(Path::new("/var/tmp"), opts)
+        Scene::new_in(&std::env::temp_dir(), opts)
     }
 
     /// A scene in a scratch directory under `base` (e.g. a file system of
@@ -53,13 +55,22 @@ impl Scene {
             .prefix("g2a-trust-rw.")
             .tempdir_in(base)
             .expect("a scratch directory");
+        // Device nodes and setuid bits count natively as through the view,
+        // whatever the mount options of $TMPDIR.
+        let plain = PlainMount::new(dir.path());
         open_to_all(dir.path());
         let root = dir.path().join("root");
         let summary = generate(&root, opts).unwrap_or_else(|e| panic!("generating {}: {e}", root.display()));
         open_to_all(&root);
         let mp = dir.path().join("mp");
         fs::create_dir(&mp).expect("a mount point");
-        Scene { dir, root, mp, summary }
+        Scene {
+            _plain: plain,
+            dir,
+            root,
+            mp,
+            summary,
+        }
     }
 
     /// A directory for the native side of a comparison, beside ROOT.

@@ -20,9 +20,10 @@ use sha2::{Digest, Sha256};
 /// How long one mount of these tests may live before its watchdog fires.
 pub const BOUND: Duration = Duration::from_secs(60);
 
-/// A generated legacy root in a scratch directory of its own.
+/// A generated legacy root in a scratch directory of its own, private to the
+/// test (its access times are checked: no other process may read it).
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    pub dir: PrivateDir,
     pub root: PathBuf,
     pub summary: Summary,
 }
@@ -32,10 +33,7 @@ impl Fixture {
     /// Docker 1.8, and four containers, one of which never ran.
     #[track_caller]
     pub fn new(seed: u64) -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("g2a-view-ro.")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a scratch directory: {e}"));
+        let dir = PrivateDir::new("g2a-view-ro.");
         let root = dir.path().join("root");
         let opts = Options {
             seed,
