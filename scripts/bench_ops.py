@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The change path's operations, in the order `g2a-bench ops` runs them
 # (`open` also times an fsync of each opened, clean file).
-OPS = ["mkdir", "rmdir", "create", "lookup", "open", "fsync", "chmod", "chown", "utimes", "rename", "unlink"]
+OPS = ["create", "lookup", "open", "fsync", "chmod", "chown", "utimes", "rename", "unlink", "mkdir", "rmdir"]
 OP_LABELS = {
     "mkdir": "mkdir",
     "rmdir": "rmdir",

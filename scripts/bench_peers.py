@@ -54,6 +54,7 @@ SIZES = dict(
 for _k in SIZES:
     SIZES[_k] = int(os.environ.get(_k.upper(), SIZES[_k]))
 
+UNTAR_RUNS = int(os.environ.get("UNTAR_RUNS", "1" if QUICK else "3"))  # untraced untars per breakdown variant
 BIGFILE = "bench-bigfile"  # names of everything the benchmark adds to the layer
 SCRATCH = "bench-scratch-"  # prefix of what writes create (removed after each round)
 
@@ -527,6 +528,9 @@ def untar(target, name, tar, then_sync):
     not counted: the next measure must not pay for this one's writeback."""
     dest = scratch(target, name)
     os.mkdir(dest)
+    with open(os.path.join(WORK, tar), "rb") as f:  # the tar itself in the page cache
+        while f.read(1 << 20):
+            pass
     t_tar = timed(lambda: run_checked(["tar", "-xf", os.path.join(WORK, tar), "-C", dest]))
     t_sync = timed(lambda: sh("sync"))
     return t_tar, t_sync
@@ -534,6 +538,18 @@ def untar(target, name, tar, then_sync):
 
 def m_untar_meta(target, tree):
     t_tar, t_sync = untar(target, "untar-meta", "tree-empty.tar", False)
+    return t_tar, {"sync_after_s": t_sync}
+
+
+def m_untar_meta_after_rm(target, tree):
+    """The same right after removing the previous extraction (rm -rf, sync,
+    no drop_caches): ext4 skips inodes deleted in the last 30 s one by one
+    while their inode table blocks are cached (its `recently_deleted`), so
+    every create costs more, natively too."""
+    rm_tree(os.path.join(target, SCRATCH + "untar-meta"))
+    os.sync()
+    t_tar, t_sync = untar(target, "untar-meta-again", "tree-empty.tar", False)
+    drop_caches()  # the next measures' creates not slowed down by these deletions
     return t_tar, {"sync_after_s": t_sync}
 
 
@@ -578,6 +594,10 @@ def tree_measures():
         ("untar_meta", "untar the tree, every file empty (metadata alone), no sync", "s", "lower", True,
          m_untar_meta, "tar -xf of the tree with every regular file emptied (as root: owners, modes, times, "
          "device nodes, hard links); an untimed sync after"),
+        ("untar_meta_rm", "the same right after removing the previous one", "s", "lower", True,
+         m_untar_meta_after_rm, "rm -rf of the previous extraction and sync just before (untimed), no drop_caches: "
+         "ext4 skips the inodes deleted in the last 30 s one by one while their inode tables are cached "
+         "(recently_deleted), natively too"),
         ("untar_nosync", "untar the tree, no sync", "s", "lower", True, m_untar_nosync,
          "tar -xf of the tree with its data; an untimed sync after"),
         ("untar", "untar the tree into a new dir + sync", "s", "lower", True, m_untar,
@@ -924,7 +944,9 @@ def breakdown_variants():
                 ("fuse-null, 1 thread, client and server on CPU 0", null, ["--threads", "1"], 0, 0),
                 ("fuse-null, 1 thread, server on CPU 1, client on CPU 0", null, ["--threads", "1"], 1, 0)]
     if rw:
-        out += [("graph2aufs-rw", rw, [], None, None), ("graph2aufs-rw, 1 thread", rw, ["--threads", "1"], None, None)]
+        out += [("graph2aufs-rw", rw, [], None, None), ("graph2aufs-rw, 1 thread", rw, ["--threads", "1"], None, None),
+                ("graph2aufs-rw, 1 thread, client and server on CPU 0", rw, ["--threads", "1"], 0, 0),
+                ("graph2aufs-rw, 1 thread, server on CPU 1, client on CPU 0", rw, ["--threads", "1"], 1, 0)]
     return out
 
 
@@ -991,19 +1013,39 @@ def breakdown_part():
                     reqs, wake = tracer.stop()
                 v["requests"] = bench_ops.summarize_requests(reqs, wake)
                 out[label] = v
-                if server_cpu is None:
-                    dest = scratch(target, "breakdown-untar")
+                # The all-metadata untar, untraced, against native's in the
+                # same place (the layer on the disk) right before each; each
+                # removed after it and the inode tables written out
+                # (drop_caches: see m_untar_meta_after_rm), the tar cached.
+                pin = ["taskset", "-c", str(client_cpu)] if client_cpu is not None else []
+                layer = tree.layer() if isinstance(c, G2aView) else None
+                v["untar_meta_s"], v["untar_meta_native_s"] = [], []
+                for i in range(UNTAR_RUNS):
+                    if layer:
+                        dest = scratch(layer, f"breakdown-native-{i}")
+                        os.mkdir(dest)
+                        sh("cat", tar, stdout=subprocess.DEVNULL)
+                        v["untar_meta_native_s"].append(timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest])))
+                        rm_tree(dest)
+                        drop_caches()
+                    dest = scratch(target, f"breakdown-untar-{i}")
                     os.mkdir(dest)
-                    tracer = bench_ops.Tracer(c.proc.pid, mp, WORK)
-                    try:
-                        t = timed(lambda: run_checked(["tar", "-xf", tar, "-C", dest]))
-                    finally:
-                        reqs, wake = tracer.stop()
-                    mix = bench_ops.request_mix(reqs)
-                    v["untar_meta"] = {"entries": entries, "seconds_traced": t,
-                                       "requests_per_entry": {k: round(x / entries, 2) for k, x in mix.items()},
-                                       "requests": bench_ops.summarize_requests(reqs, wake)}
+                    sh("cat", tar, stdout=subprocess.DEVNULL)
+                    v["untar_meta_s"].append(timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest])))
                     rm_tree(dest)
+                    drop_caches()
+                dest = scratch(target, "breakdown-untar")
+                os.mkdir(dest)
+                tracer = bench_ops.Tracer(c.proc.pid, mp, WORK)
+                try:
+                    t = timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest]))
+                finally:
+                    reqs, wake = tracer.stop()
+                mix = bench_ops.request_mix(reqs)
+                v["untar_meta"] = {"entries": entries, "seconds_traced": t,
+                                   "requests_per_entry": {k: round(x / entries, 2) for k, x in mix.items()},
+                                   "requests": bench_ops.summarize_requests(reqs, wake)}
+                rm_tree(dest)
             except (RuntimeError, MeasureError) as e:
                 out.setdefault(label, {})["error"] = str(e)
                 log(f"breakdown: {label}: {e}")
@@ -1055,6 +1097,16 @@ def breakdown_lines():
         if u:
             lines.append(f"- requests per entry of an all-metadata untar ({u['entries']:,} entries), {label}: " +
                          ", ".join(f"{k} {x}" for k, x in u["requests_per_entry"].items()))
+    lines += ["", "All-metadata untar (the Debian tree emptied), untraced, seconds, each run right after native's "
+              "in the layer on the disk:", ""]
+    for label, v in b.items():
+        view, nat = v.get("untar_meta_s"), v.get("untar_meta_native_s")
+        if view:
+            t = f"- {label}: " + ", ".join(f"{x:.2f}" for x in view)
+            if nat:
+                t += " (native " + ", ".join(f"{x:.2f}" for x in nat) + f"; ratio of medians " \
+                     f"{statistics.median(nat) / statistics.median(view):.2f})"
+            lines.append(t)
     return lines
 
 
