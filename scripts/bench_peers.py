@@ -522,12 +522,19 @@ def m_rand_write(target, tree):
     return job["write"]["iops"]
 
 
-def untar(target, name, tar, then_sync):
-    """tar -xf of `tar` into a new directory: (seconds of the tar, seconds
-    of the sync after it). Without `then_sync` the sync is still made, but
-    not counted: the next measure must not pay for this one's writeback."""
-    dest = scratch(target, name)
-    os.mkdir(dest)
+def untar(target, name, tar, then_sync, again=False):
+    """tar -xf of `tar` into a new directory (`again`: into the directory
+    of an earlier one, emptied): (seconds of the tar, seconds of the sync
+    after it). Without `then_sync` the sync is still made, but not counted:
+    the next measure must not pay for this one's writeback."""
+    if again:
+        dest = os.path.join(target, SCRATCH + name)
+        for e in os.listdir(dest):
+            rm_tree(os.path.join(dest, e))
+        os.sync()
+    else:
+        dest = scratch(target, name)
+        os.mkdir(dest)
     with open(os.path.join(WORK, tar), "rb") as f:  # the tar itself in the page cache
         while f.read(1 << 20):
             pass
@@ -542,13 +549,12 @@ def m_untar_meta(target, tree):
 
 
 def m_untar_meta_after_rm(target, tree):
-    """The same right after removing the previous extraction (rm -rf, sync,
-    no drop_caches): ext4 skips inodes deleted in the last 30 s one by one
-    while their inode table blocks are cached (its `recently_deleted`), so
-    every create costs more, natively too."""
-    rm_tree(os.path.join(target, SCRATCH + "untar-meta"))
-    os.sync()
-    t_tar, t_sync = untar(target, "untar-meta-again", "tree-empty.tar", False)
+    """The same into the same directory right after removing what the
+    previous one put there (rm -rf, sync, no drop_caches): ext4 skips inodes
+    deleted in the last 30 s one by one while their inode table blocks are
+    cached (its `recently_deleted`), and allocates near the directory, where
+    they are: every create costs more, natively too."""
+    t_tar, t_sync = untar(target, "untar-meta", "tree-empty.tar", False, again=True)
     drop_caches()  # the next measures' creates not slowed down by these deletions
     return t_tar, {"sync_after_s": t_sync}
 
@@ -594,7 +600,7 @@ def tree_measures():
         ("untar_meta", "untar the tree, every file empty (metadata alone), no sync", "s", "lower", True,
          m_untar_meta, "tar -xf of the tree with every regular file emptied (as root: owners, modes, times, "
          "device nodes, hard links); an untimed sync after"),
-        ("untar_meta_rm", "the same right after removing the previous one", "s", "lower", True,
+        ("untar_meta_rm", "the same again in the same dir, right after emptying it", "s", "lower", True,
          m_untar_meta_after_rm, "rm -rf of the previous extraction and sync just before (untimed), no drop_caches: "
          "ext4 skips the inodes deleted in the last 30 s one by one while their inode tables are cached "
          "(recently_deleted), natively too"),
