@@ -150,7 +150,9 @@ def start_fuse(argv, mp, probe, name):
         try:
             if is_mounted(mp):
                 os.stat(probe)
-                return p, time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                connections[p.pid] = os.minor(os.stat(mp).st_dev)
+                return p, dt
         except FileNotFoundError:
             pass
         if p.poll() is not None:
@@ -165,6 +167,9 @@ def start_fuse(argv, mp, probe, name):
         time.sleep(0.0005)
 
 
+connections = {}  # server pid -> its FUSE connection (fusectl) id
+
+
 def stop_fuse(p):
     for entry in [d for d in daemons if d[0] is p]:
         _, mp, log_path = entry
@@ -172,9 +177,22 @@ def stop_fuse(p):
         try:
             p.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            log(f"server {p.pid} still running after unmount: killing it")
-            p.kill()
-            p.wait()
+            # A copy of the mount in another mount namespace (a process
+            # that unshared while it was mounted) keeps the connection up:
+            # aborted, the server's reads end and it exits.
+            conn = connections.get(p.pid)
+            abort = f"/sys/fs/fuse/connections/{conn}/abort"
+            if conn is not None and os.path.exists(abort):
+                log(f"server {p.pid} still running after unmount: aborting its connection {conn}")
+                with open(abort, "w") as f:
+                    f.write("1\n")
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log(f"server {p.pid} still running: killing it")
+                p.kill()
+                p.wait()
+        connections.pop(p.pid, None)
         daemons.remove(entry)
         collect_problems(entry)
 
