@@ -16,6 +16,7 @@ import time
 from collections import namedtuple
 from multiprocessing import Pool
 
+sys.dont_write_bytecode = True  # no __pycache__ left in scripts/
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_common import drop_caches, is_mounted, mounts_under, sh, timed, umount  # noqa: E402
 import bench_ops  # noqa: E402
@@ -41,6 +42,7 @@ SIZES = dict(
     write_mib=32 if QUICK else 512,  # sequential write, then fsync
     randwrite_file_mib=32 if QUICK else 256,  # file written at random ...
     randwrite_io_mib=4 if QUICK else 64,  # ... this much, 4 KiB at a time, then fsync
+    randwrite_sync_mib=1 if QUICK else 8,  # ... this much, 4 KiB at a time, each followed by an fsync
     rand_seconds=1 if QUICK else 2,  # 4 KiB O_DIRECT random reads, time-based
     layers=500 if QUICK else 10000,  # root of the usable-view measure
     mem_dirs=20 if QUICK else 1000,  # memory walk: dirs of mem_files files
@@ -540,6 +542,14 @@ def m_rand_write(target, tree):
     return job["write"]["iops"]
 
 
+def m_rand_write_fsync_each(target, tree):
+    """4 KiB random writes with an fsync after each (fio fsync=1): issue
+    16's figure (`rand_write` has one fsync at the end)."""
+    job = fio(scratch(target, "randwrite-sync"), rw="randwrite", bs="4k", size=f"{SIZES['randwrite_file_mib']}m",
+              io_size=f"{SIZES['randwrite_sync_mib']}m", fsync=1)
+    return job["write"]["iops"]
+
+
 def untar(target, name, tar, then_sync, again=False):
     """tar -xf of `tar` into a new directory (`again`: into the directory
     of an earlier one, emptied): (seconds of the tar, seconds of the sync
@@ -619,6 +629,8 @@ def tree_measures():
          "fio end_fsync=1 (the fsync is inside fio's runtime)"),
         ("rand_write", f"4 KiB random write, {SIZES['randwrite_io_mib']} MiB + fsync", "IOPS", "higher", True,
          m_rand_write, f"fio psync buffered, over a {SIZES['randwrite_file_mib']} MiB file, end_fsync=1"),
+        ("rand_write_sync", f"4 KiB random write + fsync after each, {SIZES['randwrite_sync_mib']} MiB", "IOPS", "higher",
+         True, m_rand_write_fsync_each, f"fio psync fsync=1, over a {SIZES['randwrite_file_mib']} MiB file"),
         ("untar_meta", "untar the tree, every file empty (metadata alone), no sync", "s", "lower", True,
          m_untar_meta, "tar -xf of the tree with every regular file emptied (as root: owners, modes, times, "
          "device nodes, hard links); an untimed sync after"),
