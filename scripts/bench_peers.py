@@ -16,15 +16,21 @@ import time
 from collections import namedtuple
 from multiprocessing import Pool
 
+sys.dont_write_bytecode = True  # no __pycache__ left in scripts/
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_common import drop_caches, is_mounted, mounts_under, sh, timed, umount  # noqa: E402
+import bench_ops  # noqa: E402
 
 BIN = os.environ["G2A_BIN"]
 WORK = os.path.realpath(os.environ["BENCH_DIR"])
 OUT = os.environ["BENCH_OUT"]
 QUICK = os.environ.get("QUICK") == "1"
 RUNS = int(os.environ.get("RUNS") or (1 if QUICK else 3))
-PARTS = os.environ.get("PARTS", "tree,usable,memory").split(",")
+ALL_PARTS = ["tree", "ops", "breakdown", "usable", "memory", "copy"]
+PARTS = [p for p in os.environ.get("PARTS", ",".join(ALL_PARTS)).split(",") if p]
+for _p in PARTS:
+    if _p not in ALL_PARTS:
+        raise SystemExit(f"bench: unknown part {_p!r} in PARTS (parts: {','.join(ALL_PARTS)})")
 ONLY = set(filter(None, os.environ.get("CONTENDERS", "").split(",")))
 DEBIAN = os.environ.get("DEBIAN_BASE", "/var/tmp/g2a-debian")
 TREE = os.environ.get("TREE", "generated" if QUICK else "auto")  # auto | debian | generated
@@ -36,16 +42,21 @@ SIZES = dict(
     write_mib=32 if QUICK else 512,  # sequential write, then fsync
     randwrite_file_mib=32 if QUICK else 256,  # file written at random ...
     randwrite_io_mib=4 if QUICK else 64,  # ... this much, 4 KiB at a time, then fsync
+    randwrite_sync_mib=1 if QUICK else 8,  # ... this much, 4 KiB at a time, each followed by an fsync
     rand_seconds=1 if QUICK else 2,  # 4 KiB O_DIRECT random reads, time-based
     layers=500 if QUICK else 10000,  # root of the usable-view measure
     mem_dirs=20 if QUICK else 1000,  # memory walk: dirs of mem_files files
     mem_files=1000,
     gen_entries=700 if QUICK else 7000,  # generated tree (no Debian base)
     gen_mib=12 if QUICK else 120,
+    ops_count=1000 if QUICK else 10000,  # entries per operation of the ops part
+    breakdown_count=500 if QUICK else 2000,  # ... of the traced breakdown runs
+    copy_mib=64 if QUICK else 1024,  # the big layer of the copy part
 )
 for _k in SIZES:
     SIZES[_k] = int(os.environ.get(_k.upper(), SIZES[_k]))
 
+UNTAR_RUNS = int(os.environ.get("UNTAR_RUNS", "1" if QUICK else "3"))  # untraced untars per breakdown variant
 BIGFILE = "bench-bigfile"  # names of everything the benchmark adds to the layer
 SCRATCH = "bench-scratch-"  # prefix of what writes create (removed after each round)
 
@@ -141,7 +152,9 @@ def start_fuse(argv, mp, probe, name):
         try:
             if is_mounted(mp):
                 os.stat(probe)
-                return p, time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                connections[p.pid] = os.minor(os.stat(mp).st_dev)
+                return p, dt
         except FileNotFoundError:
             pass
         if p.poll() is not None:
@@ -156,6 +169,9 @@ def start_fuse(argv, mp, probe, name):
         time.sleep(0.0005)
 
 
+connections = {}  # server pid -> its FUSE connection (fusectl) id
+
+
 def stop_fuse(p):
     for entry in [d for d in daemons if d[0] is p]:
         _, mp, log_path = entry
@@ -163,9 +179,22 @@ def stop_fuse(p):
         try:
             p.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            log(f"server {p.pid} still running after unmount: killing it")
-            p.kill()
-            p.wait()
+            # A copy of the mount in another mount namespace (a process
+            # that unshared while it was mounted) keeps the connection up:
+            # aborted, the server's reads end and it exits.
+            conn = connections.get(p.pid)
+            abort = f"/sys/fs/fuse/connections/{conn}/abort"
+            if conn is not None and os.path.exists(abort):
+                log(f"server {p.pid} still running after unmount: aborting its connection {conn}")
+                with open(abort, "w") as f:
+                    f.write("1\n")
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log(f"server {p.pid} still running: killing it")
+                p.kill()
+                p.wait()
+        connections.pop(p.pid, None)
         daemons.remove(entry)
         collect_problems(entry)
 
@@ -192,10 +221,12 @@ class Contender:
     writable = True
     package = None  # Debian package, for its version
     options = ""
+    parts = ("tree", "ops", "memory")  # the parts it takes part in
 
     def __init__(self):
         self.proc = None
         self.unavailable = None
+        self.wrap = []  # a command the server runs under (taskset)
 
     def argv(self, tree, mp):
         raise NotImplementedError
@@ -211,7 +242,8 @@ class Contender:
             raise Unavailable(self.unavailable)
         target = self.target(tree, mp)
         try:
-            self.proc, self.mount_seconds = start_fuse(self.argv(tree, mp), mp, probe or target, self.name)
+            self.proc, self.mount_seconds = start_fuse(self.wrap + self.argv(tree, mp), mp, probe or target,
+                                                      self.name)
         except Unavailable as e:
             self.unavailable = str(e)
             log(f"{self.name} unavailable: {e}")
@@ -238,6 +270,7 @@ class Contender:
 
 class Native(Contender):
     name = "native"
+    parts = ("tree", "ops", "usable", "memory")
     options = "the layer directory itself (graph/<id>/layer)"
 
     def mount(self, tree, mp, probe=None):
@@ -250,12 +283,14 @@ class G2aView(Contender):
         self.read_only = read_only
         self.name = "graph2aufs-ro" if read_only else "graph2aufs-rw"
         self.writable = not read_only
+        self.parts = ("tree", "usable", "memory") if read_only else ("tree", "ops", "breakdown", "usable", "memory")
+        self.extra_args = []
         self.options = ("graph2aufs mount ROOT MP " + ("--read-only " if read_only else "") +
                         "--foreground; the layer at MP/aufs/diff/<id>")
 
     def argv(self, tree, mp):
         return [f"{BIN}/graph2aufs", "mount", tree.root, mp, *(["--read-only"] if self.read_only else []),
-                "--foreground"]
+                "--foreground", *self.extra_args]
 
     def target(self, tree, mp):
         return os.path.join(mp, "aufs", "diff", tree.id)
@@ -324,6 +359,27 @@ class FuseOverlayfs(Contender):
         return ["fuse-overlayfs", "-f", "-o", f"lowerdir={lower},upperdir={tree.layer()},workdir={work}", mp]
 
 
+class NullFs(Contender):
+    """The bare FUSE round trip: `g2a-bench nullfs`, a fuser server that
+    keeps its tree in memory and answers at once (same INIT capabilities and
+    thread count as graph2aufs's read-write view)."""
+    name = "fuse-null"
+    options = "g2a-bench nullfs MP (fuser 0.18, in memory, no I/O: the bare round trip)"
+    parts = ("ops", "breakdown")
+
+    def __init__(self):
+        super().__init__()
+        self.extra_args = []
+
+    def argv(self, tree, mp):
+        return [f"{BIN}/g2a-bench", "nullfs", mp, *self.extra_args]
+
+    def describe(self):
+        d = super().describe()
+        d["version"] = git_describe()
+        return d
+
+
 def restore_legacy(tree):
     """A read-write view (or migrate) migrates ROOT: `graph2aufs rollback`
     puts it back, so that the next contender or run works on the same legacy
@@ -353,7 +409,7 @@ def git_describe():
 
 # Table columns, in order; rounds run the read-write view last (it migrates
 # the root underneath and rolls it back).
-CONTENDERS = [Native(), G2aView(True), G2aView(False), Bindfs(), Mergerfs(), FuseOverlayfs()]
+CONTENDERS = [Native(), G2aView(True), G2aView(False), Bindfs(), Mergerfs(), FuseOverlayfs(), NullFs()]
 CONTENDERS = [c for c in CONTENDERS if not ONLY or c.name in ONLY or c.name == "native"]
 ROUND_ORDER = sorted(CONTENDERS, key=lambda c: c.name == "graph2aufs-rw")
 
@@ -396,6 +452,22 @@ def m_find(target, tree):
     if err:
         raise MeasureError(err)
     return dt, {"entries": n}
+
+
+def m_find_fresh_warm(target, tree):
+    """The first walk through a fresh mount, the backing tree's metadata
+    warm (walked natively just before, untimed): a LOOKUP per entry, no
+    disk read. Natively: a warm walk."""
+    walk(tree.layer())
+    return m_find(target, tree)
+
+
+def m_find_cold(target, tree):
+    """A walk with every cache dropped: the mount's entries (the kernel
+    forgets them: a LOOKUP per entry again, as on a fresh mount) and the
+    backing tree's (disk reads, natively too)."""
+    drop_caches()
+    return m_find(target, tree)
 
 
 def m_ls(target, tree):
@@ -470,14 +542,63 @@ def m_rand_write(target, tree):
     return job["write"]["iops"]
 
 
-def m_untar(target, tree):
-    dest = scratch(target, "untar")
-    os.mkdir(dest)
+def m_rand_write_fsync_each(target, tree):
+    """4 KiB random writes with an fsync after each (fio fsync=1): issue
+    16's figure (`rand_write` has one fsync at the end)."""
+    job = fio(scratch(target, "randwrite-sync"), rw="randwrite", bs="4k", size=f"{SIZES['randwrite_file_mib']}m",
+              io_size=f"{SIZES['randwrite_sync_mib']}m", fsync=1)
+    return job["write"]["iops"]
 
-    def work():
-        run_checked(["tar", "-xf", os.path.join(WORK, "tree.tar"), "-C", dest])
-        sh("sync")
-    return timed(work)
+
+def untar(target, name, tar, then_sync, again=False):
+    """tar -xf of `tar` into a new directory (`again`: into the directory
+    of an earlier one, emptied): (seconds of the tar, seconds of the sync
+    after it). Without `then_sync` the sync is still made, but not counted:
+    the next measure must not pay for this one's writeback."""
+    if again:
+        dest = os.path.join(target, SCRATCH + name)
+        for e in os.listdir(dest):
+            rm_tree(os.path.join(dest, e))
+        os.sync()
+    else:
+        dest = scratch(target, name)
+        os.mkdir(dest)
+    with open(os.path.join(WORK, tar), "rb") as f:  # the tar itself in the page cache
+        while f.read(1 << 20):
+            pass
+    t_tar = timed(lambda: run_checked(["tar", "-xf", os.path.join(WORK, tar), "-C", dest]))
+    t_sync = timed(lambda: sh("sync"))
+    return t_tar, t_sync
+
+
+def m_untar_meta(target, tree):
+    t_tar, t_sync = untar(target, "untar-meta", "tree-empty.tar", False)
+    return t_tar, {"sync_after_s": t_sync}
+
+
+def m_untar_meta_after_rm(target, tree):
+    """The same into the same directory, emptied (rm -rf, sync, no
+    drop_caches) before each of three untars in a row, the third timed:
+    ext4 skips inodes deleted in the last 30 s one by one while their inode
+    table blocks are cached (its `recently_deleted`), and allocates near
+    the directory, where they are: creates cost more, natively too (what a
+    benchmark repeating an untar in place, or `docker rm` then `docker
+    pull`, meets)."""
+    for _ in range(2):
+        untar(target, "untar-meta", "tree-empty.tar", False, again=True)
+    t_tar, t_sync = untar(target, "untar-meta", "tree-empty.tar", False, again=True)
+    drop_caches()  # the next measures' creates not slowed down by these deletions
+    return t_tar, {"sync_after_s": t_sync}
+
+
+def m_untar_nosync(target, tree):
+    t_tar, t_sync = untar(target, "untar-nosync", "tree.tar", False)
+    return t_tar, {"sync_after_s": t_sync}
+
+
+def m_untar(target, tree):
+    t_tar, t_sync = untar(target, "untar", "tree.tar", True)
+    return t_tar + t_sync, {"tar_s": t_tar, "sync_s": t_sync}
 
 
 # A measure of the tree part, run in the order of tree_measures(); `writes`:
@@ -488,8 +609,11 @@ Spec = namedtuple("Spec", "id label unit better writes fn note")
 def tree_measures():
     f, w = SIZES["file_mib"], SIZES["write_mib"]
     return [Spec(*s) for s in (
-        ("find_cold", "find -printf (stat of every entry), cold", "s", "lower", False, m_find,
-         "fresh mount, then drop_caches"),
+        ("find_fresh_warm", "find -printf (stat of every entry), fresh mount, backing warm", "s", "lower", False,
+         m_find_fresh_warm, "the first walk through a fresh mount, the backing tree walked natively just before "
+         "(a LOOKUP per entry, no disk read); native: a warm walk"),
+        ("find_cold", "find -printf, all caches dropped", "s", "lower", False, m_find_cold,
+         "drop_caches (the mount's entries forgotten as on a fresh mount, and the disk read again, natively too)"),
         ("find_warm", "find -printf, warm", "s", "lower", False, m_find, None),
         ("ls_lR", "ls -lR, warm", "s", "lower", False, m_ls,
          "ls -l also asks each entry for security.selinux and system.posix_acl_access xattrs "
@@ -505,8 +629,19 @@ def tree_measures():
          "fio end_fsync=1 (the fsync is inside fio's runtime)"),
         ("rand_write", f"4 KiB random write, {SIZES['randwrite_io_mib']} MiB + fsync", "IOPS", "higher", True,
          m_rand_write, f"fio psync buffered, over a {SIZES['randwrite_file_mib']} MiB file, end_fsync=1"),
+        ("rand_write_sync", f"4 KiB random write + fsync after each, {SIZES['randwrite_sync_mib']} MiB", "IOPS", "higher",
+         True, m_rand_write_fsync_each, f"fio psync fsync=1, over a {SIZES['randwrite_file_mib']} MiB file"),
+        ("untar_meta", "untar the tree, every file empty (metadata alone), no sync", "s", "lower", True,
+         m_untar_meta, "tar -xf of the tree with every regular file emptied (as root: owners, modes, times, "
+         "device nodes, hard links); an untimed sync after"),
+        ("untar_meta_rm", "the same, third time in a row into the emptied dir", "s", "lower", True,
+         m_untar_meta_after_rm, "the directory emptied (rm -rf, sync, untimed; no drop_caches) before each of three "
+         "untars in a row, the third timed: ext4 skips the inodes deleted in the last 30 s one by one while their "
+         "inode tables are cached (recently_deleted), natively too"),
+        ("untar_nosync", "untar the tree, no sync", "s", "lower", True, m_untar_nosync,
+         "tar -xf of the tree with its data; an untimed sync after"),
         ("untar", "untar the tree into a new dir + sync", "s", "lower", True, m_untar,
-         "tar -xf (as root: owners, modes, device nodes, hard links) then sync"),
+         "tar -xf then sync (the cells' extra: the two phases)"),
     )]
 
 
@@ -527,6 +662,7 @@ def make_tree():
     tree = Tree(root, layer_id)
     layer = tree.layer()
     sh("tar", "-cf", os.path.join(WORK, "tree.tar"), "-C", layer, ".")
+    empty_tar(os.path.join(WORK, "tree.tar"), os.path.join(WORK, "tree-empty.tar"))
     entries, size = 0, 0
     for d, dirs, files in os.walk(layer):
         entries += len(dirs) + len(files)
@@ -539,6 +675,17 @@ def make_tree():
     # entries as find counts them: the layer itself and the big file too
     return tree, {"description": desc, "entries": entries + 2, "bytes_without_bigfile": size,
                   "bigfile_mib": SIZES["file_mib"], "layer": f"graph/{tree.id}/layer (view: aufs/diff/{tree.id})"}
+
+
+def empty_tar(src, dest):
+    """`src` with every regular file emptied: the same entries, owners,
+    modes, times, links and device nodes (metadata alone)."""
+    import tarfile
+    with tarfile.open(src) as i, tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as o:
+        for m in i:
+            if m.isreg():
+                m.size = 0
+            o.addfile(m)
 
 
 def debian_tree(root):
@@ -599,11 +746,15 @@ def tree_part():
     measure("peak_mem", "server peak memory (VmHWM) after the tree work", "MiB", "lower")
     for run in range(RUNS):
         for c in ROUND_ORDER:
+            if "tree" not in c.parts:
+                continue
             log(f"tree run {run + 1}/{RUNS}: {c.name}")
             tree_round(c, tree, mp, specs)
     for c in CONTENDERS:
         for s in specs:
-            if s.writes and not c.writable:
+            if "tree" not in c.parts:
+                record(s.id, c.name, na="not run")
+            elif s.writes and not c.writable:
                 record(s.id, c.name, na="read-only")
     record("peak_mem", "native", na="no server")
 
@@ -614,7 +765,6 @@ def tree_round(c, tree, mp, specs):
     except Unavailable:
         return
     try:
-        drop_caches()  # the cold walk comes first: fresh mount, no cache
         for s in specs:
             if s.writes and not c.writable:
                 continue
@@ -736,7 +886,7 @@ def memory_part():
     record(peak_id, "native", na="no server")
     mp = os.path.join(WORK, "mp")
     for c in ROUND_ORDER:
-        if isinstance(c, Native):
+        if isinstance(c, Native) or "memory" not in c.parts:
             continue
         log(f"memory: {n:,}-entry walk through {c.name}")
         try:
@@ -757,6 +907,277 @@ def memory_part():
             c.unmount(tree)
     rm_tree(base, depth=1)
     rm_tree(root)
+
+
+# ---------------------------------------------------------------- ops: per-operation latency
+
+def small_tree(name, seed):
+    """A legacy root of one empty image layer (where the ops part works)."""
+    root = os.path.join(WORK, name)
+    info = gen(root, "--seed", str(seed), "--images", "1", "--containers", "0", "--entries-per-layer", "0")
+    return Tree(root, info["images"][0])
+
+
+def ops_part():
+    """`g2a-bench ops` on every writable contender and the bare FUSE server
+    (fuse-null): the latency of each change, each system call timed alone,
+    ops_count entries per operation, in a new directory of the layer."""
+    n = SIZES["ops_count"]
+    tree = small_tree("ops-root", 8)
+    for op in bench_ops.OPS:
+        measure(f"op_{op}", f"{bench_ops.OP_LABELS[op]}, per op ({n:,})", "us", "lower",
+                "median latency of the system call (g2a-bench ops); the cell's extra has mean, p90, p99")
+    mp = os.path.join(WORK, "mp")
+    for run in range(RUNS):
+        for c in ROUND_ORDER:
+            if "ops" not in c.parts:
+                continue
+            log(f"ops run {run + 1}/{RUNS}: {c.name}")
+            try:
+                target = c.mount(tree, mp)
+            except Unavailable:
+                continue
+            try:
+                for op, st in bench_ops.run_ops(BIN, target, n).items():
+                    record(f"op_{op}", c.name, value=st["p50_us"], extra=st)
+            except RuntimeError as e:
+                for op in bench_ops.OPS:
+                    record(f"op_{op}", c.name, error=str(e))
+            finally:
+                c.unmount(tree)
+            drop_caches()  # inode tables written out: the next contender's creates as fast
+    for c in CONTENDERS:
+        if "ops" not in c.parts:
+            for op in bench_ops.OPS:
+                record(f"op_{op}", c.name, na="read-only" if not c.writable else "not run")
+    rm_tree(tree.root)
+
+
+def op_targets():
+    """Issue 16's per-operation target: the view's median within twice
+    native's plus the bare round trip's (fuse-null's), per operation."""
+    rows = []
+    for op in bench_ops.TARGET_OPS:
+        cells = results.get(f"op_{op}", {}).get("cells", {})
+        med = {k: statistics.median(v["runs"]) for k, v in cells.items() if v.get("runs")}
+        if not {"native", "fuse-null", "graph2aufs-rw"} <= med.keys():
+            continue
+        budget = 2 * med["native"] + med["fuse-null"]
+        rows.append({"op": op, "native_us": med["native"], "null_us": med["fuse-null"], "budget_us": budget,
+                     "graph2aufs_rw_us": med["graph2aufs-rw"], "met": med["graph2aufs-rw"] <= budget,
+                     "overhead_us": med["graph2aufs-rw"] - med["native"] - med["fuse-null"]})
+    return rows
+
+
+# ---------------------------------------------------------------- breakdown of a round trip
+
+def breakdown_variants():
+    """(label, contender, extra arguments, CPU of the server, CPU of the
+    client): the bare server and graph2aufs's read-write view, each with
+    its default threads and with one; the bare server with client and
+    server on one CPU and on two."""
+    by = {c.name: c for c in CONTENDERS}
+    null, rw = by.get("fuse-null"), by.get("graph2aufs-rw")
+    out = []
+    if null:
+        out += [("fuse-null", null, [], None, None), ("fuse-null, 1 thread", null, ["--threads", "1"], None, None),
+                ("fuse-null, 1 thread, client and server on CPU 0", null, ["--threads", "1"], 0, 0),
+                ("fuse-null, 1 thread, server on CPU 1, client on CPU 0", null, ["--threads", "1"], 1, 0)]
+    if rw:
+        out += [("graph2aufs-rw", rw, [], None, None), ("graph2aufs-rw, 1 thread", rw, ["--threads", "1"], None, None),
+                ("graph2aufs-rw, 1 thread, client and server on CPU 0", rw, ["--threads", "1"], 0, 0),
+                ("graph2aufs-rw, 1 thread, server on CPU 1, client on CPU 0", rw, ["--threads", "1"], 1, 0)]
+    return out
+
+
+def breakdown_tar():
+    """An all-metadata tar for the request mix of an untar: the tree part's
+    (the Debian tree emptied), else the Debian base's, else a generated one."""
+    path = os.path.join(WORK, "tree-empty.tar")
+    if os.path.exists(path):
+        return path
+    if os.path.isfile(os.path.join(DEBIAN, "etc", "debian_version")):
+        full = os.path.join(WORK, "breakdown-full.tar")
+        sh("tar", "-cf", full, "-C", DEBIAN, ".")
+        empty_tar(full, path)
+        os.remove(full)
+    else:
+        src = os.path.join(WORK, "breakdown-src")
+        os.makedirs(src)
+        generate_files(src, SIZES["gen_entries"], 0)
+        sh("tar", "-cf", path, "-C", src, ".")
+        rm_tree(src)
+    return path
+
+
+def tar_entries(path):
+    r = subprocess.run(["tar", "-tf", path], capture_output=True, text=True, check=True)
+    return len([l for l in r.stdout.splitlines() if l.strip() not in ("", "./")])
+
+
+def breakdown_part():
+    """Each request of the change path, traced with bpftrace on one FUSE
+    connection: from the kernel queueing it to a server thread picking it
+    up, the server's own work (and its system calls), and the answer back,
+    for the bare server (fuse-null) and graph2aufs's read-write view, with
+    their default threads and with one; plus the request mix of an untar.
+    The per-operation latency of the same run untraced comes along."""
+    if not shutil_which("bpftrace"):
+        log("breakdown: no bpftrace (apt-get install bpftrace): skipped")
+        results_meta["breakdown"] = {"skipped": "no bpftrace"}
+        return
+    n = SIZES["breakdown_count"]
+    tree = small_tree("breakdown-root", 9)
+    tar = breakdown_tar()
+    entries = tar_entries(tar)
+    mp = os.path.join(WORK, "mp")
+    out = {}
+    try:
+        for label, c, args, server_cpu, client_cpu in breakdown_variants():
+            log(f"breakdown: {label}")
+            c.extra_args = args
+            c.wrap = ["taskset", "-c", str(server_cpu)] if server_cpu is not None else []
+            try:
+                target = c.mount(tree, mp)
+            except Unavailable as e:
+                out[label] = {"unavailable": str(e)}
+                continue
+            try:
+                v = {"load": loadavg(), "threads": args[1] if args else "default",
+                     "server_cpu": server_cpu, "client_cpu": client_cpu}
+                v["ops_untraced"] = bench_ops.run_ops(BIN, target, n, taskset=client_cpu)
+                tracer = bench_ops.Tracer(c.proc.pid, mp, WORK)
+                try:
+                    v["ops_traced"] = bench_ops.run_ops(BIN, target, n, taskset=client_cpu)
+                finally:
+                    reqs, wake = tracer.stop()
+                v["requests"] = bench_ops.summarize_requests(reqs, wake)
+                out[label] = v
+                # The all-metadata untar, untraced, against native's in the
+                # same place (the layer on the disk) right before each; each
+                # removed after it and the inode tables written out
+                # (drop_caches: see m_untar_meta_after_rm), the tar cached.
+                pin = ["taskset", "-c", str(client_cpu)] if client_cpu is not None else []
+                layer = tree.layer() if isinstance(c, G2aView) else None
+                v["untar_meta_s"], v["untar_meta_native_s"] = [], []
+                for i in range(UNTAR_RUNS):
+                    if layer:
+                        dest = scratch(layer, f"breakdown-native-{i}")
+                        os.mkdir(dest)
+                        sh("cat", tar, stdout=subprocess.DEVNULL)
+                        v["untar_meta_native_s"].append(timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest])))
+                        rm_tree(dest)
+                        drop_caches()
+                    dest = scratch(target, f"breakdown-untar-{i}")
+                    os.mkdir(dest)
+                    sh("cat", tar, stdout=subprocess.DEVNULL)
+                    v["untar_meta_s"].append(timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest])))
+                    rm_tree(dest)
+                    drop_caches()
+                dest = scratch(target, "breakdown-untar")
+                os.mkdir(dest)
+                tracer = bench_ops.Tracer(c.proc.pid, mp, WORK)
+                try:
+                    t = timed(lambda: run_checked([*pin, "tar", "-xf", tar, "-C", dest]))
+                finally:
+                    reqs, wake = tracer.stop()
+                mix = bench_ops.request_mix(reqs)
+                v["untar_meta"] = {"entries": entries, "seconds_traced": t,
+                                   "requests_per_entry": {k: round(x / entries, 2) for k, x in mix.items()},
+                                   "requests": bench_ops.summarize_requests(reqs, wake)}
+                rm_tree(dest)
+            except (RuntimeError, MeasureError) as e:
+                out.setdefault(label, {})["error"] = str(e)
+                log(f"breakdown: {label}: {e}")
+            finally:
+                c.unmount(tree)
+                c.extra_args, c.wrap = [], []
+    finally:
+        bench_ops.release_tracefs()
+    results_meta["breakdown"] = out
+    rm_tree(tree.root)
+
+
+def shutil_which(cmd):
+    import shutil
+    return shutil.which(cmd)
+
+
+def breakdown_lines():
+    """The breakdown as table lines."""
+    b = results_meta.get("breakdown") or {}
+    if not b or "skipped" in b:
+        return []
+    lines = ["", "Round trips, request by request (bpftrace; medians in us): queued -> picked up by a server thread "
+             "-> answered (writev) -> the kernel has the answer; `sys` = the server's system calls inside its part",
+             "", "| server | request | count | round trip | to server | server | of which sys | syscalls/req "
+             "| to kernel | same CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for label, v in b.items():
+        reqs = v.get("requests", {}).get("opcodes", {})
+        for op, r in reqs.items():
+            if r["count"] < 20:
+                continue
+            lines.append(f"| {label} | {op} | {r['count']} | {r['rtt_p50_us']} | {r['to_server_p50_us']} | "
+                         f"{r['server_p50_us']} | {r['server_syscalls_p50_us']} | {r['syscalls_per_request']} | "
+                         f"{r['to_kernel_p50_us']} | {r['same_cpu']} |")
+    lines += ["", "| server | thread hand-offs (share of requests served by another thread than the one before) "
+              "| server wake-ups per request | load |", "|---|---|---|---|"]
+    for label, v in b.items():
+        r = v.get("requests", {})
+        if r:
+            lines.append(f"| {label} | {r.get('thread_handoffs')} | {r.get('server_wakeups_per_request')} | "
+                         f"{v.get('load')} |")
+    lines += ["", "Per-operation latency, untraced, median us (" + ", ".join(bench_ops.OPS) + "):"]
+    for label, v in b.items():
+        o = v.get("ops_untraced")
+        if o:
+            lines.append(f"- {label}: " + ", ".join(f"{op} {o[op]['p50_us']}" for op in bench_ops.OPS if op in o))
+    for label, v in b.items():
+        u = v.get("untar_meta")
+        if u:
+            lines.append(f"- requests per entry of an all-metadata untar ({u['entries']:,} entries), {label}: " +
+                         ", ".join(f"{k} {x}" for k, x in u["requests_per_entry"].items()))
+    lines += ["", "All-metadata untar (the Debian tree emptied), untraced, seconds, each run right after native's "
+              "in the layer on the disk:", ""]
+    for label, v in b.items():
+        view, nat = v.get("untar_meta_s"), v.get("untar_meta_native_s")
+        if view:
+            t = f"- {label}: " + ", ".join(f"{x:.2f}" for x in view)
+            if nat:
+                t += " (native " + ", ".join(f"{x:.2f}" for x in nat) + f"; ratio of medians " \
+                     f"{statistics.median(nat) / statistics.median(view):.2f})"
+            lines.append(t)
+    return lines
+
+
+# ---------------------------------------------------------------- cross-device copy
+
+def copy_part():
+    """scripts/bench-copy's driver, its figures as rows: `graph2aufs
+    migrate` with aufs/ on another file system against `cp -a` + `sync`
+    (and against a move by hand)."""
+    out = os.path.join(WORK, "copy.json")
+    env = {**os.environ, "BENCH_DIR": os.path.join(WORK, "copy"), "BENCH_OUT": out, "RUNS": str(RUNS),
+           "SIZE_MB": str(SIZES["copy_mib"]), "DEBIAN_BASE": DEBIAN}
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_copy.py")],
+                       env=env, stdout=subprocess.PIPE, text=True)
+    measure("copy", "cross-device copy of the layers (Debian + a big file)", "s", "lower",
+            "native: cp -a of every layer to ext4 on a loop image, then sync; graph2aufs-rw: graph2aufs migrate "
+            "with aufs/ on that file system (durable, compared, recorded, sources removed)")
+    measure("copy_move", "the same against a move by hand (cp -a, sync, rm -rf)", "s", "lower", None)
+    if r.returncode != 0 or not os.path.exists(out):
+        record("copy", "graph2aufs-rw", error=f"bench_copy.py exit {r.returncode}")
+        return
+    with open(out) as f:
+        doc = json.load(f)
+    results_meta["copy"] = doc
+    for v in doc["cp_a_s"]:
+        record("copy", "native", value=v)
+    for v in doc["cp_a_sync_rm_s"]:
+        record("copy_move", "native", value=v)
+    for v in doc["graph2aufs_migrate_s"]:
+        record("copy", "graph2aufs-rw", value=v)
+        record("copy_move", "graph2aufs-rw", value=v)
 
 
 # ---------------------------------------------------------------- report
@@ -860,6 +1281,18 @@ def report(wall, mach):
     for name, ls in problems.items():
         for l in ls:
             lines.append(f"server log, {name}: {l}")
+    for part, load in results_meta.get("parts", {}).items():
+        lines.append(f"part {part}: {load['seconds']} s, load average {load['start']} -> {load['end']}")
+    targets = op_targets()
+    if targets:
+        results_meta["op_targets"] = targets
+        lines += ["", "Per-operation target (issue 16): graph2aufs-rw's median within 2x native's + the bare "
+                  "round trip's (fuse-null), us", "", "| operation | native | fuse-null | budget | graph2aufs-rw "
+                  "| graph2aufs's own share (rw - native - null) | met |", "|---|---|---|---|---|---|---|"]
+        for t in targets:
+            lines.append(f"| {t['op']} | {t['native_us']:.1f} | {t['null_us']:.1f} | {t['budget_us']:.1f} | "
+                         f"{t['graph2aufs_rw_us']:.1f} | {t['overhead_us']:.1f} | {'yes' if t['met'] else 'no'} |")
+    lines += breakdown_lines()
     print("\n".join(lines))
     doc = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "wall_seconds": round(wall, 1), "machine": mach,
            "graph2aufs": git_describe(), "runs": RUNS, "quick": QUICK, "sizes": SIZES, **results_meta,
@@ -913,11 +1346,18 @@ def main():
     t0 = time.monotonic()
     clean_work()
     mach = machine()
+    parts = {"tree": tree_part, "ops": ops_part, "breakdown": breakdown_part, "usable": usable_part,
+             "memory": memory_part, "copy": copy_part}
     try:
-        for part, fn in (("tree", tree_part), ("usable", usable_part), ("memory", memory_part)):
+        for part in ALL_PARTS:
             if part in PARTS:
                 drop_caches()
-                fn()
+                load = {"start": loadavg()}
+                t = time.monotonic()
+                parts[part]()
+                load.update(end=loadavg(), seconds=round(time.monotonic() - t, 1))
+                results_meta.setdefault("parts", {})[part] = load
+                log(f"{part} done in {load['seconds']} s, load {load['start']} -> {load['end']}")
     finally:
         cleanup()
     report(time.monotonic() - t0, mach)
