@@ -18,7 +18,8 @@
 //!    a legacy-backed layer (still at `graph/<id>/layer`), a migrated one, a
 //!    synthesized init layer (the first change migrates it), a layer the
 //!    background migration moves mid-sequence, a layer copied to another
-//!    file system and switched to its copy mid-sequence, and as an
+//!    file system and switched to its copy mid-sequence, a migrated one
+//!    with file data served by graph2aufs (`--no-passthrough`), and as an
 //!    unprivileged user after root mixed owners and modes. Every run prints its seed;
 //!    `TRUST_RW_SEED=N` replays it, `TRUST_RW_KEEP_GOING=1` prints every
 //!    difference instead of stopping at the first, `TRUST_RW_VERBOSE=1`
@@ -118,16 +119,30 @@ fn differential_in_a_legacy_backed_layer() {
 
 #[test]
 fn differential_in_a_migrated_layer() {
-    let test = "differential_in_a_migrated_layer";
+    differential_in_a_migrated_layer_with("differential_in_a_migrated_layer", 2, &[]);
+}
+
+/// File data served by graph2aufs, not passed through by the kernel: opens
+/// (O_TRUNC ones among them), reads and writes take the other path.
+#[test]
+fn differential_in_a_migrated_layer_without_passthrough() {
+    differential_in_a_migrated_layer_with(
+        "differential_in_a_migrated_layer_without_passthrough",
+        6,
+        &["--no-passthrough"],
+    );
+}
+
+fn differential_in_a_migrated_layer_with(test: &str, salt: u64, args: &[&str]) {
     if !require_root_and_fuse(test) {
         return;
     }
     let scene = Scene::new(&options(22, 6, 2));
     let id = scene.showcase();
-    let view = scene.mount(&[]);
+    let view = scene.mount_with(args, &[]);
     scene.wait_finished(&view);
     let layer = scene.mp.join("aufs/diff").join(&id);
-    let mut d = differ_over(test, 2, &scene, &layer);
+    let mut d = differ_over(test, salt, &scene, &layer);
     d.compare_trees(&scene.dir.path().join("native"), &layer, "the native copy");
     steps(&mut d, OPS);
     d.release();
