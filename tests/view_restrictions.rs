@@ -1,5 +1,6 @@
 //! The view takes the restrictions of the mounts it serves from: a ROOT (or
-//! an `--aufs-dir`) on a `nodev`, `nosuid` or `noexec` mount gives a view
+//! an `--aufs-dir`, or a mount at `ROOT/aufs`) on a `nodev`, `nosuid` or
+//! `noexec` mount gives a view
 //! mounted so too, so that through it no device node opens, no setuid bit
 //! takes effect and no file executes where natively it would not. A ROOT on
 //! a mount without them still gives a read-write view with device nodes and
@@ -299,8 +300,8 @@ fn a_root_on_a_plain_mount_gives_a_read_write_view_with_devices_and_setuid_as_na
 }
 
 #[test]
-fn an_aufs_dir_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid() {
-    let test = "an_aufs_dir_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid";
+fn an_aufs_dir_or_root_aufs_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid() {
+    let test = "an_aufs_dir_or_root_aufs_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid";
     if !require_root_and_fuse(test) {
         return;
     }
@@ -329,9 +330,30 @@ fn an_aufs_dir_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid() {
     assert_eq!(through.setuid, format!("euid {USER}"), "through the view: {through:?}");
     assert!(
         log.contains(&format!(
-            "the view is mounted nodev, as --aufs-dir {}",
+            "the view is mounted nodev, as the mount of --aufs-dir {} is",
             aufs_dir.display()
         )),
         "the log names the --aufs-dir:\n{log}"
+    );
+    // The same directory mounted at ROOT/aufs (a bind mount keeps its
+    // mount's options), no --aufs-dir.
+    if aufs.is_symlink() {
+        fs::remove_file(&aufs).expect("the link to the --aufs-dir");
+    }
+    fs::create_dir_all(&aufs).expect("ROOT/aufs");
+    let bind = BindAt::new(&aufs_dir, &aufs);
+    let (through, options, log) = through_view(&place, &plain.path().join("mp"), &[], outcome);
+    drop(bind);
+    assert_options("the read-write view", &options, &["nodev", "nosuid"], &["noexec"]);
+    assert!(
+        through.device.starts_with("PermissionDenied"),
+        "through the view: {through:?}"
+    );
+    assert!(
+        log.contains(&format!(
+            "the view is mounted nosuid, as the mount of {}/aufs/",
+            place.root.display()
+        )),
+        "the log names ROOT/aufs's mount:\n{log}"
     );
 }

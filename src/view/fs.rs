@@ -340,6 +340,29 @@ impl View {
         })
     }
 
+    /// The directories the view serves from, named (for
+    /// [`super::restrictions`]): ROOT (`.`), the `--aufs-dir`, and ROOT's
+    /// `graph`, `containers` and aufs directories.
+    pub(super) fn served_dirs(&self) -> io::Result<Vec<(&'static str, OwnedFd)>> {
+        let d = &self.dirs;
+        let mut out = vec![(".", self.root_fd.try_clone()?)];
+        if let Some(a) = &self.aufs_dir {
+            out.push(("--aufs-dir", a.fd()?.try_clone()?));
+        }
+        for (name, fd) in [
+            ("graph", &d.graph),
+            ("containers", &d.containers),
+            ("aufs/diff", &d.diff),
+            ("aufs/layers", &d.layers),
+            ("aufs/mnt", &d.mnt),
+        ] {
+            if let Some(fd) = fd {
+                out.push((name, fd.try_clone()?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether `node` is in a layer to be copied to another file system (and
     /// not switched to its copy yet).
     pub(super) fn in_transit(&self, node: &Node) -> bool {

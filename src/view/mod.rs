@@ -152,7 +152,6 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     if let Some(dir) = &opts.aufs_dir {
         root = root.with_aufs_dir(dir)?;
     }
-    let restricted = restrictions::Restrictions::of(&root)?;
     let root = if opts.read_only {
         root.refuse_for_read_only_view()?;
         // Serve the read-only view from a private read-only, noatime copy
@@ -232,6 +231,11 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         None => (None, None),
     };
     log::debug!("view prepared in {:?}", t0.elapsed());
+    let restricted = restrictions::Restrictions::of(
+        &opts.root,
+        opts.aufs_dir.as_deref(),
+        view.served_dirs().step(|| "the view's directories".into())?,
+    )?;
     let root_path = opts.root.clone();
     let mut config = Config::default();
     config.mount_options = vec![

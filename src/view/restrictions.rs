@@ -4,10 +4,12 @@
 //! file executes where natively it would not.
 
 use crate::error::{Error, Result};
-use crate::root::Root;
-use rustix::fs::{self as rfs, Mode, OFlags, StatVfsMountFlags as F};
+use rustix::fs::{self as rfs, StatVfsMountFlags as F};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
-/// Per restriction, the mounts of ROOT that have it (named by a path).
+/// Per restriction, the mounts the view serves from that have it (each
+/// named by one of its directories).
 #[derive(Debug, Default)]
 pub(super) struct Restrictions {
     pub nodev: Vec<String>,
@@ -16,28 +18,19 @@ pub(super) struct Restrictions {
 }
 
 impl Restrictions {
-    /// Those of ROOT's mount and of `graph`, `containers`, `aufs` and
-    /// `aufs/diff` where they are mounts of their own (an `--aufs-dir`
-    /// included), from statvfs's f_flag. The view has one set of mount
-    /// options: a restriction any of them has applies to all of it (the
-    /// strict side: a layer on a mount without it loses what it allows).
-    pub fn of(root: &Root) -> Result<Restrictions> {
+    /// Those of the mounts of `dirs` (named relative to `root`, or
+    /// `--aufs-dir` for `aufs_dir`), from statvfs's f_flag. The view has one set of
+    /// mount options: a restriction any of them has applies to all of it
+    /// (the strict side: a layer on a mount without it loses what that
+    /// mount allows).
+    pub fn of(root: &Path, aufs_dir: Option<&Path>, dirs: Vec<(&str, OwnedFd)>) -> Result<Restrictions> {
         let mut r = Restrictions::default();
         let mut seen = Vec::new();
-        for rel in [".", "graph", "containers", "aufs", "aufs/diff"] {
-            let (dir, name) = root.resolve(rel);
-            let shown = match (rel, root.aufs_dir()) {
-                (".", _) => root.path().display().to_string(),
-                ("aufs", Some((p, _))) => format!("--aufs-dir {}", p.display()),
-                (_, Some((p, _))) if name != rel => format!("--aufs-dir {}/{name}", p.display()),
-                _ => format!("{}/{rel}", root.path().display()),
-            };
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let fd = match rfs::openat(dir, name, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                // Not there (yet), or not a directory the view shows.
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => continue,
-                Err(e) => return Err(Error::io(format!("opening {shown}"), e.into())),
+        for (rel, fd) in dirs {
+            let shown = match (rel, aufs_dir) {
+                (".", _) => root.display().to_string(),
+                ("--aufs-dir", Some(a)) => format!("--aufs-dir {}", a.display()),
+                (rel, _) => format!("{}/{rel}", root.display()),
             };
             let mount = crate::sys::mount_id(&fd).map_err(|e| Error::io(format!("the mount of {shown}"), e))?;
             if seen.contains(&mount) {
@@ -68,7 +61,10 @@ impl Restrictions {
             ("noexec", &self.noexec),
         ] {
             if !from.is_empty() {
-                log::info!("the view is mounted {what}, as {} is", from.join(" and "));
+                log::info!(
+                    "the view is mounted {what}, as the mount of {} is",
+                    from.join(" and of ")
+                );
             }
         }
     }
