@@ -542,3 +542,24 @@ pub fn read_only_noatime_clone(dir: impl AsFd) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// truncate(2) of the inode `fd` refers to (any descriptor, O_PATH
+/// included), through its magic link: a size change with the semantics of
+/// one by path, which some file systems give differently from ftruncate(2)
+/// (the times of a file truncated to its own size). A symlink's own
+/// descriptor gives EINVAL, a directory's EISDIR: never followed.
+pub fn truncate(fd: impl AsFd, len: u64) -> io::Result<()> {
+    let path = std::ffi::CString::new(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd())
+    ))
+    .expect("no NUL in a number");
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is a valid C string that outlives the call; truncate(2)
+    // reads nothing else from memory.
+    if unsafe { libc::truncate(path.as_ptr(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

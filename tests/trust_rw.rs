@@ -18,7 +18,8 @@
 //!    a legacy-backed layer (still at `graph/<id>/layer`), a migrated one, a
 //!    synthesized init layer (the first change migrates it), a layer the
 //!    background migration moves mid-sequence, a layer copied to another
-//!    file system and switched to its copy mid-sequence, and as an
+//!    file system and switched to its copy mid-sequence, a migrated one
+//!    with file data served by graph2aufs (`--no-passthrough`), and as an
 //!    unprivileged user after root mixed owners and modes. Every run prints its seed;
 //!    `TRUST_RW_SEED=N` replays it, `TRUST_RW_KEEP_GOING=1` prints every
 //!    difference instead of stopping at the first, `TRUST_RW_VERBOSE=1`
@@ -39,7 +40,9 @@
 //! machinery: a file replaced behind the view (graph2aufs's own status
 //! file) taking over a new file's inode number, an init layer's directory
 //! link counts before its first change, a file of an init layer held open
-//! across its migration.
+//! across its migration, the times of truncations to a file's own size and
+//! of O_TRUNC opens on each kind of file system (truncate(2), ftruncate(2)
+//! and open(O_TRUNC) differ there).
 
 mod common;
 use common::*;
@@ -116,16 +119,30 @@ fn differential_in_a_legacy_backed_layer() {
 
 #[test]
 fn differential_in_a_migrated_layer() {
-    let test = "differential_in_a_migrated_layer";
+    differential_in_a_migrated_layer_with("differential_in_a_migrated_layer", 2, &[]);
+}
+
+/// File data served by graph2aufs, not passed through by the kernel: opens
+/// (O_TRUNC ones among them), reads and writes take the other path.
+#[test]
+fn differential_in_a_migrated_layer_without_passthrough() {
+    differential_in_a_migrated_layer_with(
+        "differential_in_a_migrated_layer_without_passthrough",
+        6,
+        &["--no-passthrough"],
+    );
+}
+
+fn differential_in_a_migrated_layer_with(test: &str, salt: u64, args: &[&str]) {
     if !require_root_and_fuse(test) {
         return;
     }
     let scene = Scene::new(&options(22, 6, 2));
     let id = scene.showcase();
-    let view = scene.mount(&[]);
+    let view = scene.mount_with(args, &[]);
     scene.wait_finished(&view);
     let layer = scene.mp.join("aufs/diff").join(&id);
-    let mut d = differ_over(test, 2, &scene, &layer);
+    let mut d = differ_over(test, salt, &scene, &layer);
     d.compare_trees(&scene.dir.path().join("native"), &layer, "the native copy");
     steps(&mut d, OPS);
     d.release();
@@ -402,8 +419,21 @@ struct Pair {
 impl Pair {
     #[track_caller]
     fn new(name: &str) -> Pair {
-        let scene = Scene::new(&options(31, 3, 1));
-        let view = scene.mount(&[("GRAPH2AUFS_ITEM_DELAY_MS", "600000")]);
+        Pair::new_in(name, &std::env::temp_dir())
+    }
+
+    /// [`Pair::new`] with the scene under `base` (a file system of a given
+    /// kind: the native side and ROOT are on it).
+    #[track_caller]
+    fn new_in(name: &str, base: &Path) -> Pair {
+        Pair::new_with(name, base, &[])
+    }
+
+    /// [`Pair::new_in`] with more arguments for `graph2aufs mount`.
+    #[track_caller]
+    fn new_with(name: &str, base: &Path, args: &[&str]) -> Pair {
+        let scene = Scene::new_in(base, &options(31, 3, 1));
+        let view = scene.mount_with(args, &[("GRAPH2AUFS_ITEM_DELAY_MS", "600000")]);
         let viewed = scene.mp.join("aufs/diff").join(scene.showcase()).join(name);
         fs::create_dir(&viewed).unwrap_or_else(|e| panic!("mkdir {} through the view: {e}", viewed.display()));
         scene::open_to_all(&viewed);
@@ -724,6 +754,117 @@ fn time_updates_after_writes_chmod_renames_and_more_as_natively() {
         lines.iter().any(|l| l.contains("m+")) && lines.iter().any(|l| l.contains("a+")),
         "the steps should change times: {lines:#?}"
     );
+}
+
+/// Truncations of a file to the size it has and to others, each way the
+/// kernel tells the view of one (truncate(2): a size change without a
+/// handle; ftruncate(2): with the caller's handle; open(O_TRUNC), for
+/// writing, for reading and with O_CREAT: the open itself), in the
+/// sequence's files on `base`, through a view mounted with `args`. Before
+/// each, the file's times are set far in the past: whether its mtime moved
+/// (and for the first, its ctime) compares as natively. File systems
+/// differ there: truncate(2) to the same size moves neither time on XFS
+/// and btrfs, nor on tmpfs for an empty file, but does on ext4;
+/// ftruncate(2) and O_TRUNC move both everywhere.
+fn truncations_time_as_natively(test: &str, base: &Path, args: &[&str]) {
+    let pair = Pair::new_with(test, base, args);
+    let mut d = pair.differ(test);
+    let old = ops::T::At(1_300_000_000, 123);
+    let aged = |path: &str| Op::Utimens {
+        path: p(path),
+        atime: old,
+        mtime: old,
+        follow: false,
+    };
+    let truncate = |len| Op::Truncate { path: p("f"), len };
+    let fill = |len| {
+        [
+            open("f", libc::O_WRONLY, 0, 1),
+            Op::Write { slot: 1, len, fill: 7 },
+            Op::Close { slot: 1 },
+        ]
+    };
+    for op in file_ops("f", 0, 0, 0o644) {
+        d.apply(op);
+    }
+    d.apply(truncate(0));
+    d.apply(aged("f"));
+    // The first step's ctime compares too (every later one follows a
+    // utimensat, which moves it).
+    d.restart_clock();
+    let steps: Vec<Vec<Op>> = vec![
+        vec![truncate(0)],
+        vec![open("f", libc::O_WRONLY, 0, 0), Op::Ftruncate { slot: 0, len: 0 }],
+        vec![Op::Close { slot: 0 }, open("f", libc::O_WRONLY | libc::O_TRUNC, 0, 0)],
+        vec![Op::Close { slot: 0 }, open("f", libc::O_RDONLY | libc::O_TRUNC, 0, 0)],
+        vec![
+            Op::Close { slot: 0 },
+            open("f", libc::O_CREAT | libc::O_RDWR | libc::O_TRUNC, 0o600, 0),
+        ],
+        vec![Op::Close { slot: 0 }, truncate(10)],
+        vec![truncate(10)],
+        vec![open("f", libc::O_RDWR, 0, 0), Op::Ftruncate { slot: 0, len: 10 }],
+        vec![Op::Ftruncate { slot: 0, len: 4 }],
+        vec![Op::Close { slot: 0 }, truncate(2)],
+    ];
+    for step in steps {
+        for op in step {
+            d.apply(op);
+        }
+        d.apply(stat("f"));
+        d.apply(aged("f"));
+    }
+    // Opened with O_TRUNC while the file has data, for reading and for
+    // writing: it is empty, and reads so through the descriptor.
+    for flags in [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR | libc::O_CREAT] {
+        for op in fill(300) {
+            d.apply(op);
+        }
+        d.apply(aged("f"));
+        for op in [
+            open("f", flags | libc::O_TRUNC, 0o600, 2),
+            Op::Fstat { slot: 2 },
+            Op::Pread {
+                slot: 2,
+                offset: 0,
+                len: 100,
+            },
+            Op::Close { slot: 2 },
+            stat("f"),
+        ] {
+            d.apply(op);
+        }
+    }
+    d.apply(aged("."));
+    pair.finish(d);
+}
+
+#[test]
+fn truncating_a_file_to_its_own_size_on_tmpfs_keeps_its_times_as_natively() {
+    let test = "truncating_a_file_to_its_own_size_on_tmpfs_keeps_its_times_as_natively";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    let tmpfs = TmpFs::new(64);
+    truncations_time_as_natively(test, tmpfs.path(), &[]);
+    truncations_time_as_natively(&format!("{test}-no-passthrough"), tmpfs.path(), &["--no-passthrough"]);
+}
+
+#[test]
+fn truncations_and_o_trunc_opens_time_as_natively_on_ext4_xfs_and_btrfs() {
+    let test = "truncations_and_o_trunc_opens_time_as_natively_on_ext4_xfs_and_btrfs";
+    if !require_root_and_fuse(test) {
+        return;
+    }
+    for kind in [FsType::Ext4, FsType::Xfs, FsType::Btrfs] {
+        let fs_ = AnyFs::new(kind, 128);
+        truncations_time_as_natively(&format!("{test}-{}", kind.name()), fs_.path(), &[]);
+        truncations_time_as_natively(
+            &format!("{test}-{}-no-passthrough", kind.name()),
+            fs_.path(),
+            &["--no-passthrough"],
+        );
+    }
 }
 
 #[test]
@@ -1361,16 +1502,15 @@ fn writes_by_another_user_clear_setuid_and_setgid_bits_as_natively() {
             d.apply(op);
         }
         user.extend([Op::Truncate { path: p(&f), len: 3 }, stat(&f)]);
-        // Truncated by open(O_TRUNC), nothing written.
-        let f = format!("f{i}-o-trunc");
-        for op in file_ops(&f, 0, 0, *mode) {
-            d.apply(op);
+        // Truncated by open(O_TRUNC), nothing written: for writing, and
+        // for reading (which Linux truncates too).
+        for (how, flags) in [("o-trunc", libc::O_WRONLY), ("o-rdonly-trunc", libc::O_RDONLY)] {
+            let f = format!("f{i}-{how}");
+            for op in file_ops(&f, 0, 0, *mode) {
+                d.apply(op);
+            }
+            user.extend([open(&f, flags | libc::O_TRUNC, 0, 3), Op::Close { slot: 3 }, stat(&f)]);
         }
-        user.extend([
-            open(&f, libc::O_WRONLY | libc::O_TRUNC, 0, 3),
-            Op::Close { slot: 3 },
-            stat(&f),
-        ]);
     }
     posix::as_user(USER, OTHER, &[OTHER], || {
         for op in user {

@@ -118,8 +118,8 @@ pub(super) type Reopened = Vec<(u64, Arc<File>)>;
 /// Opens the file `backing` is, for a handle opened with `flags`.
 pub(super) fn open_backing(backing: &Backing, flags: i32) -> io::Result<File> {
     match backing {
-        Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags, true),
-        Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, true),
+        Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags),
+        Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags),
         _ => Err(io::Error::from_raw_os_error(libc::EISDIR)),
     }
 }
@@ -152,6 +152,10 @@ pub struct View {
     data_dirs: Mutex<HashMap<usize, Arc<DirRef>>>,
     ttl: Duration,
     passthrough: bool,
+    /// The kernel sends open(O_TRUNC) as an open with O_TRUNC
+    /// (FUSE_ATOMIC_O_TRUNC), never as a size change without a handle:
+    /// such a change is then truncate(2)'s (see `View::do_setattr`).
+    pub(super) atomic_o_trunc: bool,
     /// Times of the directories graph2aufs synthesizes.
     synth_time: SystemTime,
 }
@@ -331,8 +335,32 @@ impl View {
             data_dirs: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(3600),
             passthrough,
+            atomic_o_trunc: false,
             synth_time,
         })
+    }
+
+    /// The directories the view serves from, named (for
+    /// [`super::restrictions`]): ROOT (`.`), the `--aufs-dir`, and ROOT's
+    /// `graph`, `containers` and aufs directories.
+    pub(super) fn served_dirs(&self) -> io::Result<Vec<(&'static str, OwnedFd)>> {
+        let d = &self.dirs;
+        let mut out = vec![(".", self.root_fd.try_clone()?)];
+        if let Some(a) = &self.aufs_dir {
+            out.push(("--aufs-dir", a.fd()?.try_clone()?));
+        }
+        for (name, fd) in [
+            ("graph", &d.graph),
+            ("containers", &d.containers),
+            ("aufs/diff", &d.diff),
+            ("aufs/layers", &d.layers),
+            ("aufs/mnt", &d.mnt),
+        ] {
+            if let Some(fd) = fd {
+                out.push((name, fd.try_clone()?));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `node` is in a layer to be copied to another file system (and
@@ -840,8 +868,8 @@ impl View {
             self.node_io(ino)?
         };
         let file = match &*node.backing() {
-            Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags, self.writable)?,
-            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags, self.writable)?,
+            Backing::Entry { dir, name, ino } => open_named(&*dir.fd()?, name, *ino, flags)?,
+            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), flags)?,
             Backing::File(_) | Backing::Init { .. } => {
                 return Ok(Opened {
                     fh: 0,
@@ -856,6 +884,9 @@ impl View {
         // file of a layer to be copied to another file system opened so (its
         // opens switch to the copy).
         let passthrough = node.origin().is_none() && !self.in_transit(&node);
+        if flags & libc::O_TRUNC != 0 {
+            truncate_on_open(&file, caller.as_ref())?;
+        }
         self.add_file(node.id, file, flags, passthrough, caller, open_backing)
     }
 
@@ -971,30 +1002,24 @@ pub(super) struct XattrPath {
     _fd: Arc<OwnedFd>,
 }
 
-/// Opens a real file (`name` in `dir`, or with an empty name the
-/// descriptor's own file), for reading without updating its atime; in a
-/// read-write view also for writing.
 /// [`open_entry`] of a node's name, which must still lead to the node's
 /// inode: a name replaced behind the view (a file renamed over it on the
 /// disk) gives ESTALE, and the kernel looks the name up again, instead of
 /// the new file's bytes read under the old file's cached size and pages.
-/// Checked before any truncation.
-fn open_named(dir: &OwnedFd, name: &OsStr, ino: u64, flags: i32, writable: bool) -> io::Result<File> {
-    let f = open_entry(dir, name, flags & !libc::O_TRUNC, writable)?;
+fn open_named(dir: &OwnedFd, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
+    let f = open_entry(dir, name, flags)?;
     if rfs::fstat(&f)?.st_ino != ino {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
-    }
-    if writable && flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
-        f.set_len(0)?;
     }
     Ok(f)
 }
 
-fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32, writable: bool) -> io::Result<File> {
-    let mut keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
-    if writable {
-        keep |= libc::O_TRUNC;
-    }
+/// Opens a real file (`name` in `dir`, or with an empty name the
+/// descriptor's own file) with the access mode and I/O flags of `flags`,
+/// for reading without updating its atime. Never truncates: O_TRUNC is
+/// [`truncate_on_open`]'s, once the file is known to be the node's.
+fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32) -> io::Result<File> {
+    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_DIRECT | libc::O_NONBLOCK | libc::O_SYNC | libc::O_DSYNC;
     let flags = OFlags::from_bits_retain((flags & keep) as u32) | OFlags::CLOEXEC;
     if name.is_empty() {
         // The descriptor's own file, through its magic link.
@@ -1002,6 +1027,23 @@ fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32, writable: bool) -> io::Re
         return Ok(File::from(fd));
     }
     Ok(File::from(sys::open_noatime(dir, name, flags | OFlags::NOFOLLOW)?))
+}
+
+/// The truncation of an open(O_TRUNC) of `file`, whatever its access mode
+/// (Linux truncates on O_RDONLY|O_TRUNC too), made as open(2) makes it
+/// and as `caller` (`None`: root): `file` opened again through its magic
+/// link with O_TRUNC. The backing file system then moves its times, and
+/// clears setuid and setgid bits for a caller without CAP_FSETID, as
+/// natively (the kernel leaves an open's truncation to the server with
+/// FUSE_ATOMIC_O_TRUNC, its setuid clearing included).
+fn truncate_on_open(file: &File, caller: Option<&Caller>) -> io::Result<()> {
+    let _as = AsCaller::enter(caller)?;
+    rfs::open(
+        proc_path(file),
+        OFlags::WRONLY | OFlags::TRUNC | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(())
 }
 
 const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT | libc::O_APPEND;
@@ -1029,6 +1071,16 @@ impl Filesystem for View {
                 if config.add_capabilities(flag).is_err() {
                     log::debug!("the kernel does not offer {flag:?}");
                 }
+            }
+            // open(O_TRUNC) as an open with O_TRUNC, not as the size change
+            // truncate(2) sends: the two differ in times on XFS, btrfs and
+            // tmpfs (see `View::do_setattr`), and so does ftruncate(2).
+            self.atomic_o_trunc = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC).is_ok();
+            if !self.atomic_o_trunc {
+                log::info!(
+                    "the kernel does not offer FUSE_ATOMIC_O_TRUNC: truncate(2) to a file's own size moves its \
+                     times through the view"
+                );
             }
         }
         if self.passthrough {
@@ -1150,10 +1202,8 @@ impl Filesystem for View {
                 let end = (start + size as usize).min(bytes.len());
                 return reply.data(&bytes[start..end]);
             }
-            Backing::Entry { dir, name, ino } => {
-                dir.fd().and_then(|d| open_named(&d, name, *ino, libc::O_RDONLY, false))
-            }
-            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), libc::O_RDONLY, false),
+            Backing::Entry { dir, name, ino } => dir.fd().and_then(|d| open_named(&d, name, *ino, libc::O_RDONLY)),
+            Backing::Fd { fd } => open_entry(fd, OsStr::new(""), libc::O_RDONLY),
             _ => return reply.data(&[]),
         };
         let mut buf = vec![0u8; size as usize];

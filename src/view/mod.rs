@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod fs;
 pub mod live;
 pub mod node;
+mod restrictions;
 pub mod transform;
 mod write;
 
@@ -230,6 +231,11 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         None => (None, None),
     };
     log::debug!("view prepared in {:?}", t0.elapsed());
+    let restricted = restrictions::Restrictions::of(
+        &opts.root,
+        opts.aufs_dir.as_deref(),
+        view.served_dirs().step(|| "the view's directories".into())?,
+    )?;
     let root_path = opts.root.clone();
     let mut config = Config::default();
     config.mount_options = vec![
@@ -244,10 +250,22 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     ];
     if opts.read_only {
         config.mount_options.extend([MountOption::RO, MountOption::NoAtime]);
-    } else {
-        // Containers need device nodes and setuid binaries from their layers.
-        config.mount_options.extend([MountOption::Dev, MountOption::Suid]);
     }
+    // Containers need device nodes and setuid binaries from their layers,
+    // where ROOT's mounts allow them (see `restrictions`); the read-only
+    // view needs neither.
+    let (dev, suid) = (
+        !opts.read_only && restricted.nodev.is_empty(),
+        !opts.read_only && restricted.nosuid.is_empty(),
+    );
+    config.mount_options.extend([
+        if dev { MountOption::Dev } else { MountOption::NoDev },
+        if suid { MountOption::Suid } else { MountOption::NoSuid },
+    ]);
+    if !restricted.noexec.is_empty() {
+        config.mount_options.push(MountOption::NoExec);
+    }
+    restricted.log();
     config.acl = if opts.allow_other || !opts.read_only {
         SessionACL::All
     } else {

@@ -497,9 +497,20 @@ impl View {
             chmod(m)?;
         }
         if let Some(size) = size {
-            match fh.and_then(|fh| self.handle_file(fh)) {
-                Some(f) => f.set_len(size)?,
-                None => {
+            match (fh, fh.and_then(|fh| self.handle_file(fh))) {
+                // ftruncate(2): the caller's handle.
+                (_, Some(f)) => f.set_len(size)?,
+                // truncate(2) (open(O_TRUNC) comes as an open): by path, as
+                // the backing file system does it. (When the size stays,
+                // XFS and btrfs move no time, nor tmpfs for an empty file;
+                // ftruncate(2) always moves them.)
+                (None, None) if self.atomic_o_trunc => match &obj {
+                    Obj::Fd(fd) => crate::sys::truncate(fd, size)?,
+                    Obj::At(dir, name) => crate::sys::truncate(open_path(dir, name)?, size)?,
+                },
+                // A handle of no file, or a kernel that sends open(O_TRUNC)
+                // as this too: ftruncate(2)'s semantics, as either needs.
+                _ => {
                     let f = match &obj {
                         Obj::Fd(fd) => rfs::open(obj.proc_path(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
                             .or_else(|_| {
