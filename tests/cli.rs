@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use graph2aufs::generate::{generate, Options};
+use g2a_genroot::{generate, Options};
 use serde_json::Value;
 
 /// Subcommands of `graph2aufs`, with their arguments and options (the
@@ -76,10 +76,6 @@ const STATES: &[&str] = &[
     "quarantined",
     "failed",
 ];
-
-fn genroot_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_g2a-genroot"))
-}
 
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -641,11 +637,15 @@ fn g2a_genroot_version_names_g2a_genroot() {
     );
 }
 
-/// `graph2aufs generate-docs DIR`, and what it wrote.
+/// `graph2aufs generate-docs DIR` and `g2a-genroot --generate-docs DIR` (as
+/// `scripts/install` runs them), and what they wrote.
 fn generated_docs() -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = scratch();
     let r = run([OsStr::new("generate-docs"), dir.path().as_os_str()]);
     r.expect_code(0);
+    let mut cmd = Command::new(genroot_bin());
+    cmd.arg("--generate-docs").arg(dir.path());
+    run_command(cmd, RUN_TIMEOUT).expect_code(0);
     let mut files = Vec::new();
     let mut stack = vec![dir.path().to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -45,7 +45,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use graph2aufs::generate::Options;
+use g2a_genroot::Options;
 use serde_json::Value;
 
 use harness::{require_docker_driver, DockerDriver, Layer};

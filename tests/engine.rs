@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use graph2aufs::generate::{generate, BrokenKind, Options, Summary, DEV_MODE, DEV_MTIME};
+use g2a_genroot::{generate, BrokenKind, Options, Summary, DEV_MODE, DEV_MTIME};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 use sha2::Digest;
 

@@ -1,6 +1,6 @@
 //! `g2a-genroot`, the generator's command line: a run that fails half-way
 //! (here: its file system fills up) exits 2, says why, and leaves nothing
-//! behind. (The generator's own promises: `src/generate/tests.rs`.)
+//! behind. (The generator's own promises: `genroot/src/tests.rs`.)
 
 mod common;
 use common::*;
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn genroot(root: &Path, args: &[&str]) -> RunResult {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_g2a-genroot"));
+    let mut cmd = Command::new(genroot_bin());
     cmd.arg(root).args(args);
     run_command(cmd, RUN_TIMEOUT)
 }
@@ -106,7 +106,7 @@ fn an_interrupted_run_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("a scratch directory");
     let root = dir.path().join("root");
     // Far more than it writes before the signal: tens of seconds of work.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_g2a-genroot"));
+    let mut cmd = Command::new(genroot_bin());
     cmd.arg(&root)
         .args(["--images", "50000", "--entries-per-layer", "0"])
         .stdin(std::process::Stdio::null())

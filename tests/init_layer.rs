@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use graph2aufs::generate::{generate, Options};
+use g2a_genroot::{generate, Options};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 use sha2::{Digest, Sha256};
 

@@ -45,7 +45,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use graph2aufs::generate::{Options, Summary};
+use g2a_genroot::{Options, Summary};
 use serde_json::Value;
 
 use daemon::{log_line, open_log, sqlite3, write_json_atomic, Daemon, LINKGRAPH_SCHEMA};

@@ -11,7 +11,7 @@ use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 
 fn opts(seed: u64) -> Options {

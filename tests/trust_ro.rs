@@ -35,7 +35,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 
 // ---------------------------------------------------------------------------
 // Shared helpers

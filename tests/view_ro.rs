@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::BrokenKind;
+use g2a_genroot::BrokenKind;
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 
 // ---------------------------------------------------------------------------

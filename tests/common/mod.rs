@@ -38,7 +38,7 @@ pub use mount::{
     EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
 pub use private::{private_mounts, PlainMount, PrivateDir};
-pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
+pub use run::{bin, describe, g2a, genroot_bin, run, run_command, run_json, RunResult, RUN_TIMEOUT};
 pub use scratch::{AnyFs, BindAt, FsType, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};
 pub use writer::{read_back, write_until, Written};
