@@ -185,7 +185,7 @@ fn error_document(r: &RunResult) -> String {
 
 #[test]
 fn every_command_prints_one_json_document_in_success_and_with_problems() {
-    if !require_root("every_command_prints_one_json_document_in_success_and_with_problems") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -268,7 +268,7 @@ fn errors_under_json_are_one_json_document_with_exit_code_2() {
 /// pid and the mount point (foreground and `--daemon`).
 #[test]
 fn mount_json_prints_one_document_once_the_view_is_usable() {
-    if !require_root_and_fuse("mount_json_prints_one_document_once_the_view_is_usable") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = scratch();
@@ -386,7 +386,7 @@ fn singular_mistakes(text: &str) -> Vec<String> {
 
 #[test]
 fn rollback_counts_items_and_repositories_apart() {
-    if !require_root("rollback_counts_items_and_repositories_apart") {
+    if !require_root() {
         return;
     }
     for opts in [single(), plain()] {
@@ -409,7 +409,7 @@ fn rollback_counts_items_and_repositories_apart() {
 
 #[test]
 fn text_reports_say_one_item_not_one_items() {
-    if !require_root("text_reports_say_one_item_not_one_items") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -449,7 +449,7 @@ fn text_reports_say_one_item_not_one_items() {
 
 #[test]
 fn verify_on_a_legacy_root_says_it_is_not_migrated() {
-    if !require_root("verify_on_a_legacy_root_says_it_is_not_migrated") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -876,7 +876,7 @@ fn eta_seconds(text: &str) -> Option<u64> {
 
 #[test]
 fn a_quick_migrate_shows_whole_rates_and_no_absurd_eta() {
-    if !require_root("a_quick_migrate_shows_whole_rates_and_no_absurd_eta") {
+    if !require_root() {
         return;
     }
     let dir = scratch();

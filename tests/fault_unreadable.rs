@@ -51,14 +51,9 @@ const DROP_DAC: &str = "--bounding-set=-dac_override,-dac_read_search";
 /// directory really is unreadable for root: otherwise a loud skip, or a
 /// failure under CI.
 #[track_caller]
-fn require_restricted(test: &str, fuse: bool) -> bool {
-    let base = if fuse {
-        require_root_and_fuse(test)
-    } else {
-        require_root(test)
-    };
+fn require_restricted(fuse: bool) -> bool {
+    let base = if fuse { require_root_and_fuse() } else { require_root() };
     base && skip_unless(
-        test,
         "setpriv (util-linux) dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH",
         &setpriv_problems(),
     )
@@ -546,7 +541,7 @@ fn read_layer_through(mp: &Path, id: &str, want: &Tree) -> usize {
 
 #[test]
 fn graph2aufs_without_cap_dac_read_search_does_not_hang() {
-    if !require_restricted("graph2aufs_without_cap_dac_read_search_does_not_hang", false) {
+    if !require_restricted(false) {
         return;
     }
     // Nothing unreadable: only the capabilities are fewer (as under a
@@ -571,10 +566,7 @@ fn graph2aufs_without_cap_dac_read_search_does_not_hang() {
 
 #[test]
 fn migrate_reports_unreadable_layers_and_rw_by_id_moves_the_rest_and_a_second_run_finishes() {
-    if !require_restricted(
-        "migrate_reports_unreadable_layers_and_rw_by_id_moves_the_rest_and_a_second_run_finishes",
-        false,
-    ) {
+    if !require_restricted(false) {
         return;
     }
     let f = Fixture::new(&opts(31, 12, 6, 12), |_, _| {});
@@ -647,10 +639,7 @@ fn migrate_reports_unreadable_layers_and_rw_by_id_moves_the_rest_and_a_second_ru
 
 #[test]
 fn migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_layers_it_cannot_build() {
-    if !require_restricted(
-        "migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_layers_it_cannot_build",
-        false,
-    ) {
+    if !require_restricted(false) {
         return;
     }
     let f = Fixture::new(&opts(32, 12, 6, 12), |_, _| {});
@@ -734,10 +723,7 @@ fn migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_l
 
 #[test]
 fn a_layer_made_unreadable_under_the_view_is_reported_failed_the_view_keeps_serving_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_layer_made_unreadable_under_the_view_is_reported_failed_the_view_keeps_serving_and_a_remount_finishes",
-        true,
-    ) {
+    if !require_restricted(true) {
         return;
     }
     let f = Fixture::new(&opts(33, 14, 5, 12), |_, _| {});
@@ -875,10 +861,7 @@ fn assert_no_partial_copy(root: &Path, what: &str) {
 
 #[test]
 fn a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_source_and_a_rerun_finishes() {
-    if !require_restricted(
-        "a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_source_and_a_rerun_finishes",
-        false,
-    ) {
+    if !require_restricted(false) {
         return;
     }
     let (f, big) = copy_fixture(34);
@@ -967,10 +950,7 @@ fn a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_so
 
 #[test]
 fn a_source_that_cannot_be_emptied_after_its_copy_is_reported_and_the_next_run_finishes() {
-    if !require_restricted(
-        "a_source_that_cannot_be_emptied_after_its_copy_is_reported_and_the_next_run_finishes",
-        false,
-    ) {
+    if !require_restricted(false) {
         return;
     }
     // A directory the restricted graph2aufs may read (so it copies and
@@ -1016,10 +996,7 @@ fn a_source_that_cannot_be_emptied_after_its_copy_is_reported_and_the_next_run_f
 
 #[test]
 fn a_layer_made_unreadable_while_the_view_copies_it_keeps_its_source_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_layer_made_unreadable_while_the_view_copies_it_keeps_its_source_and_a_remount_finishes",
-        true,
-    ) {
+    if !require_restricted(true) {
         return;
     }
     let (f, big) = copy_fixture(36);
@@ -1083,10 +1060,7 @@ fn a_layer_made_unreadable_while_the_view_copies_it_keeps_its_source_and_a_remou
 
 #[test]
 fn a_source_that_cannot_be_emptied_after_the_view_copied_it_stays_shown_whole_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_source_that_cannot_be_emptied_after_the_view_copied_it_stays_shown_whole_and_a_remount_finishes",
-        true,
-    ) {
+    if !require_restricted(true) {
         return;
     }
     // As in the offline test above: the source's removal stops half-way.

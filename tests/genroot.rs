@@ -32,7 +32,7 @@ fn assert_failed_on_enospc(r: &RunResult) {
 
 #[test]
 fn a_run_that_fills_its_file_system_removes_what_it_created() {
-    if !require_root("a_run_that_fills_its_file_system_removes_what_it_created") {
+    if !require_root() {
         return;
     }
     let fs_ = TmpFs::new(4);
@@ -45,7 +45,7 @@ fn a_run_that_fills_its_file_system_removes_what_it_created() {
 
 #[test]
 fn a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was() {
-    if !require_root("a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was") {
+    if !require_root() {
         return;
     }
     let fs_ = TmpFs::new(4);
@@ -83,7 +83,7 @@ fn a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was() {
 #[test]
 fn a_run_that_succeeds_keeps_its_root() {
     // Roots hold device nodes and files of many owners.
-    if !require_root("a_run_that_succeeds_keeps_its_root") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");
@@ -100,7 +100,7 @@ fn a_run_that_succeeds_keeps_its_root() {
 
 #[test]
 fn an_interrupted_run_leaves_nothing_behind() {
-    if !require_root("an_interrupted_run_leaves_nothing_behind") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");

@@ -89,8 +89,8 @@ fn differ_over(test: &str, salt: u64, scene: &Scene, layer: &Path) -> Differ {
 
 #[test]
 fn differential_in_a_legacy_backed_layer() {
-    let test = "differential_in_a_legacy_backed_layer";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(21, 6, 2));
@@ -116,8 +116,8 @@ fn differential_in_a_legacy_backed_layer() {
 
 #[test]
 fn differential_in_a_migrated_layer() {
-    let test = "differential_in_a_migrated_layer";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(22, 6, 2));
@@ -142,8 +142,8 @@ fn differential_in_a_migrated_layer() {
 
 #[test]
 fn differential_in_an_init_layer_that_the_first_change_migrates() {
-    let test = "differential_in_an_init_layer_that_the_first_change_migrates";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(23, 6, 3));
@@ -201,8 +201,8 @@ fn differential_in_an_init_layer_that_the_first_change_migrates() {
 
 #[test]
 fn differential_in_a_layer_that_the_background_migration_moves_meanwhile() {
-    let test = "differential_in_a_layer_that_the_background_migration_moves_meanwhile";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(24, 14, 2));
@@ -248,8 +248,8 @@ fn differential_in_a_layer_that_the_background_migration_moves_meanwhile() {
 
 #[test]
 fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile() {
-    let test = "differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     // One kind of file system throughout, whatever $TMPDIR is on: ROOT and
@@ -441,8 +441,8 @@ impl Pair {
 
 #[test]
 fn differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes() {
-    let test = "differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -491,8 +491,8 @@ fn differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes() {
 
 #[test]
 fn permissions_sticky_and_setgid_directories_for_another_user_as_natively() {
-    let test = "permissions_sticky_and_setgid_directories_for_another_user_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -715,8 +715,8 @@ fn natively_and_through_the_view(test: &str, check: impl Fn(&Path) -> posix::Lin
 
 #[test]
 fn time_updates_after_writes_chmod_renames_and_more_as_natively() {
-    let test = "time_updates_after_writes_chmod_renames_and_more_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::time_updates);
@@ -728,8 +728,8 @@ fn time_updates_after_writes_chmod_renames_and_more_as_natively() {
 
 #[test]
 fn hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively() {
-    let test = "hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -803,8 +803,8 @@ fn hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively() {
 
 #[test]
 fn a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it() {
-    let test = "a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let lines = natively_and_through_the_view(test, |dir| {
@@ -821,8 +821,8 @@ fn a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it() 
 
 #[test]
 fn o_append_writes_from_several_threads_are_whole_and_none_lost() {
-    let test = "o_append_writes_from_several_threads_are_whole_and_none_lost";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, |dir| posix::append_race(dir, 4, 500));
@@ -830,8 +830,8 @@ fn o_append_writes_from_several_threads_are_whole_and_none_lost() {
 
 #[test]
 fn o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names() {
-    let test = "o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, |dir| posix::excl_race(dir, 4, 100));
@@ -873,8 +873,8 @@ fn o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names() {
 /// The native side shows what the view would have to do (and does it).
 #[test]
 fn o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing() {
-    let test = "o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -897,8 +897,8 @@ fn o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing() {
 
 #[test]
 fn fcntl_and_flock_locks_between_two_processes_as_natively() {
-    let test = "fcntl_and_flock_locks_between_two_processes_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::locks);
@@ -906,8 +906,8 @@ fn fcntl_and_flock_locks_between_two_processes_as_natively() {
 
 #[test]
 fn mmap_and_read_write_see_each_other_as_natively() {
-    let test = "mmap_and_read_write_see_each_other_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::mmap_coherence);
@@ -915,8 +915,8 @@ fn mmap_and_read_write_see_each_other_as_natively() {
 
 #[test]
 fn names_of_255_bytes_and_paths_deeper_than_path_max_as_natively() {
-    let test = "names_of_255_bytes_and_paths_deeper_than_path_max_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::long_names_and_deep_paths);
@@ -924,8 +924,8 @@ fn names_of_255_bytes_and_paths_deeper_than_path_max_as_natively() {
 
 #[test]
 fn unicode_and_non_utf8_names_as_natively() {
-    let test = "unicode_and_non_utf8_names_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -1031,8 +1031,7 @@ fn unicode_and_non_utf8_names_as_natively() {
 
 #[test]
 fn a_file_replaced_behind_the_view_never_takes_over_a_new_file_through_it() {
-    let test = "a_file_replaced_behind_the_view_never_takes_over_a_new_file_through_it";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     // `graph2aufs status` reads .graph2aufs/status.json through the view;
@@ -1136,8 +1135,7 @@ fn same_stats(what: &str, a: &[(P, ops::St)], b: &[(P, ops::St)]) {
 
 #[test]
 fn an_init_layer_shows_before_its_first_change_what_it_holds_after() {
-    let test = "an_init_layer_shows_before_its_first_change_what_it_holds_after";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(27, 4, 3));
@@ -1164,8 +1162,8 @@ fn an_init_layer_shows_before_its_first_change_what_it_holds_after() {
 
 #[test]
 fn a_file_of_an_init_layer_held_open_across_its_migration_reads_as_natively() {
-    let test = "a_file_of_an_init_layer_held_open_across_its_migration_reads_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(28, 4, 3));
@@ -1250,13 +1248,13 @@ fn stress_ng(dir: &Path, wanted: &[&str], seconds: u64, have: &std::collections:
 static STRESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[track_caller]
-fn stress_ng_through_the_view(test: &str, wanted: &[&str]) {
-    if !require_root_and_fuse(test) {
+fn stress_ng_through_the_view(wanted: &[&str]) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let Some(have) = stress_ng_stressors() else {
         skip_unless(
-            test,
             "stress-ng (scripts/test installs it)",
             &["stress-ng is not installed".into()],
         );
@@ -1302,24 +1300,18 @@ fn stress_ng_through_the_view(test: &str, wanted: &[&str]) {
 
 #[test]
 fn stress_ng_file_system_stressors_verify_through_the_view() {
-    stress_ng_through_the_view(
-        "stress_ng_file_system_stressors_verify_through_the_view",
-        &["hdd", "dir", "link", "rename", "fallocate", "dentry", "metamix"],
-    );
+    stress_ng_through_the_view(&["hdd", "dir", "link", "rename", "fallocate", "dentry", "metamix"]);
 }
 
 #[test]
 fn stress_ng_lock_mmap_and_seek_stressors_verify_through_the_view() {
-    stress_ng_through_the_view(
-        "stress_ng_lock_mmap_and_seek_stressors_verify_through_the_view",
-        &["flock", "lockf", "mmap", "seek"],
-    );
+    stress_ng_through_the_view(&["flock", "lockf", "mmap", "seek"]);
 }
 
 #[test]
 fn writes_by_another_user_clear_setuid_and_setgid_bits_as_natively() {
-    let test = "writes_by_another_user_clear_setuid_and_setgid_bits_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -1382,8 +1374,8 @@ fn writes_by_another_user_clear_setuid_and_setgid_bits_as_natively() {
 
 #[test]
 fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
-    let test = "seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -1420,10 +1412,9 @@ fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
 
 #[test]
 fn extended_attributes_for_another_user_as_natively() {
-    let test = "extended_attributes_for_another_user_as_natively";
-    if !require_root_and_fuse(test)
+    let test = &test_name();
+    if !require_root_and_fuse()
         || !require_fs(
-            test,
             &std::env::temp_dir(),
             &[FsFeature::UserXattrs, FsFeature::TrustedXattrs],
         )
@@ -1485,8 +1476,8 @@ fn extended_attributes_for_another_user_as_natively() {
 /// caller's umask, which natively does not apply there.
 #[test]
 fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
-    let test = "acls_grant_access_and_default_acls_replace_the_umask_as_natively";
-    if !require_root_and_fuse(test) || !require_fs(test, &std::env::temp_dir(), &[FsFeature::PosixAcls]) {
+    let test = &test_name();
+    if !require_root_and_fuse() || !require_fs(&std::env::temp_dir(), &[FsFeature::PosixAcls]) {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::acls);

@@ -48,7 +48,7 @@ fn run_refused(args: &[&OsStr], mountpoint: &Path) -> RunResult {
 
 #[test]
 fn mount_refuses_a_missing_root_naming_it() {
-    if !require_root_and_fuse("mount_refuses_a_missing_root_naming_it") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");
@@ -73,7 +73,7 @@ fn mount_refuses_a_missing_root_naming_it() {
 
 #[test]
 fn mount_refuses_a_missing_mountpoint() {
-    if !require_root_and_fuse("mount_refuses_a_missing_mountpoint") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(71);
@@ -96,7 +96,7 @@ fn mount_refuses_a_missing_mountpoint() {
 
 #[test]
 fn mount_refuses_a_non_empty_mountpoint_other_than_root() {
-    if !require_root_and_fuse("mount_refuses_a_non_empty_mountpoint_other_than_root") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(72);
@@ -141,7 +141,7 @@ fn has_ended(pid: u32) -> bool {
 
 #[test]
 fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
-    if !require_root_and_fuse("daemon_returns_once_the_view_is_usable_and_umount_ends_the_server") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(73);
@@ -191,7 +191,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
 
 #[test]
 fn sigterm_and_sigint_unmount_a_foreground_mount_cleanly() {
-    if !require_root_and_fuse("sigterm_and_sigint_unmount_a_foreground_mount_cleanly") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(74);
@@ -220,7 +220,7 @@ fn sigterm_and_sigint_unmount_a_foreground_mount_cleanly() {
 
 #[test]
 fn migrate_verify_and_rollback_refuse_a_root_covered_by_a_view() {
-    if !require_root_and_fuse("migrate_verify_and_rollback_refuse_a_root_covered_by_a_view") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(75);
@@ -249,7 +249,7 @@ fn migrate_verify_and_rollback_refuse_a_root_covered_by_a_view() {
 
 #[test]
 fn a_read_write_mount_is_refused_while_another_view_shows_root() {
-    if !require_root_and_fuse("a_read_write_mount_is_refused_while_another_view_shows_root") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(81);
@@ -278,7 +278,7 @@ fn a_read_write_mount_is_refused_while_another_view_shows_root() {
 
 #[test]
 fn mount_refuses_a_mountpoint_inside_root() {
-    if !require_root_and_fuse("mount_refuses_a_mountpoint_inside_root") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(76);
@@ -299,7 +299,7 @@ fn mount_refuses_a_mountpoint_inside_root() {
 
 #[test]
 fn migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it() {
-    if !require_root_and_fuse("migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(77);

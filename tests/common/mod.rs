@@ -32,7 +32,7 @@ pub mod writer;
 
 pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
 pub use features::{fs_lacks, require_fs, FsFeature};
-pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
+pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless, test_name};
 pub use mount::{
     fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
     EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
