@@ -66,17 +66,6 @@ const GENROOT: &[&str] = &[
     "--json",
 ];
 
-/// Item states, one vocabulary everywhere (DESIGN.md).
-const STATES: &[&str] = &[
-    "pending",
-    "moving",
-    "copying",
-    "registered",
-    "fallback",
-    "quarantined",
-    "failed",
-];
-
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("g2a-cli-")
@@ -342,19 +331,6 @@ fn mount_json_prints_one_document_once_the_view_is_usable() {
     );
     assert_eq!(umount.code, 0, "{umount}");
     drop(mount);
-}
-
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------

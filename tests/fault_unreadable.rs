@@ -373,19 +373,6 @@ impl Fixture {
         out
     }
 
-    /// Images with no child image and no container.
-    fn leaves(&self) -> Vec<String> {
-        let s = &self.summary;
-        s.images
-            .iter()
-            .filter(|id| {
-                !s.parents.values().any(|p| p.as_deref() == Some(id.as_str()))
-                    && !s.containers.iter().any(|c| &c.1 == *id)
-            })
-            .cloned()
-            .collect()
-    }
-
     /// Every item id (images, then containers).
     fn all_items(&self) -> Vec<String> {
         let s = &self.summary;
@@ -576,7 +563,7 @@ fn migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_l
     let f = Fixture::new(&opts(32, 12, 6, 12), |_, _| {});
     // The deepest directory of a leaf image's layer: a rename moves the
     // layer whole, the unreadable directory with it, untouched.
-    let leaf = f.leaves().pop().expect("a leaf image");
+    let leaf = leaf_images(&f.summary).pop().expect("a leaf image");
     let layer = f.legacy(&leaf);
     let deep = f
         .before
@@ -830,7 +817,7 @@ fn unreadable_layers(mode: Mode, opts: &Options) {
         Mode::Offline => {
             // A leaf image, an image others are built on, and a started
             // container on neither.
-            let leaf = f.leaves().pop().expect("a leaf image");
+            let leaf = leaf_images(&f.summary).pop().expect("a leaf image");
             let inner = f
                 .summary
                 .images

@@ -826,27 +826,9 @@ fn run_command_kills_the_process_group_after_the_timeout_and_shows_the_output() 
     );
     let grandchild: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(
-        wait_gone(grandchild, Duration::from_secs(5)),
+        ends_within(grandchild, Duration::from_secs(5)),
         "the grandchild {grandchild} survived the timeout"
     );
-}
-
-/// True once process `pid` no longer runs (gone, or a zombie).
-fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        });
-        if matches!(state, None | Some('Z') | Some('X')) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -927,7 +909,7 @@ fn mount_guard_waits_for_the_mount_and_drop_unmounts_it() {
     let pid = mount.pid() as i32;
     drop(mount);
     assert!(!is_mounted(&mp), "still mounted after drop: {:?}", mounts_at(&mp));
-    assert!(wait_gone(pid, Duration::ZERO), "the server {pid} survived the drop");
+    assert!(ends_within(pid, Duration::ZERO), "the server {pid} survived the drop");
 }
 
 #[test]
@@ -974,7 +956,7 @@ fn start_fails_and_kills_the_server_when_nothing_is_mounted_in_time() {
     );
     let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(
-        wait_gone(pid, Duration::from_secs(1)),
+        ends_within(pid, Duration::from_secs(1)),
         "the server {pid} was left running"
     );
 }
@@ -1081,7 +1063,7 @@ fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("the hung test reports its server's pid:\n{result}"));
     assert!(
-        wait_gone(server, Duration::from_secs(2)),
+        ends_within(server, Duration::from_secs(2)),
         "the server {server} outlived the watchdog"
     );
     let left: Vec<_> = fs::read_dir(&its_tmp)

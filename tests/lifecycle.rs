@@ -53,23 +53,11 @@ fn viewed(p: &Path) -> bool {
     mounts_at(p).iter().any(|m| m.fstype.starts_with("fuse"))
 }
 
-fn pid_alive(pid: i32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    // A zombie nobody reaps yet has ended too.
-    rustix::process::test_kill_process(p).is_ok()
-        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        })
-}
-
 /// Waits (bounded) for process `pid` to end.
 #[track_caller]
 fn wait_gone(pid: i32) {
     let deadline = Instant::now() + PROMPT;
-    while pid_alive(pid) {
+    while !has_ended(pid) {
         assert!(Instant::now() < deadline, "process {pid} did not end");
         thread::sleep(Duration::from_millis(20));
     }
@@ -383,7 +371,7 @@ fn processes_naming(needle: &OsStr) -> Vec<i32> {
         let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
             continue;
         };
-        if cmd.split(|&b| b == 0).any(|a| a == needle.as_encoded_bytes()) && pid_alive(pid) {
+        if cmd.split(|&b| b == 0).any(|a| a == needle.as_encoded_bytes()) && !has_ended(pid) {
             out.push(pid);
         }
     }

@@ -426,17 +426,6 @@ fn read_all(dir: &Path) -> usize {
     n
 }
 
-/// Images nothing builds on: no child image, no container.
-fn leaf_images(s: &Summary) -> Vec<String> {
-    s.images
-        .iter()
-        .filter(|id| {
-            !s.parents.values().any(|p| p.as_deref() == Some(id.as_str())) && !s.containers.iter().any(|c| &c.1 == *id)
-        })
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn a_change_to_a_pending_item_migrates_it_first_and_reads_never_do() {
     if !require_root_and_fuse() {

@@ -48,17 +48,6 @@ fn docker_remove(root: &Path, id: &str) {
     fs::remove_file(&l).unwrap_or_else(|e| panic!("removing {}: {e}", l.display()));
 }
 
-/// Images nothing builds on: no child image, no container.
-fn leaf_images(s: &Summary) -> Vec<String> {
-    s.images
-        .iter()
-        .filter(|id| {
-            !s.parents.values().any(|p| p.as_deref() == Some(id.as_str())) && !s.containers.iter().any(|c| &c.1 == *id)
-        })
-        .cloned()
-        .collect()
-}
-
 #[track_caller]
 fn item<'a>(doc: &'a Value, id: &str) -> &'a Value {
     doc["items"]

@@ -550,15 +550,6 @@ fn sha256_file(p: &Path) -> [u8; 32] {
     fixture::sha256_of(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
-/// Kernel FUSE passthrough arrived in Linux 6.9.
-fn kernel_has_passthrough() -> bool {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    let mut v = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 9)
-}
-
 #[test]
 fn reading_everything_through_the_view_of_a_root_on_read_only_ext4_changes_nothing() {
     if !require_root_and_fuse() {

@@ -13,8 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 
@@ -230,30 +229,6 @@ fn refusals_say_why_and_change_nothing() {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, for at most `timeout`.
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
-fn has_ended(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[test]
 fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
     if !require_root_and_fuse() {
@@ -282,7 +257,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
         "{names:?}"
     );
     let log = mount.log();
-    let pid: u32 = log
+    let pid: i32 = log
         .lines()
         .find_map(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("`mount --daemon` prints the server's pid; the log:\n{log}"));
@@ -297,7 +272,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
     );
     assert_eq!(r.code, 0, "umount:\n{r}");
     assert!(
-        wait_for(Duration::from_secs(10), || has_ended(pid).then_some(())).is_some(),
+        ends_within(pid, Duration::from_secs(10)),
         "the server {pid} ends once unmounted"
     );
     assert!(!is_mounted(&mp));
