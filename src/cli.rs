@@ -1,7 +1,8 @@
-//! The command lines of `graph2aufs` and `g2a-genroot`: their clap
-//! definitions with every word of their help, and the checks of their input
-//! (ranges, rates, `RUST_LOG`). The binaries parse with them; the man pages
-//! and shell completions are generated from them ([`crate::docs`]).
+//! The command line of `graph2aufs`: its clap definition with every word of
+//! its help, and the checks of its input (ranges, rates, `RUST_LOG`). The
+//! binary parses with it; the man pages and shell completions are generated
+//! from it ([`crate::docs`]). `g2a-genroot` (the generator, a crate of its
+//! own) uses the helpers: [`parse`], [`check_logging`], [`table`].
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -126,7 +127,7 @@ pub const FILES: [(&str, &str); 4] = [
 
 /// `rows` as an indented two-column table under `title`, wrapped for an
 /// 80-column terminal.
-fn table(title: &str, rows: &[(&str, &str)]) -> String {
+pub fn table(title: &str, rows: &[(&str, &str)]) -> String {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0).min(12);
     let mut out = format!("{title}:\n");
     for (key, text) in rows {
@@ -359,7 +360,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Write the man pages and shell completions (bash, zsh, fish) of graph2aufs and g2a-genroot into DIR
+    /// Write the man pages and shell completions (bash, zsh, fish) of graph2aufs into DIR
     #[command(hide = true)]
     GenerateDocs {
         /// Where to write man/*.1 and completions/{bash,zsh,fish}/
@@ -380,49 +381,6 @@ impl Command {
             Command::GenerateDocs { .. } => false,
         }
     }
-}
-
-/// `g2a-genroot`'s command line.
-#[derive(Parser)]
-#[command(
-    name = "g2a-genroot",
-    version,
-    about = "Generate a deterministic legacy (pre-0.7) Docker root",
-    long_about = "Generate a realistic legacy (pre-0.7) Docker root, the same for the same options: images \
-                  in chains, containers (started or not), optionally one broken item of each kind and \
-                  Docker 1.8's half-migrated layers. For graph2aufs's tests, demo and benchmarks.",
-    after_help = table("Exit status", &[("0", "the root is generated"), ("2", "it could not be (the reason on standard error)")]),
-)]
-pub struct Genroot {
-    /// Where to create the root (created if missing; must be empty)
-    pub root: PathBuf,
-    /// Seed of every random choice: the same seed and options give the same root
-    #[arg(long, value_name = "N", default_value_t = crate::generate::Options::default().seed)]
-    pub seed: u64,
-    /// Good images, in several chains
-    #[arg(long, value_name = "N", default_value_t = crate::generate::Options::default().images)]
-    pub images: usize,
-    /// Deepest chain of good images
-    #[arg(long, value_name = "N", default_value_t = crate::generate::Options::default().max_chain)]
-    pub max_chain: usize,
-    /// Good containers (about a third never started)
-    #[arg(long, value_name = "N", default_value_t = crate::generate::Options::default().containers)]
-    pub containers: usize,
-    /// Approximate entries per layer (0: tiny layers of a few files)
-    #[arg(long, value_name = "N", default_value_t = crate::generate::Options::default().entries_per_layer)]
-    pub entries_per_layer: usize,
-    /// Add one broken item of each kind (and ROOT.outside next to ROOT)
-    #[arg(long)]
-    pub broken: bool,
-    /// Leave some images half-migrated by Docker 1.8 (aufs/diff symlinks)
-    #[arg(long)]
-    pub docker18: bool,
-    /// A Debian tree made by scripts/debian-base, copied as a base image's layer
-    #[arg(long, value_name = "DIR")]
-    pub debian_base: Option<PathBuf>,
-    /// Print the summary as one JSON document
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A rate in bytes per second: a number with an optional K, M or G suffix
@@ -467,7 +425,8 @@ pub fn json_requested(args: &[OsString]) -> bool {
     args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json")
 }
 
-/// Log targets of this program: the crates that log.
+/// Log targets of this program, and of g2a-genroot (which checks its
+/// `RUST_LOG` here): the crates that log.
 const LOG_CRATES: [&str; 3] = ["graph2aufs", "g2a_genroot", "fuser"];
 
 /// Checks a `RUST_LOG` value: every directive must parse, and a word alone
@@ -492,14 +451,6 @@ pub fn check_log_spec(spec: &str) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
-}
-
-/// Starts logging to standard error, as `RUST_LOG` says (`default` when it
-/// is not set); a `RUST_LOG` that does not parse is refused.
-pub fn init_logging(default: &str) -> Result<(), String> {
-    let spec = check_logging(default)?;
-    env_logger::Builder::new().parse_filters(&spec).init();
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! Man pages and shell completions, generated from the clap definitions of
 //! [`crate::cli`] (`graph2aufs generate-docs DIR`, run by `scripts/install`):
-//! `DIR/man/*.1` (graph2aufs, one page per subcommand, g2a-genroot) and
-//! `DIR/completions/{bash,zsh,fish}/` for both programs.
+//! `DIR/man/*.1` (graph2aufs, one page per subcommand) and
+//! `DIR/completions/{bash,zsh,fish}/`. [`write_docs`] renders them for any
+//! program (g2a-genroot renders its own with it).
 
-use crate::cli::{self, Cli, Genroot};
+use crate::cli::{self, Cli};
 use clap::CommandFactory;
 use clap_complete::Shell;
 use clap_mangen::roff::{bold, roman, Roff};
@@ -12,13 +13,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes every man page and completion into `dir`; returns their paths.
+/// Writes every man page and completion of graph2aufs into `dir`; returns
+/// their paths.
 pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let man = dir.join("man");
-    fs::create_dir_all(&man)?;
-    let graph2aufs = public(&built(Cli::command()));
-    let genroot = public(&built(Genroot::command()));
+    let graph2aufs = program(Cli::command());
     let subs: Vec<String> = graph2aufs
         .get_subcommands()
         .map(|s| format!("graph2aufs-{}", s.get_name()))
@@ -27,7 +25,20 @@ pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
     for sub in graph2aufs.get_subcommands() {
         pages.push((sub.clone(), sub_sections(sub.get_name())));
     }
-    pages.push((genroot.clone(), genroot_sections()));
+    write_docs(dir, &graph2aufs, pages)
+}
+
+/// Writes `pages` (each a command and the sections after its options) as
+/// `dir/man/NAME.1`, and `program`'s completions as
+/// `dir/completions/{bash,zsh,fish}/`; returns their paths.
+pub fn write_docs(
+    dir: &Path,
+    program: &clap::Command,
+    pages: Vec<(clap::Command, Vec<Section>)>,
+) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let man = dir.join("man");
+    fs::create_dir_all(&man)?;
     for (cmd, sections) in pages {
         let path = man.join(format!("{}.1", cmd.get_display_name().unwrap_or(cmd.get_name())));
         write_file(&path, &man_page(cmd, &sections)?)?;
@@ -40,16 +51,20 @@ pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
     ] {
         let out = dir.join("completions").join(dir_name);
         fs::create_dir_all(&out)?;
-        for cmd in [&graph2aufs, &genroot] {
-            let name = cmd.get_name().to_string();
-            let mut text = Vec::new();
-            clap_complete::generate(shell, &mut cmd.clone(), &name, &mut text);
-            let path = out.join(file.replace("{}", &name));
-            write_file(&path, &text)?;
-            written.push(path);
-        }
+        let name = program.get_name().to_string();
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut program.clone(), &name, &mut text);
+        let path = out.join(file.replace("{}", &name));
+        write_file(&path, &text)?;
+        written.push(path);
     }
     Ok(written)
+}
+
+/// A program's command as its man pages and completions show it: built,
+/// without what is hidden.
+pub fn program(cmd: clap::Command) -> clap::Command {
+    public(&built(cmd))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -102,13 +117,15 @@ fn public(cmd: &clap::Command) -> clap::Command {
 }
 
 /// A man page section: a title and its entries (term, text).
-type Section = (&'static str, Vec<(String, String)>);
+pub type Section = (&'static str, Vec<(String, String)>);
 
-fn rows(table: &[(&str, &str)]) -> Vec<(String, String)> {
+/// `table` as a section's entries.
+pub fn rows(table: &[(&str, &str)]) -> Vec<(String, String)> {
     table.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn see_also(pages: &[String]) -> Section {
+/// A SEE ALSO section naming `pages`.
+pub fn see_also(pages: &[String]) -> Section {
     (
         "SEE ALSO",
         vec![(
@@ -136,19 +153,6 @@ fn sub_sections(name: &str) -> Vec<Section> {
     v.push(("EXIT STATUS", rows(&cli::exit_codes(name))));
     v.push(see_also(&["graph2aufs".to_string()]));
     v
-}
-
-fn genroot_sections() -> Vec<Section> {
-    vec![
-        (
-            "EXIT STATUS",
-            rows(&[
-                ("0", "the root is generated"),
-                ("2", "it could not be (the reason on standard error)"),
-            ]),
-        ),
-        see_also(&["graph2aufs".to_string()]),
-    ]
 }
 
 /// The page of `cmd`: clap_mangen's sections, then `sections`; the

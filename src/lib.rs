@@ -4,7 +4,6 @@ pub mod copy;
 pub mod dirref;
 pub mod docs;
 pub mod error;
-pub mod generate;
 pub mod id;
 pub mod initlayer;
 pub mod layout;

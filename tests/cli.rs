@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use graph2aufs::generate::{generate, Options};
+use g2a_genroot::{generate, Options};
 use serde_json::Value;
 
 /// Subcommands of `graph2aufs`, with their arguments and options (the
@@ -65,21 +65,6 @@ const GENROOT: &[&str] = &[
     "--debian-base",
     "--json",
 ];
-
-/// Item states, one vocabulary everywhere (DESIGN.md).
-const STATES: &[&str] = &[
-    "pending",
-    "moving",
-    "copying",
-    "registered",
-    "fallback",
-    "quarantined",
-    "failed",
-];
-
-fn genroot_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_g2a-genroot"))
-}
 
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -189,7 +174,7 @@ fn error_document(r: &RunResult) -> String {
 
 #[test]
 fn every_command_prints_one_json_document_in_success_and_with_problems() {
-    if !require_root("every_command_prints_one_json_document_in_success_and_with_problems") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -272,7 +257,7 @@ fn errors_under_json_are_one_json_document_with_exit_code_2() {
 /// pid and the mount point (foreground and `--daemon`).
 #[test]
 fn mount_json_prints_one_document_once_the_view_is_usable() {
-    if !require_root_and_fuse("mount_json_prints_one_document_once_the_view_is_usable") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = scratch();
@@ -348,19 +333,6 @@ fn mount_json_prints_one_document_once_the_view_is_usable() {
     drop(mount);
 }
 
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // 7. Counts and words
 // ---------------------------------------------------------------------------
@@ -390,7 +362,7 @@ fn singular_mistakes(text: &str) -> Vec<String> {
 
 #[test]
 fn rollback_counts_items_and_repositories_apart() {
-    if !require_root("rollback_counts_items_and_repositories_apart") {
+    if !require_root() {
         return;
     }
     for opts in [single(), plain()] {
@@ -413,7 +385,7 @@ fn rollback_counts_items_and_repositories_apart() {
 
 #[test]
 fn text_reports_say_one_item_not_one_items() {
-    if !require_root("text_reports_say_one_item_not_one_items") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -453,7 +425,7 @@ fn text_reports_say_one_item_not_one_items() {
 
 #[test]
 fn verify_on_a_legacy_root_says_it_is_not_migrated() {
-    if !require_root("verify_on_a_legacy_root_says_it_is_not_migrated") {
+    if !require_root() {
         return;
     }
     let dir = scratch();
@@ -641,11 +613,15 @@ fn g2a_genroot_version_names_g2a_genroot() {
     );
 }
 
-/// `graph2aufs generate-docs DIR`, and what it wrote.
+/// `graph2aufs generate-docs DIR` and `g2a-genroot --generate-docs DIR` (as
+/// `scripts/install` runs them), and what they wrote.
 fn generated_docs() -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = scratch();
     let r = run([OsStr::new("generate-docs"), dir.path().as_os_str()]);
     r.expect_code(0);
+    let mut cmd = Command::new(genroot_bin());
+    cmd.arg("--generate-docs").arg(dir.path());
+    run_command(cmd, RUN_TIMEOUT).expect_code(0);
     let mut files = Vec::new();
     let mut stack = vec![dir.path().to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -876,7 +852,7 @@ fn eta_seconds(text: &str) -> Option<u64> {
 
 #[test]
 fn a_quick_migrate_shows_whole_rates_and_no_absurd_eta() {
-    if !require_root("a_quick_migrate_shows_whole_rates_and_no_absurd_eta") {
+    if !require_root() {
         return;
     }
     let dir = scratch();

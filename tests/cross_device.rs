@@ -18,7 +18,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 
 const BOUND: Duration = Duration::from_secs(120);
@@ -128,7 +128,7 @@ fn assert_as_reference(f: &Fixture, what: &str) {
 
 #[test]
 fn migrate_copies_every_kind_of_entry_exactly_to_another_file_system() {
-    if !require_root("migrate_copies_every_kind_of_entry_exactly_to_another_file_system") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(&opts(21, 10, 4, 60), 6);
@@ -161,7 +161,7 @@ fn migrate_copies_every_kind_of_entry_exactly_to_another_file_system() {
 
 #[test]
 fn no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_finishes() {
-    if !require_root("no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_finishes") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(&opts(22, 6, 2, 40), 4);
@@ -220,7 +220,7 @@ fn aufs_moved_to(root: &Path, space: &Path) -> BindAt {
 
 #[test]
 fn docker18_symlinked_layers_are_copied_to_another_file_system_and_the_symlinks_replaced() {
-    if !require_root("docker18_symlinked_layers_are_copied_to_another_file_system_and_the_symlinks_replaced") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(
@@ -255,7 +255,7 @@ fn docker18_symlinked_layers_are_copied_to_another_file_system_and_the_symlinks_
 
 #[test]
 fn a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
-    if !require_root("a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes") {
+    if !require_root() {
         return;
     }
     killed_at_every_step(&opts(23, 3, 1, 8));
@@ -263,7 +263,7 @@ fn a_copy_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
 
 #[test]
 fn a_copy_over_docker18_symlinks_killed_at_any_step_loses_nothing_and_a_second_run_finishes() {
-    if !require_root("a_copy_over_docker18_symlinks_killed_at_any_step_loses_nothing_and_a_second_run_finishes") {
+    if !require_root() {
         return;
     }
     killed_at_every_step(&Options {
@@ -343,9 +343,7 @@ fn layers_equal(a: &Tree, b: &Tree) -> bool {
 
 #[test]
 fn under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_made_meanwhile() {
-    if !require_root_and_fuse(
-        "under_the_view_a_layer_is_copied_in_the_background_and_takes_in_the_writes_made_meanwhile",
-    ) {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(24, 6, 2, 20), 8);
@@ -499,7 +497,7 @@ fn item_status(root: &Path, id: &str) -> Value {
 fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::MetadataExt;
-    if !require_root_and_fuse("files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(26, 4, 1, 10), 8);
@@ -615,7 +613,7 @@ fn files_open_in_a_layer_stay_open_and_written_across_its_switch_to_the_copy() {
 fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    if !require_root_and_fuse("writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_nothing") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(27, 4, 1, 10), 8);
@@ -662,7 +660,7 @@ fn writers_busy_in_a_layer_through_its_copy_and_switch_see_no_error_and_lose_not
 
 #[test]
 fn a_view_killed_while_it_copies_and_a_remount_finish_with_nothing_lost() {
-    if !require_root_and_fuse("a_view_killed_while_it_copies_and_a_remount_finish_with_nothing_lost") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(25, 3, 1, 8), 2);
@@ -766,7 +764,7 @@ fn link_of(root: &Path) -> Option<PathBuf> {
 
 #[test]
 fn migrate_with_aufs_dir_links_root_aufs_to_it_and_copies_every_entry_exactly() {
-    if !require_root("migrate_with_aufs_dir_links_root_aufs_to_it_and_copies_every_entry_exactly") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(&opts(31, 8, 3, 40), 4);
@@ -817,7 +815,7 @@ fn migrate_with_aufs_dir_links_root_aufs_to_it_and_copies_every_entry_exactly() 
 
 #[test]
 fn a_root_aufs_that_is_not_the_named_aufs_dir_is_refused_and_nothing_changes() {
-    if !require_root("a_root_aufs_that_is_not_the_named_aufs_dir_is_refused_and_nothing_changes") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(&opts(32, 3, 1, 5), 0);
@@ -908,7 +906,7 @@ fn a_root_aufs_that_is_not_the_named_aufs_dir_is_refused_and_nothing_changes() {
 
 #[test]
 fn the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copied_there() {
-    if !require_root_and_fuse("the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copied_there") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(33, 6, 2, 20), 4);
@@ -962,7 +960,7 @@ fn the_view_with_aufs_dir_shows_root_aufs_as_the_directory_while_layers_are_copi
 
 #[test]
 fn rollback_with_aufs_dir_restores_root_exactly_and_removes_only_what_graph2aufs_made() {
-    if !require_root("rollback_with_aufs_dir_restores_root_exactly_and_removes_only_what_graph2aufs_made") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(&opts(34, 5, 2, 10), 0);

@@ -45,7 +45,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use graph2aufs::generate::Options;
+use g2a_genroot::Options;
 use serde_json::Value;
 
 use harness::{require_docker_driver, DockerDriver, Layer};
@@ -275,11 +275,11 @@ fn inspect_live(driver: &DockerDriver, view: &View, layers: &[Layer]) -> (Value,
 
 /// The read test of one root: the reference; the read-only view; the
 /// read-write view right after mounting, then once migrated.
-fn reads_agree(test: &str, opts: impl FnOnce() -> Option<Options>, item_delay_ms: u64) {
-    if !require_root_and_fuse(test) {
+fn reads_agree(opts: impl FnOnce() -> Option<Options>, item_delay_ms: u64) {
+    if !require_root_and_fuse() {
         return;
     }
-    let Some(driver) = require_docker_driver(test) else {
+    let Some(driver) = require_docker_driver() else {
         return;
     };
     let Some(opts) = opts() else { return };
@@ -346,15 +346,12 @@ fn reads_agree(test: &str, opts: impl FnOnce() -> Option<Options>, item_delay_ms
 
 #[test]
 fn dockers_driver_reads_a_debian_root_alike_offline_through_the_live_view_and_the_read_only_view() {
-    const TEST: &str = "dockers_driver_reads_a_debian_root_alike_offline_through_the_live_view_and_the_read_only_view";
-    reads_agree(TEST, || require_debian_base(TEST).map(|b| debian_root(1301, b)), 3000);
+    reads_agree(|| require_debian_base().map(|b| debian_root(1301, b)), 3000);
 }
 
 #[test]
 fn dockers_driver_reads_a_docker18_root_alike_offline_through_the_live_view_and_the_read_only_view() {
-    const TEST: &str =
-        "dockers_driver_reads_a_docker18_root_alike_offline_through_the_live_view_and_the_read_only_view";
-    reads_agree(TEST, || Some(docker18_root(1302)), 150);
+    reads_agree(|| Some(docker18_root(1302)), 150);
 }
 
 /// Every line of a `layers/` file a chain gives: `parent`, then the
@@ -428,11 +425,10 @@ impl Both<'_> {
 
 #[test]
 fn dockers_driver_writes_on_pending_layers_through_the_live_view_as_on_the_offline_migrated_root() {
-    const TEST: &str = "dockers_driver_writes_on_pending_layers_through_the_live_view_as_on_the_offline_migrated_root";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
-    let Some(driver) = require_docker_driver(TEST) else {
+    let Some(driver) = require_docker_driver() else {
         return;
     };
     let f = Fixture::prepared(&docker18_root(1303), |_, _| {});

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use graph2aufs::generate::{generate, BrokenKind, Options, Summary, DEV_MODE, DEV_MTIME};
+use g2a_genroot::{generate, BrokenKind, Options, Summary, DEV_MODE, DEV_MTIME};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -502,7 +502,7 @@ fn assert_migrated_layout(l: &Legacy, after: &Tree) {
 
 #[test]
 fn migrate_gives_the_aufs_layout_of_a_root_with_broken_items_and_docker18_symlinks() {
-    if !require_root("migrate_gives_the_aufs_layout_of_a_root_with_broken_items_and_docker18_symlinks") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::disk(), &broken_root());
@@ -521,7 +521,7 @@ fn migrate_gives_the_aufs_layout_of_a_root_with_broken_items_and_docker18_symlin
 
 #[test]
 fn migrate_gives_the_aufs_layout_of_a_plain_legacy_root() {
-    if !require_root("migrate_gives_the_aufs_layout_of_a_plain_legacy_root") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::disk(), &plain_root());
@@ -667,7 +667,7 @@ fn kind_of(s: &Summary, name: &str) -> Option<BrokenKind> {
 
 #[test]
 fn plan_reports_each_broken_kind_quarantined_with_a_reason_naming_the_problem() {
-    if !require_root("plan_reports_each_broken_kind_quarantined_with_a_reason_naming_the_problem") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -690,7 +690,7 @@ fn plan_reports_each_broken_kind_quarantined_with_a_reason_naming_the_problem() 
 
 #[test]
 fn migrate_moves_the_data_of_broken_items_untouched_to_the_quarantine() {
-    if !require_root("migrate_moves_the_data_of_broken_items_untouched_to_the_quarantine") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -725,7 +725,7 @@ fn migrate_moves_the_data_of_broken_items_untouched_to_the_quarantine() {
 
 #[test]
 fn a_broken_item_blocks_its_dependents_and_nothing_else() {
-    if !require_root("a_broken_item_blocks_its_dependents_and_nothing_else") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -839,7 +839,7 @@ fn assert_nothing_lost(before: &Tree, now: &Tree, moves: &[(PathBuf, PathBuf)], 
 
 #[test]
 fn a_migrate_killed_at_any_step_loses_nothing_and_run_again_ends_as_an_uninterrupted_one() {
-    if !require_root("a_migrate_killed_at_any_step_loses_nothing_and_run_again_ends_as_an_uninterrupted_one") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -892,7 +892,7 @@ fn a_migrate_killed_at_any_step_loses_nothing_and_run_again_ends_as_an_uninterru
 
 #[test]
 fn a_second_migrate_changes_nothing_and_reports_every_good_item_registered() {
-    if !require_root("a_second_migrate_changes_nothing_and_reports_every_good_item_registered") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -919,7 +919,7 @@ fn a_second_migrate_changes_nothing_and_reports_every_good_item_registered() {
 
 #[test]
 fn rollback_after_migrate_gives_back_the_original_tree_exactly() {
-    if !require_root("rollback_after_migrate_gives_back_the_original_tree_exactly") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::disk(), &broken_root());
@@ -931,7 +931,7 @@ fn rollback_after_migrate_gives_back_the_original_tree_exactly() {
 
 #[test]
 fn rollback_of_a_migrate_killed_at_any_step_gives_back_the_original_tree_exactly() {
-    if !require_root("rollback_of_a_migrate_killed_at_any_step_gives_back_the_original_tree_exactly") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -961,7 +961,7 @@ fn rollback_of_a_migrate_killed_at_any_step_gives_back_the_original_tree_exactly
 
 #[test]
 fn rollback_refuses_layers_a_newer_daemon_built_on_and_rolls_back_the_rest() {
-    if !require_root("rollback_refuses_layers_a_newer_daemon_built_on_and_rolls_back_the_rest") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_plain_root());
@@ -1076,7 +1076,7 @@ fn assert_verify_reports(root: &Path, path: &str, why: &str) {
 
 #[test]
 fn verify_accepts_a_fully_migrated_root_without_broken_items() {
-    if !require_root("verify_accepts_a_fully_migrated_root_without_broken_items") {
+    if !require_root() {
         return;
     }
     let l = migrated_plain();
@@ -1089,7 +1089,7 @@ fn verify_accepts_a_fully_migrated_root_without_broken_items() {
 
 #[test]
 fn verify_reports_quarantined_items() {
-    if !require_root("verify_reports_quarantined_items") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -1102,7 +1102,7 @@ fn verify_reports_quarantined_items() {
 
 #[test]
 fn verify_reports_a_docker18_symlink_left_in_aufs_diff() {
-    if !require_root("verify_reports_a_docker18_symlink_left_in_aufs_diff") {
+    if !require_root() {
         return;
     }
     let l = migrated_plain();
@@ -1118,7 +1118,7 @@ fn verify_reports_a_docker18_symlink_left_in_aufs_diff() {
 
 #[test]
 fn verify_reports_a_layers_file_naming_a_missing_layer() {
-    if !require_root("verify_reports_a_layers_file_naming_a_missing_layer") {
+    if !require_root() {
         return;
     }
     let l = migrated_plain();
@@ -1129,7 +1129,7 @@ fn verify_reports_a_layers_file_naming_a_missing_layer() {
 
 #[test]
 fn verify_reports_a_missing_mnt_dir() {
-    if !require_root("verify_reports_a_missing_mnt_dir") {
+    if !require_root() {
         return;
     }
     let l = migrated_plain();
@@ -1140,7 +1140,7 @@ fn verify_reports_a_missing_mnt_dir() {
 
 #[test]
 fn verify_reports_a_legacy_layer_left_behind() {
-    if !require_root("verify_reports_a_legacy_layer_left_behind") {
+    if !require_root() {
         return;
     }
     let l = migrated_plain();
@@ -1171,7 +1171,7 @@ fn hold_lock(root: &Path) -> OwnedFd {
 
 #[test]
 fn migrate_refuses_a_locked_root() {
-    if !require_root("migrate_refuses_a_locked_root") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -1186,7 +1186,7 @@ fn migrate_refuses_a_locked_root() {
 
 #[test]
 fn rollback_refuses_a_locked_root() {
-    if !require_root("rollback_refuses_a_locked_root") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -1212,16 +1212,11 @@ fn plan_of_a_missing_root_is_a_usage_error() {
 // JSON reports
 // ---------------------------------------------------------------------------
 
-const STATES: [&str; 8] = [
-    "pending",
-    "moving",
-    "copying",
-    "registered",
-    "fallback",
-    "quarantined",
-    "failed",
-    "removed",
-];
+/// The states of a JSON report: every item state, and `removed` (under a
+/// live view).
+fn report_states() -> BTreeSet<&'static str> {
+    STATES.into_iter().chain([REMOVED]).collect()
+}
 const SOURCES: [&str; 6] = ["legacy", "fallback", "native", "quarantine", "empty", "none"];
 const ACTIONS: [&str; 7] = [
     "move",
@@ -1245,6 +1240,7 @@ fn assert_report_shape(doc: &Value, root: &Path, what: &str) {
     }
     assert_eq!(keys, want, "{what}: top-level keys");
     assert_eq!(doc["root"], root.display().to_string(), "{what}: root");
+    let states = report_states();
     let items = doc["items"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: items is not an array"));
@@ -1264,7 +1260,7 @@ fn assert_report_shape(doc: &Value, root: &Path, what: &str) {
         );
         assert!(it["id"].is_string(), "{what}: id of {it}");
         let st = it["state"].as_str().unwrap_or_else(|| panic!("{what}: state of {it}"));
-        assert!(STATES.contains(&st), "{what}: state of {it}");
+        assert!(states.contains(st), "{what}: state of {it}");
         match o.get("reason") {
             None => assert!(
                 !["fallback", "quarantined", "failed"].contains(&st),
@@ -1285,10 +1281,10 @@ fn assert_report_shape(doc: &Value, root: &Path, what: &str) {
     let totals = doc["totals"].as_object().unwrap_or_else(|| panic!("{what}: totals"));
     assert_eq!(
         totals.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        BTreeSet::from(STATES),
+        states.clone(),
         "{what}: totals"
     );
-    for st in STATES {
+    for st in states {
         let n = items.iter().filter(|i| i["state"] == st).count();
         assert_eq!(totals[st], n, "{what}: totals.{st}");
     }
@@ -1306,7 +1302,7 @@ fn assert_report_shape(doc: &Value, root: &Path, what: &str) {
 
 #[test]
 fn plan_migrate_and_status_json_have_the_documented_shape() {
-    if !require_root("plan_migrate_and_status_json_have_the_documented_shape") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());
@@ -1330,7 +1326,7 @@ fn plan_migrate_and_status_json_have_the_documented_shape() {
 
 #[test]
 fn json_carries_names_that_are_not_utf8_percent_escaped() {
-    if !require_root("json_carries_names_that_are_not_utf8_percent_escaped") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_plain_root());
@@ -1368,7 +1364,7 @@ fn json_carries_names_that_are_not_utf8_percent_escaped() {
 
 #[test]
 fn plan_writes_nothing_not_even_access_times() {
-    if !require_root("plan_writes_nothing_not_even_access_times") {
+    if !require_root() {
         return;
     }
     let l = Legacy::generate(Space::tmpfs(), &small_root());

@@ -21,11 +21,15 @@
 //!   shows the whole layer;
 //! - without CAP_DAC_READ_SEARCH alone (nothing unreadable), graph2aufs
 //!   does not hang (directory file handles cannot be decoded then).
+//!
+//! The cases met both offline and under the view are one body each, run in
+//! both ([`Mode`]); their failure messages name the mode.
 
 mod common;
 use common::*;
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -34,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -51,14 +55,9 @@ const DROP_DAC: &str = "--bounding-set=-dac_override,-dac_read_search";
 /// directory really is unreadable for root: otherwise a loud skip, or a
 /// failure under CI.
 #[track_caller]
-fn require_restricted(test: &str, fuse: bool) -> bool {
-    let base = if fuse {
-        require_root_and_fuse(test)
-    } else {
-        require_root(test)
-    };
+fn require_restricted(fuse: bool) -> bool {
+    let base = if fuse { require_root_and_fuse() } else { require_root() };
     base && skip_unless(
-        test,
         "setpriv (util-linux) dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH",
         &setpriv_problems(),
     )
@@ -374,19 +373,6 @@ impl Fixture {
         out
     }
 
-    /// Images with no child image and no container.
-    fn leaves(&self) -> Vec<String> {
-        let s = &self.summary;
-        s.images
-            .iter()
-            .filter(|id| {
-                !s.parents.values().any(|p| p.as_deref() == Some(id.as_str()))
-                    && !s.containers.iter().any(|c| &c.1 == *id)
-            })
-            .cloned()
-            .collect()
-    }
-
     /// Every item id (images, then containers).
     fn all_items(&self) -> Vec<String> {
         let s = &self.summary;
@@ -546,7 +532,7 @@ fn read_layer_through(mp: &Path, id: &str, want: &Tree) -> usize {
 
 #[test]
 fn graph2aufs_without_cap_dac_read_search_does_not_hang() {
-    if !require_restricted("graph2aufs_without_cap_dac_read_search_does_not_hang", false) {
+    if !require_restricted(false) {
         return;
     }
     // Nothing unreadable: only the capabilities are fewer (as under a
@@ -570,93 +556,14 @@ fn graph2aufs_without_cap_dac_read_search_does_not_hang() {
 }
 
 #[test]
-fn migrate_reports_unreadable_layers_and_rw_by_id_moves_the_rest_and_a_second_run_finishes() {
-    if !require_restricted(
-        "migrate_reports_unreadable_layers_and_rw_by_id_moves_the_rest_and_a_second_run_finishes",
-        false,
-    ) {
-        return;
-    }
-    let f = Fixture::new(&opts(31, 12, 6, 12), |_, _| {});
-    // A leaf image, an image others are built on, and a started container
-    // on neither.
-    let leaf = f.leaves().pop().expect("a leaf image");
-    let inner = f
-        .summary
-        .images
-        .iter()
-        .find(|id| **id != leaf && f.summary.parents.values().any(|p| p.as_deref() == Some(id.as_str())))
-        .expect("an image with children")
-        .clone();
-    let rw = f
-        .started()
-        .into_iter()
-        .find(|c| !f.chain(c).iter().any(|i| *i == inner || *i == leaf))
-        .expect("a started container on other images");
-    let locked = [leaf.as_str(), inner.as_str(), rw.as_str()];
-    let mut expected = f.before.clone();
-    for id in locked {
-        set_mode(&f.root.join(f.legacy(id)), 0);
-        expected = with_mode(&expected, f.legacy(id), 0);
-    }
-
-    let (r, doc) = migrate(&f.root, &[]);
-    assert_eq!(r.code, 1, "problems are reported with exit code 1:\n{r}");
-    // Each unreadable item by id, with the reason: its path, and why.
-    for id in locked {
-        assert_eq!(item(&doc, id)["state"], "failed", "{id}: {}", item(&doc, id));
-        let why = reason(&doc, id);
-        let path = f.legacy(id).display().to_string();
-        assert!(
-            why.contains(&path) && why.contains("Permission denied"),
-            "the reason for {id} names {path} and the cause: {why}"
-        );
-    }
-    // What is built on them waits, saying on what; everything else is done.
-    assert_eq!(failed_ids(&doc), f.waiting_on(&locked), "the failed items:\n{r}");
-    let waiting = f.waiting_on(&locked);
-    for id in &waiting {
-        if !locked.contains(&id.as_str()) {
-            // (Each names its image or parent, which waits too.)
-            let why = reason(&doc, id);
-            assert!(
-                why.contains("is not registered") && waiting.iter().any(|w| w != id && why.contains(w.as_str())),
-                "{id}: {why}"
-            );
-        }
-    }
-    let registered = items(&doc).iter().filter(|i| i["state"] == "registered").count();
-    assert_eq!(registered + failed_ids(&doc).len(), f.all_items().len(), "{doc}");
-    f.assert_nothing_lost(&expected, &f.root, "after a run with unreadable layers");
-    // The next `status` says the same, from the disk and the record.
-    let st = status(&f.root);
-    assert_eq!(failed_ids(&st), failed_ids(&doc), "status after the run: {st}");
-    assert_eq!(reason(&st, &leaf), reason(&doc, &leaf));
-
-    // Readable again: a second run finishes the job, as a clean migrate.
-    for id in locked {
-        set_mode(&f.root.join(f.legacy(id)), f.before.at(f.legacy(id)).mode);
-    }
-    let (r, doc) = migrate(&f.root, &[]);
-    assert_eq!(r.code, 0, "{r}");
-    assert!(failed_ids(&doc).is_empty(), "{doc}");
-    assert_ends_as_reference(&f, "ROOT after the modes were restored and a second run");
-    let st = status(&f.root);
-    assert!(failed_ids(&st).is_empty(), "status after the second run: {st}");
-}
-
-#[test]
 fn migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_layers_it_cannot_build() {
-    if !require_restricted(
-        "migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_layers_it_cannot_build",
-        false,
-    ) {
+    if !require_restricted(false) {
         return;
     }
     let f = Fixture::new(&opts(32, 12, 6, 12), |_, _| {});
     // The deepest directory of a leaf image's layer: a rename moves the
     // layer whole, the unreadable directory with it, untouched.
-    let leaf = f.leaves().pop().expect("a leaf image");
+    let leaf = leaf_images(&f.summary).pop().expect("a leaf image");
     let layer = f.legacy(&leaf);
     let deep = f
         .before
@@ -730,105 +637,364 @@ fn migrate_moves_a_layer_with_an_unreadable_directory_whole_and_names_the_init_l
     assert_ends_as_reference(&f, "ROOT after the modes were restored and a second run");
 }
 
-// ---------------------------------------------------------------- the read-write view
+// ---------------------------------------------------------------- offline and under the view
 
-#[test]
-fn a_layer_made_unreadable_under_the_view_is_reported_failed_the_view_keeps_serving_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_layer_made_unreadable_under_the_view_is_reported_failed_the_view_keeps_serving_and_a_remount_finishes",
-        true,
-    ) {
+/// Where graph2aufs meets what it cannot read: an offline `migrate`, or the
+/// background migration of a read-write view. Each twin case below is one
+/// body run in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Offline,
+    UnderTheView,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Offline => "offline migrate",
+            Mode::UnderTheView => "under the view",
+        })
+    }
+}
+
+impl Mode {
+    /// Root, and /dev/fuse under the view (see [`require_restricted`]).
+    #[track_caller]
+    fn require(self) -> bool {
+        require_restricted(self == Mode::UnderTheView)
+    }
+
+    /// Starts a run of graph2aufs without DAC override over `f`'s ROOT:
+    /// `migrate ROOT --json ARGS`, or a read-write view at `f.dir/mp`
+    /// mounted with `ARGS`; `env` for either.
+    #[track_caller]
+    fn start(self, f: &Fixture, args: &[&str], env: &[(&str, &str)]) -> Run {
+        match self {
+            Mode::Offline => {
+                let out = f.dir.path().join("migrate.json");
+                let mut cmd = restricted(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
+                cmd.args(args).envs(env.iter().copied());
+                Run::Offline {
+                    running: Running::spawn(cmd, &out),
+                    out,
+                }
+            }
+            Mode::UnderTheView => {
+                let mp = f.dir.path().join("mp");
+                fs::create_dir_all(&mp).unwrap();
+                Run::View {
+                    view: Box::new(start_view(&f.root, &mp, args, env)),
+                    root: f.root.clone(),
+                    mp,
+                }
+            }
+        }
+    }
+
+    /// The obstacle gone, the next run without DAC override finishes the
+    /// job: a `migrate` that exits 0, or a view remounted until its
+    /// migration has finished; nothing failed either way.
+    #[track_caller]
+    fn finish(self, f: &Fixture) {
+        match self {
+            Mode::Offline => {
+                let (r, doc) = migrate(&f.root, &[]);
+                assert_eq!(r.code, 0, "{self}: the next run\n{r}");
+                assert!(failed_ids(&doc).is_empty(), "{self}: the next run: {doc}");
+            }
+            Mode::UnderTheView => {
+                let mp = f.dir.path().join("mp");
+                fs::create_dir_all(&mp).unwrap();
+                let view = start_view(&f.root, &mp, &[], &[]);
+                let st = wait_live(&f.root, &view, "finished", |v| v["live"]["finished"] == true);
+                assert!(failed_ids(&st).is_empty(), "{self}: the remount: {st}");
+                view.unmount();
+            }
+        }
+    }
+}
+
+/// A run of graph2aufs without DAC override (see [`Mode::start`]).
+enum Run {
+    /// `migrate`, its report going to `out`.
+    Offline { running: Running, out: PathBuf },
+    /// A read-write view of `root` at `mp` (boxed: a mount guard is large).
+    View {
+        view: Box<Mount>,
+        root: PathBuf,
+        mp: PathBuf,
+    },
+}
+
+impl Run {
+    /// Waits until the copy of the layer `id` to another file system has
+    /// written its first bytes: offline, into the partial copy; under the
+    /// view, as the live status shows it (copying, some bytes done).
+    #[track_caller]
+    fn wait_copying(&self, f: &Fixture, id: &str) {
+        match self {
+            Run::Offline { .. } => {
+                let partial = f
+                    .root
+                    .join("aufs/diff")
+                    .join(format!(".graph2aufs-tmp-{id}"))
+                    .join("big.bin");
+                let deadline = Instant::now() + SETTLE;
+                while !fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "offline migrate: the copy of {id} never started"
+                    );
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Run::View { view, root, .. } => {
+                wait_live(root, view, &format!("copying {id}"), |v| {
+                    let it = item(v, id);
+                    it["state"] == "copying" && it["copy"]["done_bytes"].as_u64().unwrap_or(0) > 0
+                });
+            }
+        }
+    }
+
+    /// Waits until the run is done with every item: until `migrate` ends
+    /// (with exit code 1: problems reported), or until the view's pass over
+    /// every item is over and each item is at rest.
+    #[track_caller]
+    fn settle(self) -> Settled {
+        match self {
+            Run::Offline { running, out } => {
+                let (code, stderr) = running.wait(RUN_TIMEOUT, &out);
+                let doc: Value = serde_json::from_slice(&fs::read(&out).unwrap())
+                    .unwrap_or_else(|e| panic!("offline migrate: its report is not JSON ({e}): {stderr}"));
+                assert_eq!(
+                    code, 1,
+                    "offline migrate: problems are reported with exit code 1: {doc}\n{stderr}"
+                );
+                Settled { doc, view: None }
+            }
+            Run::View { view, root, mp } => {
+                let doc = wait_pass(&root, &view);
+                assert_at_rest(&doc, &view);
+                Settled {
+                    doc,
+                    view: Some((*view, mp)),
+                }
+            }
+        }
+    }
+}
+
+/// A run done with every item: its report (offline) or its live status
+/// (under the view), and the view, still mounted, with its mount point.
+struct Settled {
+    doc: Value,
+    view: Option<(Mount, PathBuf)>,
+}
+
+impl Settled {
+    /// Unmounts the view, if there is one.
+    fn end(self) {
+        if let Some((view, _)) = self.view {
+            view.unmount();
+        }
+    }
+}
+
+/// Layers made unreadable (offline: a leaf image, an image others are
+/// built on and a started container's `rw`, before the run; under the
+/// view: the last image it comes to, while it is pending) are reported
+/// failed by id with the reason, only what is built on them waits, saying
+/// on what, everything else is done, nothing is lost, and `status` says the
+/// same after the run; under the view, the view keeps serving meanwhile.
+/// Readable again, the next run ends as a clean `migrate` of a copy.
+fn unreadable_layers(mode: Mode, opts: &Options) {
+    if !mode.require() {
         return;
     }
-    let f = Fixture::new(&opts(33, 14, 5, 12), |_, _| {});
-    // The last image the background migration comes to.
-    let plan = run(["plan".as_ref(), f.root.as_os_str(), "--json".as_ref()]).json();
-    let target = items(&plan)
-        .iter()
-        .rev()
-        .find(|i| i["kind"] == "image")
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .unwrap();
-    let layer = f.root.join(f.legacy(&target));
-    // Apart from ROOT, so that the legacy directory stays reachable.
-    let mp = f.dir.path().join("mp");
-    fs::create_dir(&mp).unwrap();
-    let view = start_view(&f.root, &mp, &[], &[("GRAPH2AUFS_ITEM_DELAY_MS", "150")]);
-    assert_eq!(item(&status(&f.root), &target)["state"], "pending");
-    set_mode(&layer, 0);
-    let early = status(&f.root);
-    assert_eq!(
-        item(&early, &target)["state"],
-        "pending",
-        "the layer must be made unreadable while it is pending: {early}"
-    );
-
-    let st = wait_pass(&f.root, &view);
-    assert_at_rest(&st, &view);
-    assert_eq!(item(&st, &target)["state"], "failed", "{}", item(&st, &target));
-    let why = reason(&st, &target);
-    assert!(
-        why.contains(&f.legacy(&target).display().to_string()) && why.contains("Permission denied"),
-        "status names the path and the cause: {why}"
-    );
-    assert_eq!(failed_ids(&st), f.waiting_on(&[target.as_str()]), "{st}");
-    assert_eq!(st["live"]["finished"], false, "{st}");
-
-    // The view keeps working: the other layers read right, the failed one
-    // is still shown where it will be, with its registration, and writes
-    // go through.
-    let mut read = 0;
-    for id in f.summary.images.iter().filter(|i| **i != target).take(4) {
-        read += read_layer_through(&mp, id, &f.before.subtree(f.legacy(id)));
+    let f = Fixture::new(opts, |_, _| {});
+    let locked: Vec<String> = match mode {
+        Mode::Offline => {
+            // A leaf image, an image others are built on, and a started
+            // container on neither.
+            let leaf = leaf_images(&f.summary).pop().expect("a leaf image");
+            let inner = f
+                .summary
+                .images
+                .iter()
+                .find(|id| **id != leaf && f.summary.parents.values().any(|p| p.as_deref() == Some(id.as_str())))
+                .expect("an image with children")
+                .clone();
+            let rw = f
+                .started()
+                .into_iter()
+                .find(|c| !f.chain(c).iter().any(|i| *i == inner || *i == leaf))
+                .expect("a started container on other images");
+            vec![leaf, inner, rw]
+        }
+        Mode::UnderTheView => {
+            // The last image the background migration comes to.
+            let plan = run(["plan".as_ref(), f.root.as_os_str(), "--json".as_ref()]).json();
+            let last = items(&plan)
+                .iter()
+                .rev()
+                .find(|i| i["kind"] == "image")
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .unwrap();
+            vec![last]
+        }
+    };
+    let locked: Vec<&str> = locked.iter().map(String::as_str).collect();
+    let lock = || {
+        for id in &locked {
+            set_mode(&f.root.join(f.legacy(id)), 0);
+        }
+    };
+    let mut expected = f.before.clone();
+    for id in &locked {
+        expected = with_mode(&expected, f.legacy(id), 0);
     }
-    assert!(read > 0);
-    let shown = fs::symlink_metadata(mp.join("aufs/diff").join(&target)).unwrap();
-    assert!(shown.is_dir(), "aufs/diff/{target} through the view");
-    assert_eq!(
-        fs::read(mp.join("aufs/layers").join(&target)).unwrap(),
-        fs::read(f.reference.join("aufs/layers").join(&target)).unwrap(),
-        "aufs/layers/{target} through the view"
-    );
-    let listing: Result<Vec<_>, _> =
-        fs::read_dir(mp.join("aufs/diff").join(&target)).and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect());
-    loud(&format!(
-        "listing the unreadable layer aufs/diff/{target} through the view: {listing:?}"
-    ));
-    let writer = f
-        .started()
-        .into_iter()
-        .find(|c| !f.chain(c).contains(&target))
-        .expect("a container not built on the failed layer");
-    let written = PathBuf::from("aufs/diff")
-        .join(&writer)
-        .join("written-after-the-failure");
-    fs::write(mp.join(&written), b"kept").unwrap();
-    view.unmount();
+    let run = match mode {
+        Mode::Offline => {
+            lock();
+            mode.start(&f, &[], &[])
+        }
+        Mode::UnderTheView => {
+            let run = mode.start(&f, &[], &[("GRAPH2AUFS_ITEM_DELAY_MS", "150")]);
+            for id in &locked {
+                assert_eq!(item(&status(&f.root), id)["state"], "pending", "{mode}: {id} before");
+            }
+            lock();
+            let early = status(&f.root);
+            for id in &locked {
+                assert_eq!(
+                    item(&early, id)["state"],
+                    "pending",
+                    "{mode}: the layer {id} must be made unreadable while it is pending: {early}"
+                );
+            }
+            run
+        }
+    };
 
-    // Nothing lost; `status` without the view still names the failure.
+    let settled = run.settle();
+    let doc = &settled.doc;
+    // Each unreadable item by id, with the reason: its path, and why.
+    for id in &locked {
+        assert_eq!(item(doc, id)["state"], "failed", "{mode}: {id}: {}", item(doc, id));
+        let why = reason(doc, id);
+        let path = f.legacy(id).display().to_string();
+        assert!(
+            why.contains(&path) && why.contains("Permission denied"),
+            "{mode}: the reason for {id} names {path} and the cause: {why}"
+        );
+    }
+    // What is built on them waits, saying on what; everything else is done.
+    let waiting = f.waiting_on(&locked);
+    assert_eq!(failed_ids(doc), waiting, "{mode}: the failed items: {doc}");
+    for id in &waiting {
+        if !locked.contains(&id.as_str()) {
+            // (Each names its image or parent, which waits too.)
+            let why = reason(doc, id);
+            assert!(
+                why.contains("is not registered") && waiting.iter().any(|w| w != id && why.contains(w.as_str())),
+                "{mode}: {id}: {why}"
+            );
+        }
+    }
+    let registered = items(doc).iter().filter(|i| i["state"] == "registered").count();
+    assert_eq!(registered + waiting.len(), f.all_items().len(), "{mode}: {doc}");
+
+    // Under the view, it keeps working: the other layers read right, the
+    // failed ones are still shown where they will be, with their
+    // registration, and writes go through.
+    let mut written = Vec::new();
+    if let Some((_, mp)) = &settled.view {
+        assert_eq!(doc["live"]["finished"], false, "{mode}: {doc}");
+        let mut read = 0;
+        for id in f
+            .summary
+            .images
+            .iter()
+            .filter(|i| !locked.contains(&i.as_str()))
+            .take(4)
+        {
+            read += read_layer_through(mp, id, &f.before.subtree(f.legacy(id)));
+        }
+        assert!(read > 0);
+        for id in &locked {
+            let shown = fs::symlink_metadata(mp.join("aufs/diff").join(id)).unwrap();
+            assert!(shown.is_dir(), "{mode}: aufs/diff/{id} through the view");
+            assert_eq!(
+                fs::read(mp.join("aufs/layers").join(id)).unwrap(),
+                fs::read(f.reference.join("aufs/layers").join(id)).unwrap(),
+                "{mode}: aufs/layers/{id} through the view"
+            );
+            let listing: Result<Vec<_>, _> =
+                fs::read_dir(mp.join("aufs/diff").join(id)).and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect());
+            loud(&format!(
+                "listing the unreadable layer aufs/diff/{id} through the view: {listing:?}"
+            ));
+        }
+        let writer = f
+            .started()
+            .into_iter()
+            .find(|c| !f.chain(c).iter().any(|i| locked.contains(&i.as_str())))
+            .expect("a container not built on a failed layer");
+        let file = PathBuf::from("aufs/diff")
+            .join(&writer)
+            .join("written-after-the-failure");
+        fs::write(mp.join(&file), b"kept").unwrap();
+        written.push(file);
+    }
+    let doc = settled.doc.clone();
+    settled.end();
+
+    // Nothing lost; `status` after the run (without a view) still names
+    // the failures, with the same reasons.
     f.assert_nothing_lost_but(
-        &with_mode(&f.before, f.legacy(&target), 0),
+        &expected,
         &f.root,
-        std::slice::from_ref(&written),
-        "after the view with an unreadable layer",
+        &written,
+        &format!("{mode}: after the run with unreadable layers"),
     );
     let st = status(&f.root);
-    assert!(st["live"].is_null());
-    assert_eq!(item(&st, &target)["state"], "failed", "{st}");
-    assert_eq!(reason(&st, &target), why);
+    assert!(st["live"].is_null(), "{mode}: {st}");
+    assert_eq!(failed_ids(&st), failed_ids(&doc), "{mode}: status after the run: {st}");
+    for id in &locked {
+        assert_eq!(reason(&st, id), reason(&doc, id), "{mode}: status after the run: {id}");
+    }
 
-    // Readable again: a remount finishes the job.
-    set_mode(&layer, f.before.at(f.legacy(&target)).mode);
-    let view = start_view(&f.root, &mp, &[], &[]);
-    let st = wait_live(&f.root, &view, "finished", |v| v["live"]["finished"] == true);
-    assert!(failed_ids(&st).is_empty(), "{st}");
-    view.unmount();
-    assert_eq!(fs::read(f.root.join(&written)).unwrap(), b"kept");
+    // Readable again: the next run finishes the job, as a clean migrate.
+    for id in &locked {
+        set_mode(&f.root.join(f.legacy(id)), f.before.at(f.legacy(id)).mode);
+    }
+    mode.finish(&f);
+    for file in &written {
+        assert_eq!(
+            fs::read(f.root.join(file)).unwrap(),
+            b"kept",
+            "{mode}: {}",
+            file.display()
+        );
+    }
     assert_same(
         &comparable(&f.reference),
-        &comparable(&f.root).without([&written]),
-        "ROOT after a remount with the mode restored",
+        &comparable(&f.root).without(&written),
+        &format!("{mode}: ROOT after the modes were restored and the next run"),
     );
+    let st = status(&f.root);
+    assert!(failed_ids(&st).is_empty(), "{mode}: status after the next run: {st}");
+}
+
+#[test]
+fn unreadable_layers_fail_by_id_and_the_next_run_finishes_offline() {
+    unreadable_layers(Mode::Offline, &opts(31, 12, 6, 12));
+}
+
+#[test]
+fn unreadable_layers_fail_by_id_and_the_next_run_finishes_under_the_view() {
+    unreadable_layers(Mode::UnderTheView, &opts(33, 14, 5, 12));
 }
 
 // ---------------------------------------------------------------- another file system
@@ -874,21 +1040,16 @@ fn assert_no_partial_copy(root: &Path, what: &str) {
 }
 
 #[test]
-fn a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_source_and_a_rerun_finishes() {
-    if !require_restricted(
-        "a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_source_and_a_rerun_finishes",
-        false,
-    ) {
+fn a_directory_unreadable_before_its_copy_fails_the_item_at_once_and_the_rest_is_copied() {
+    if !require_restricted(false) {
         return;
     }
     let (f, big) = copy_fixture(34);
     let space = TmpFs::new(128);
     let _aufs = BindAt::new(space.path(), &f.root.join("aufs"));
     let late = f.legacy(&big).join(LATE);
-    let inner = late.join("inner");
-
-    // 1. Unreadable before the copy starts: the item fails at once, saying
-    // which directory; everything else is copied.
+    // The item fails at once, saying which directory; everything else is
+    // copied.
     set_mode(&f.root.join(&late), 0);
     let (r, doc) = migrate(&f.root, &[]);
     assert_eq!(r.code, 1, "{r}");
@@ -900,257 +1061,184 @@ fn a_copy_to_another_file_system_stopped_by_an_unreadable_directory_keeps_the_so
     assert_eq!(failed_ids(&doc), f.waiting_on(&[big.as_str()]), "{r}");
     assert_no_partial_copy(&f.root, "unreadable before the copy");
     f.assert_nothing_lost(&with_mode(&f.before, &late, 0), &f.root, "unreadable before the copy");
+    // Readable again: the next run copies it.
     set_mode(&f.root.join(&late), f.before.at(&late).mode);
-
-    // 2. Unreadable in the middle of the copy (while the big file before
-    // it is copied, throttled): the copy fails and is removed, the source
-    // stays whole and where it was.
-    let out = f.dir.path().join("midway.json");
-    let run = Running::spawn(
-        restricted([
-            "migrate".as_ref(),
-            f.root.as_os_str(),
-            "--json".as_ref(),
-            "--copy-rate".as_ref(),
-            "2M".as_ref(),
-        ]),
-        &out,
-    );
-    let partial = f
-        .root
-        .join("aufs/diff")
-        .join(format!(".graph2aufs-tmp-{big}"))
-        .join("big.bin");
-    let deadline = Instant::now() + SETTLE;
-    while !fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
-        assert!(Instant::now() < deadline, "the copy of {big} never started");
-        thread::sleep(Duration::from_millis(5));
-    }
-    set_mode(&f.root.join(&inner), 0);
-    assert!(
-        !f.root
-            .join("aufs/diff")
-            .join(format!(".graph2aufs-tmp-{big}"))
-            .join(LATE)
-            .join("inner")
-            .exists(),
-        "the directory was made unreadable too late: already copied"
-    );
-    let (code, stderr) = run.wait(SETTLE, &out);
-    let doc: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    assert_eq!(code, 1, "{doc}\n{stderr}");
-    let why = reason(&doc, &big);
-    assert!(
-        why.contains(&format!("{LATE}/inner")) || (why.contains(LATE) && why.contains("inner")),
-        "the reason names the unreadable directory: {why}"
-    );
-    assert!(why.contains("Permission denied"), "{why}");
-    assert_eq!(failed_ids(&doc), f.waiting_on(&[big.as_str()]), "{doc}");
-    assert_no_partial_copy(&f.root, "unreadable mid-copy");
-    assert!(
-        !f.root.join("aufs/diff").join(&big).exists(),
-        "the failed copy is in place"
-    );
-    f.assert_nothing_lost(&with_mode(&f.before, &inner, 0), &f.root, "unreadable mid-copy");
-
-    // 3. Readable again: the next run finishes the job.
-    set_mode(&f.root.join(&inner), f.before.at(&inner).mode);
-    let (r, doc) = migrate(&f.root, &[]);
-    assert_eq!(r.code, 0, "{r}");
-    assert!(failed_ids(&doc).is_empty());
-    assert!(
-        !f.root.join(f.legacy(&big)).exists(),
-        "the source is removed after its copy"
-    );
+    Mode::Offline.finish(&f);
     assert_ends_as_reference(&f, "ROOT after the copy was done again");
 }
 
-#[test]
-fn a_source_that_cannot_be_emptied_after_its_copy_is_reported_and_the_next_run_finishes() {
-    if !require_restricted(
-        "a_source_that_cannot_be_emptied_after_its_copy_is_reported_and_the_next_run_finishes",
-        false,
-    ) {
+/// A directory of a layer made unreadable in the middle of the layer's
+/// copy to `aufs/` on another file system (while the big file before it
+/// is copied, throttled): the item fails naming the directory, only what
+/// is built on it waits, the partial copy is removed, and the source stays
+/// whole where it was (under the view, which serves the layer from it
+/// meanwhile). Readable again, the next run copies it.
+fn unreadable_mid_copy(mode: Mode, seed: u64) {
+    if !mode.require() {
         return;
     }
-    // A directory the restricted graph2aufs may read (so it copies and
-    // checks it) but not write (so it cannot empty it): the source's
-    // removal stops half-way, as it would on an immutable file, an I/O
-    // error or a crash.
-    let (f, big) = copy_fixture(35);
-    let late = f.legacy(&big).join(LATE);
-    set_mode(&f.root.join(&late), 0o555);
-    let before = with_mode(&f.before, &late, 0o555);
-    let space = TmpFs::new(128);
-    let _aufs = BindAt::new(space.path(), &f.root.join("aufs"));
-    let (r, doc) = migrate(&f.root, &[]);
-    assert_eq!(r.code, 1, "{r}");
-    let why = reason(&doc, &big);
-    assert!(
-        why.contains(&f.legacy(&big).display().to_string()) && why.contains("Permission denied"),
-        "the reason names the source and the cause: {why}"
-    );
-    // The copy is whole in place; what is left of the source is part of it.
-    assert_same(
-        &layer_tree(&before.subtree(f.legacy(&big))),
-        &layer_tree(&snapshot(&f.root.join("aufs/diff").join(&big))),
-        "the copy of the layer whose source could not be removed",
-    );
-    assert_no_partial_copy(&f.root, "a source not removed");
-
-    // The obstacle gone (a graph2aufs with every capability: the mode of
-    // what is left must stay the copy's), the next run checks what is left
-    // of the source against the copy, removes it, and registers the layer
-    // and what is built on it.
-    let r = run(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
-    assert_eq!(r.code, 0, "{r}");
-    assert!(failed_ids(&r.json()).is_empty());
-    assert!(!f.root.join(f.legacy(&big)).exists(), "the source is removed");
-    let reference = comparable(&f.reference);
-    assert_same(
-        &with_mode(&reference, Path::new("aufs/diff").join(&big).join(LATE), 0o555),
-        &comparable(&f.root),
-        "ROOT after the second run",
-    );
-}
-
-#[test]
-fn a_layer_made_unreadable_while_the_view_copies_it_keeps_its_source_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_layer_made_unreadable_while_the_view_copies_it_keeps_its_source_and_a_remount_finishes",
-        true,
-    ) {
-        return;
-    }
-    let (f, big) = copy_fixture(36);
+    let (f, big) = copy_fixture(seed);
     let space = TmpFs::new(128);
     let _aufs = BindAt::new(space.path(), &f.root.join("aufs"));
     let inner = f.legacy(&big).join(LATE).join("inner");
-    let mp = f.dir.path().join("mp");
-    fs::create_dir(&mp).unwrap();
-    let view = start_view(&f.root, &mp, &["--copy-rate", "2M"], &[]);
-    let copying = wait_live(&f.root, &view, "copying the big layer", |v| {
-        let it = item(v, &big);
-        it["state"] == "copying" && it["copy"]["done_bytes"].as_u64().unwrap_or(0) > 0
-    });
+    let partial = f.root.join("aufs/diff").join(format!(".graph2aufs-tmp-{big}"));
+
+    let run = mode.start(&f, &["--copy-rate", "2M"], &[]);
+    run.wait_copying(&f, &big);
     set_mode(&f.root.join(&inner), 0);
     assert!(
-        !f.root
-            .join("aufs/diff")
-            .join(format!(".graph2aufs-tmp-{big}"))
-            .join(LATE)
-            .join("inner")
-            .exists(),
-        "made unreadable too late (already copied): {}",
-        item(&copying, &big)
+        !partial.join(LATE).join("inner").exists(),
+        "{mode}: the directory was made unreadable too late: already copied"
     );
-
-    let st = wait_pass(&f.root, &view);
-    assert_at_rest(&st, &view);
-    assert_eq!(item(&st, &big)["state"], "failed", "{st}");
-    let why = reason(&st, &big);
+    let settled = run.settle();
+    let doc = &settled.doc;
+    assert_eq!(item(doc, &big)["state"], "failed", "{mode}: {doc}");
+    let why = reason(doc, &big);
     assert!(
         why.contains(LATE) && why.contains("inner") && why.contains("Permission denied"),
-        "status names the unreadable directory and the cause: {why}"
+        "{mode}: the reason names the unreadable directory and the cause: {why}"
     );
-    assert_eq!(failed_ids(&st), f.waiting_on(&[big.as_str()]), "{st}");
+    assert_eq!(failed_ids(doc), f.waiting_on(&[big.as_str()]), "{mode}: {doc}");
     // The view serves the layer from its source, the big file whole.
-    let got = fs::read(mp.join("aufs/diff").join(&big).join("big.bin")).unwrap();
-    let want = f.before.at(f.legacy(&big).join("big.bin")).content.unwrap();
-    assert_eq!(
-        <[u8; 32]>::from(sha2::Sha256::digest(&got)),
-        want,
-        "big.bin through the view"
-    );
-    for id in f.summary.images.iter().filter(|i| **i != big) {
-        read_layer_through(&mp, id, &f.before.subtree(f.legacy(id)));
+    if let Some((_, mp)) = &settled.view {
+        let got = fs::read(mp.join("aufs/diff").join(&big).join("big.bin")).unwrap();
+        let want = f.before.at(f.legacy(&big).join("big.bin")).content.unwrap();
+        assert_eq!(
+            <[u8; 32]>::from(sha2::Sha256::digest(&got)),
+            want,
+            "{mode}: big.bin through the view"
+        );
+        for id in f.summary.images.iter().filter(|i| **i != big) {
+            read_layer_through(mp, id, &f.before.subtree(f.legacy(id)));
+        }
     }
-    view.unmount();
-    assert_no_partial_copy(&f.root, "unreadable while the view copied");
+    settled.end();
+    assert_no_partial_copy(&f.root, &format!("{mode}: unreadable mid-copy"));
+    assert!(
+        !f.root.join("aufs/diff").join(&big).exists(),
+        "{mode}: the failed copy is in place"
+    );
     f.assert_nothing_lost(
         &with_mode(&f.before, &inner, 0),
         &f.root,
-        "unreadable while the view copied",
+        &format!("{mode}: unreadable mid-copy"),
     );
 
+    // Readable again: the next run finishes the job.
     set_mode(&f.root.join(&inner), f.before.at(&inner).mode);
-    let view = start_view(&f.root, &mp, &[], &[]);
-    let st = wait_live(&f.root, &view, "finished", |v| v["live"]["finished"] == true);
-    assert!(failed_ids(&st).is_empty(), "{st}");
-    view.unmount();
-    assert_ends_as_reference(&f, "ROOT after a remount with the mode restored");
+    mode.finish(&f);
+    assert!(
+        !f.root.join(f.legacy(&big)).exists(),
+        "{mode}: the source is removed after its copy"
+    );
+    assert_ends_as_reference(&f, &format!("{mode}: ROOT after the copy was done again"));
 }
 
 #[test]
-fn a_source_that_cannot_be_emptied_after_the_view_copied_it_stays_shown_whole_and_a_remount_finishes() {
-    if !require_restricted(
-        "a_source_that_cannot_be_emptied_after_the_view_copied_it_stays_shown_whole_and_a_remount_finishes",
-        true,
-    ) {
+fn a_copy_stopped_by_an_unreadable_directory_keeps_the_source_and_the_next_run_finishes_offline() {
+    unreadable_mid_copy(Mode::Offline, 34);
+}
+
+#[test]
+fn a_copy_stopped_by_an_unreadable_directory_keeps_the_source_and_the_next_run_finishes_under_the_view() {
+    unreadable_mid_copy(Mode::UnderTheView, 36);
+}
+
+/// A source the restricted graph2aufs may read (so it copies and checks
+/// it) but not write (so it cannot empty it): its removal after its copy
+/// to another file system stops half-way, as it would on an immutable
+/// file, an I/O error or a crash. The copy is whole in place; offline the
+/// item is reported failed, saying why; under the view it is registered,
+/// the view shows the whole layer (the copy, not what is left of the
+/// source), and a note names the source, set aside, and why. The obstacle
+/// gone, the next run (with every capability: the mode of what is left
+/// must stay the copy's) removes what is left of the source.
+fn a_source_not_emptied(mode: Mode, seed: u64) {
+    if !mode.require() {
         return;
     }
-    // As in the offline test above: the source's removal stops half-way.
-    let (f, big) = copy_fixture(37);
+    let (f, big) = copy_fixture(seed);
     let late = f.legacy(&big).join(LATE);
     set_mode(&f.root.join(&late), 0o555);
     let layer = layer_tree(&with_mode(&f.before, &late, 0o555).subtree(f.legacy(&big)));
     let space = TmpFs::new(128);
     let _aufs = BindAt::new(space.path(), &f.root.join("aufs"));
-    let mp = f.dir.path().join("mp");
-    fs::create_dir(&mp).unwrap();
-    let view = start_view(&f.root, &mp, &[], &[]);
-    let st = wait_pass(&f.root, &view);
-    // The layer switched to its copy and is registered; its source, set
-    // aside beside it by one rename, could not be emptied: a note says so,
-    // and why.
-    assert_eq!(item(&st, &big)["state"], "registered", "{st}");
+    // By one rename, beside the layer's place.
     let aside = f.legacy(&big).with_file_name(".graph2aufs-tmp-layer");
-    let note = st["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["path"] == aside.to_str().unwrap())
-        .unwrap_or_else(|| panic!("no note of {}: {st}", aside.display()));
-    assert!(
-        note["reason"].as_str().unwrap().contains("Permission denied"),
-        "the note says why: {note}"
-    );
-    assert!(
-        f.root.join(&aside).join(LATE).exists(),
-        "what could not be removed is kept"
-    );
-    assert!(!f.root.join(f.legacy(&big)).exists());
-    // The copy is whole on the disk, and the view shows the whole layer
-    // (the copy), not what is left of the source.
+
+    let settled = mode.start(&f, &[], &[]).settle();
+    let doc = &settled.doc;
+    match &settled.view {
+        None => {
+            let why = reason(doc, &big);
+            assert!(
+                why.contains(&f.legacy(&big).display().to_string()) && why.contains("Permission denied"),
+                "{mode}: the reason names the source and the cause: {why}"
+            );
+        }
+        Some((_, mp)) => {
+            assert_eq!(item(doc, &big)["state"], "registered", "{mode}: {doc}");
+            let note = doc["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["path"] == aside.to_str().unwrap())
+                .unwrap_or_else(|| panic!("{mode}: no note of {}: {doc}", aside.display()));
+            assert!(
+                note["reason"].as_str().unwrap().contains("Permission denied"),
+                "{mode}: the note says why: {note}"
+            );
+            assert!(
+                f.root.join(&aside).join(LATE).exists(),
+                "{mode}: what could not be removed is kept"
+            );
+            assert!(!f.root.join(f.legacy(&big)).exists(), "{mode}");
+            assert_same(
+                &layer,
+                &layer_tree(&snapshot(&mp.join("aufs/diff").join(&big))),
+                &format!("{mode}: the layer through the view after its source's removal stopped half-way"),
+            );
+        }
+    }
+    // The copy is whole in place.
     assert_same(
         &layer,
         &layer_tree(&snapshot(&f.root.join("aufs/diff").join(&big))),
-        "the copy on the disk",
+        &format!("{mode}: the copy of the layer whose source could not be emptied"),
     );
-    assert_same(
-        &layer,
-        &layer_tree(&snapshot(&mp.join("aufs/diff").join(&big))),
-        "the layer through the view after its source's removal stopped half-way",
-    );
-    assert_at_rest(&st, &view);
-    view.unmount();
+    settled.end();
+    assert_no_partial_copy(&f.root, &format!("{mode}: a source not emptied"));
 
-    // The obstacle gone (a graph2aufs with every capability), a remount
-    // finishes: what is left of the source goes, and with nothing else
-    // left to migrate the view retires (it does not mount).
-    let mut cmd = g2a([
-        "mount".as_ref(),
-        f.root.as_os_str(),
-        mp.as_os_str(),
-        "--foreground".as_ref(),
-    ]);
-    cmd.env("RUST_LOG", "info");
-    let r = run_command(cmd, RUN_TIMEOUT);
-    r.expect_code(0);
-    assert!(r.stdout.contains("nothing left to migrate") && !is_mounted(&mp), "{r}");
-    assert!(!f.root.join(&aside).exists(), "the source set aside is removed");
+    // The obstacle gone: the next run checks what is left of the source
+    // against the copy and removes it (under the view, with nothing else
+    // left to migrate, the view retires: it does not mount).
+    match mode {
+        Mode::Offline => {
+            let r = run(["migrate".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
+            assert_eq!(r.code, 0, "{mode}: the next run\n{r}");
+            assert!(failed_ids(&r.json()).is_empty(), "{mode}: the next run\n{r}");
+        }
+        Mode::UnderTheView => {
+            let mp = f.dir.path().join("mp");
+            let mut cmd = g2a([
+                "mount".as_ref(),
+                f.root.as_os_str(),
+                mp.as_os_str(),
+                "--foreground".as_ref(),
+            ]);
+            cmd.env("RUST_LOG", "info");
+            let r = run_command(cmd, RUN_TIMEOUT);
+            r.expect_code(0);
+            assert!(
+                r.stdout.contains("nothing left to migrate") && !is_mounted(&mp),
+                "{mode}: the next mount\n{r}"
+            );
+        }
+    }
+    assert!(!f.root.join(f.legacy(&big)).exists(), "{mode}: the source is removed");
+    assert!(!f.root.join(&aside).exists(), "{mode}: the source set aside is removed");
     let (_, st) = run_json(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]);
-    assert!(failed_ids(&st).is_empty(), "{st}");
+    assert!(failed_ids(&st).is_empty(), "{mode}: status after the next run: {st}");
     assert_same(
         &with_mode(
             &comparable(&f.reference),
@@ -1158,6 +1246,16 @@ fn a_source_that_cannot_be_emptied_after_the_view_copied_it_stays_shown_whole_an
             0o555,
         ),
         &comparable(&f.root),
-        "ROOT after the remount",
+        &format!("{mode}: ROOT after the next run"),
     );
+}
+
+#[test]
+fn a_source_not_emptied_after_its_copy_leaves_the_copy_whole_and_the_next_run_removes_it_offline() {
+    a_source_not_emptied(Mode::Offline, 35);
+}
+
+#[test]
+fn a_source_not_emptied_after_its_copy_leaves_the_copy_whole_and_the_next_run_removes_it_under_the_view() {
+    a_source_not_emptied(Mode::UnderTheView, 37);
 }

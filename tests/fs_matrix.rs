@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 
 /// The longest a view stays mounted here.
@@ -850,38 +850,38 @@ fn same_fs_row(on: FsType, seed: u64) {
 
 #[test]
 fn matrix_root_on_ext4() {
-    if require_root_and_fuse("matrix_root_on_ext4") {
+    if require_root_and_fuse() {
         same_fs_row(FsType::Ext4, 131);
     }
 }
 
 #[test]
 fn matrix_root_on_xfs() {
-    if require_root_and_fuse("matrix_root_on_xfs") {
+    if require_root_and_fuse() {
         same_fs_row(FsType::Xfs, 132);
     }
 }
 
 #[test]
 fn matrix_root_on_btrfs() {
-    if require_root_and_fuse("matrix_root_on_btrfs") {
+    if require_root_and_fuse() {
         same_fs_row(FsType::Btrfs, 133);
     }
 }
 
 #[test]
 fn matrix_root_on_tmpfs() {
-    if require_root_and_fuse("matrix_root_on_tmpfs") {
+    if require_root_and_fuse() {
         same_fs_row(FsType::Tmpfs, 134);
     }
 }
 
 #[test]
 fn matrix_aufs_on_another_file_system_offline_with_a_debian_base() {
-    if !require_root("matrix_aufs_on_another_file_system_offline_with_a_debian_base") {
+    if !require_root() {
         return;
     }
-    let Some(debian) = require_debian_base("matrix_aufs_on_another_file_system_offline_with_a_debian_base") else {
+    let Some(debian) = require_debian_base() else {
         return;
     };
     let f = Fixture::new(135, Some(debian), ALL);
@@ -899,7 +899,7 @@ fn matrix_aufs_on_another_file_system_offline_with_a_debian_base() {
 
 #[test]
 fn matrix_aufs_on_another_file_system_live_and_read_only() {
-    if !require_root_and_fuse("matrix_aufs_on_another_file_system_live_and_read_only") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(136, None, ALL);
@@ -939,7 +939,7 @@ fn not_registered(doc: &Value) -> Vec<String> {
 
 #[test]
 fn btrfs_as_the_destination_takes_copies_though_it_reports_no_inodes() {
-    if !require_root("btrfs_as_the_destination_takes_copies_though_it_reports_no_inodes") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(141, None, PLAIN);
@@ -971,7 +971,7 @@ fn acls_kept(f: &Fixture, root: &Path) {
 
 #[test]
 fn xfs_as_the_destination_keeps_acls_as_acls() {
-    if !require_root("xfs_as_the_destination_keeps_acls_as_acls") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(142, None, PLAIN);
@@ -982,7 +982,7 @@ fn xfs_as_the_destination_keeps_acls_as_acls() {
 
 #[test]
 fn xfs_as_the_destination_keeps_acls_as_acls_under_the_view() {
-    if !require_root_and_fuse("xfs_as_the_destination_keeps_acls_as_acls_under_the_view") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(146, None, PLAIN);
@@ -995,7 +995,7 @@ fn xfs_as_the_destination_keeps_acls_as_acls_under_the_view() {
 
 #[test]
 fn xfs_as_the_source_gives_no_stray_attribute_to_the_copy() {
-    if !require_root("xfs_as_the_source_gives_no_stray_attribute_to_the_copy") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(143, None, PLAIN);
@@ -1020,16 +1020,14 @@ fn xfs_as_the_source_gives_no_stray_attribute_to_the_copy() {
 
 #[test]
 fn a_file_hard_linked_outside_its_layer_is_copied_with_the_links_inside_and_noted() {
-    if require_root("a_file_hard_linked_outside_its_layer_is_copied_with_the_links_inside_and_noted") {
+    if require_root() {
         outside_links(144, false);
     }
 }
 
 #[test]
 fn a_file_hard_linked_outside_its_layer_is_copied_with_the_links_inside_and_noted_under_the_view() {
-    if require_root_and_fuse(
-        "a_file_hard_linked_outside_its_layer_is_copied_with_the_links_inside_and_noted_under_the_view",
-    ) {
+    if require_root_and_fuse() {
         outside_links(147, true);
     }
 }
@@ -1105,7 +1103,7 @@ fn outside_links(seed: u64, live: bool) {
 
 #[test]
 fn xfs_keeps_the_mtime_of_a_docker18_layer_and_rollback_gives_back_the_original() {
-    if !require_root("xfs_keeps_the_mtime_of_a_docker18_layer_and_rollback_gives_back_the_original") {
+    if !require_root() {
         return;
     }
     let f = Fixture::new(
@@ -1133,7 +1131,7 @@ fn xfs_keeps_the_mtime_of_a_docker18_layer_and_rollback_gives_back_the_original(
 
 #[test]
 fn xfs_rollback_after_a_kill_at_every_step_of_a_docker18_migrate_gives_back_the_original() {
-    if !require_root("xfs_rollback_after_a_kill_at_every_step_of_a_docker18_migrate_gives_back_the_original") {
+    if !require_root() {
         return;
     }
     let disk = AnyFs::new(FsType::Xfs, 300);

@@ -1,6 +1,6 @@
 //! `g2a-genroot`, the generator's command line: a run that fails half-way
 //! (here: its file system fills up) exits 2, says why, and leaves nothing
-//! behind. (The generator's own promises: `src/generate/tests.rs`.)
+//! behind. (The generator's own promises: `genroot/src/tests.rs`.)
 
 mod common;
 use common::*;
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn genroot(root: &Path, args: &[&str]) -> RunResult {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_g2a-genroot"));
+    let mut cmd = Command::new(genroot_bin());
     cmd.arg(root).args(args);
     run_command(cmd, RUN_TIMEOUT)
 }
@@ -32,7 +32,7 @@ fn assert_failed_on_enospc(r: &RunResult) {
 
 #[test]
 fn a_run_that_fills_its_file_system_removes_what_it_created() {
-    if !require_root("a_run_that_fills_its_file_system_removes_what_it_created") {
+    if !require_root() {
         return;
     }
     let fs_ = TmpFs::new(4);
@@ -45,7 +45,7 @@ fn a_run_that_fills_its_file_system_removes_what_it_created() {
 
 #[test]
 fn a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was() {
-    if !require_root("a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was") {
+    if !require_root() {
         return;
     }
     let fs_ = TmpFs::new(4);
@@ -83,7 +83,7 @@ fn a_run_that_fills_its_file_system_leaves_an_empty_root_as_it_was() {
 #[test]
 fn a_run_that_succeeds_keeps_its_root() {
     // Roots hold device nodes and files of many owners.
-    if !require_root("a_run_that_succeeds_keeps_its_root") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");
@@ -100,13 +100,13 @@ fn a_run_that_succeeds_keeps_its_root() {
 
 #[test]
 fn an_interrupted_run_leaves_nothing_behind() {
-    if !require_root("an_interrupted_run_leaves_nothing_behind") {
+    if !require_root() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");
     let root = dir.path().join("root");
     // Far more than it writes before the signal: tens of seconds of work.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_g2a-genroot"));
+    let mut cmd = Command::new(genroot_bin());
     cmd.arg(&root)
         .args(["--images", "50000", "--entries-per-layer", "0"])
         .stdin(std::process::Stdio::null())

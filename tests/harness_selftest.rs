@@ -53,11 +53,11 @@ fn helper_process() {
             drop(mount);
         }
         "skip" => {
-            let ran = skip_unless("probe", "a unicorn", &["no unicorn here".to_string()]);
+            let ran = skip_unless("a unicorn", &["no unicorn here".to_string()]);
             loud(&format!("gate returned {ran}"));
         }
         "skip-fuse" => {
-            let ran = require_root_and_fuse("probe");
+            let ran = require_root_and_fuse();
             loud(&format!("gate returned {ran}"));
         }
         other => panic!("unknown helper role {other:?}"),
@@ -339,7 +339,7 @@ fn snapshot_records_each_kind_with_its_own_fields() {
 
 #[test]
 fn snapshot_records_device_numbers_of_device_nodes() {
-    if !require_root("snapshot_records_device_numbers_of_device_nodes") {
+    if !require_root() {
         return;
     }
     let dir = tempdir();
@@ -514,11 +514,7 @@ fn xattrs_are_recorded_without_following_symlinks() {
     symlink("file", root.join("link")).unwrap();
     let odd_name = OsStr::from_bytes(b"user.not-utf8-\xff");
     if let Err(e) = xattr::set(root.join("file"), "user.plain", b"value") {
-        let ok = skip_unless(
-            "xattrs_are_recorded_without_following_symlinks",
-            "user xattrs on $TMPDIR",
-            &[e.to_string()],
-        );
+        let ok = skip_unless("user xattrs on $TMPDIR", &[e.to_string()]);
         assert!(!ok);
         return;
     }
@@ -542,7 +538,7 @@ fn xattrs_are_recorded_without_following_symlinks() {
 
 #[test]
 fn trusted_and_symlink_xattrs_are_recorded_as_root() {
-    if !require_root("trusted_and_symlink_xattrs_are_recorded_as_root") {
+    if !require_root() {
         return;
     }
     let dir = tempdir();
@@ -715,8 +711,16 @@ fn assert_same_lists_at_most_50_differences_and_the_count() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn the_test_name_is_the_running_tests_own() {
+    assert_eq!(test_name(), "the_test_name_is_the_running_tests_own");
+    // Not on a thread the test starts: there is no test name to give.
+    let elsewhere = thread::spawn(test_name).join();
+    assert!(elsewhere.is_err(), "a thread of the test's own has no test name");
+}
+
+#[test]
 fn skip_unless_is_true_when_nothing_is_missing() {
-    assert!(skip_unless("this test", "nothing", &[]));
+    assert!(skip_unless("nothing", &[]));
 }
 
 #[test]
@@ -730,7 +734,7 @@ fn a_skip_is_loud_outside_ci_and_a_failure_under_ci() {
     assert!(
         skipped
             .stderr
-            .contains("SKIPPED probe: needs a unicorn (no unicorn here)"),
+            .contains("SKIPPED helper_process: needs a unicorn (no unicorn here)"),
         "{skipped}"
     );
 
@@ -742,7 +746,7 @@ fn a_skip_is_loud_outside_ci_and_a_failure_under_ci() {
     assert!(
         failed
             .stdout
-            .contains("SKIPPED probe: needs a unicorn (no unicorn here); CI=true"),
+            .contains("SKIPPED helper_process: needs a unicorn (no unicorn here); CI=true"),
         "{failed}"
     );
     assert!(!failed.stderr.contains("gate returned"), "{failed}");
@@ -750,7 +754,7 @@ fn a_skip_is_loud_outside_ci_and_a_failure_under_ci() {
 
 #[test]
 fn require_root_and_fuse_skips_for_other_users() {
-    if !require_root_and_fuse("require_root_and_fuse_skips_for_other_users") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -762,7 +766,7 @@ fn require_root_and_fuse_skips_for_other_users() {
     assert!(
         result
             .stderr
-            .contains("SKIPPED probe: needs root and /dev/fuse (euid is 65534; cannot open /dev/fuse"),
+            .contains("SKIPPED helper_process: needs root and /dev/fuse (euid is 65534; cannot open /dev/fuse"),
         "{result}"
     );
 }
@@ -822,27 +826,9 @@ fn run_command_kills_the_process_group_after_the_timeout_and_shows_the_output() 
     );
     let grandchild: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(
-        wait_gone(grandchild, Duration::from_secs(5)),
+        ends_within(grandchild, Duration::from_secs(5)),
         "the grandchild {grandchild} survived the timeout"
     );
-}
-
-/// True once process `pid` no longer runs (gone, or a zombie).
-fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        });
-        if matches!(state, None | Some('Z') | Some('X')) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -895,7 +881,7 @@ fn read_in_background(path: PathBuf) -> mpsc::Receiver<std::io::Result<Vec<u8>>>
 
 #[test]
 fn mount_guard_waits_for_the_mount_and_drop_unmounts_it() {
-    if !require_root_and_fuse("mount_guard_waits_for_the_mount_and_drop_unmounts_it") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -923,12 +909,12 @@ fn mount_guard_waits_for_the_mount_and_drop_unmounts_it() {
     let pid = mount.pid() as i32;
     drop(mount);
     assert!(!is_mounted(&mp), "still mounted after drop: {:?}", mounts_at(&mp));
-    assert!(wait_gone(pid, Duration::ZERO), "the server {pid} survived the drop");
+    assert!(ends_within(pid, Duration::ZERO), "the server {pid} survived the drop");
 }
 
 #[test]
 fn unmount_returns_the_server_exit_status() {
-    if !require_root_and_fuse("unmount_returns_the_server_exit_status") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -970,14 +956,14 @@ fn start_fails_and_kills_the_server_when_nothing_is_mounted_in_time() {
     );
     let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(
-        wait_gone(pid, Duration::from_secs(1)),
+        ends_within(pid, Duration::from_secs(1)),
         "the server {pid} was left running"
     );
 }
 
 #[test]
 fn drop_unblocks_a_reader_hung_in_the_server() {
-    if !require_root_and_fuse("drop_unblocks_a_reader_hung_in_the_server") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -1005,7 +991,7 @@ fn drop_unblocks_a_reader_hung_in_the_server() {
 
 #[test]
 fn watchdog_aborts_a_hung_read_and_leaves_nothing_mounted() {
-    if !require_root_and_fuse("watchdog_aborts_a_hung_read_and_leaves_nothing_mounted") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -1043,7 +1029,7 @@ fn watchdog_aborts_a_hung_read_and_leaves_nothing_mounted() {
 
 #[test]
 fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
-    if !require_root_and_fuse("watchdog_aborts_the_test_process_when_the_test_hangs_on") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -1077,7 +1063,7 @@ fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("the hung test reports its server's pid:\n{result}"));
     assert!(
-        wait_gone(server, Duration::from_secs(2)),
+        ends_within(server, Duration::from_secs(2)),
         "the server {server} outlived the watchdog"
     );
     let left: Vec<_> = fs::read_dir(&its_tmp)
@@ -1089,7 +1075,7 @@ fn watchdog_aborts_the_test_process_when_the_test_hangs_on() {
 
 #[test]
 fn kill_leaves_a_dead_mount_that_lazy_umount_removes() {
-    if !require_root_and_fuse("kill_leaves_a_dead_mount_that_lazy_umount_removes") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempdir();
@@ -1108,7 +1094,7 @@ fn kill_leaves_a_dead_mount_that_lazy_umount_removes() {
 
 #[test]
 fn mount_points_with_spaces_and_tabs_are_found() {
-    if !require_root("mount_points_with_spaces_and_tabs_are_found") {
+    if !require_root() {
         return;
     }
     let dir = tempdir();
@@ -1129,7 +1115,7 @@ fn mount_points_with_spaces_and_tabs_are_found() {
 
 #[test]
 fn loopfs_is_a_mounted_ext4_of_its_own_and_drop_removes_it() {
-    if !require_root("loopfs_is_a_mounted_ext4_of_its_own_and_drop_removes_it") {
+    if !require_root() {
         return;
     }
     let fs_ = LoopFs::new(16, "ext4");
@@ -1150,7 +1136,7 @@ fn loopfs_is_a_mounted_ext4_of_its_own_and_drop_removes_it() {
 
 #[test]
 fn loopfs_drop_detaches_a_busy_mount() {
-    if !require_root("loopfs_drop_detaches_a_busy_mount") {
+    if !require_root() {
         return;
     }
     let fs_ = LoopFs::new(8, "ext4");
@@ -1163,7 +1149,7 @@ fn loopfs_drop_detaches_a_busy_mount() {
 
 #[test]
 fn tmpfs_has_the_requested_size_and_drop_unmounts_it() {
-    if !require_root("tmpfs_has_the_requested_size_and_drop_unmounts_it") {
+    if !require_root() {
         return;
     }
     let tmp = TmpFs::new(4);
@@ -1196,7 +1182,7 @@ fn namespace_of_this_thread() -> String {
 
 #[test]
 fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
-    if !require_root("a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir") {
+    if !require_root() {
         return;
     }
     // Where every other process is: the namespace this thread started in.
@@ -1246,7 +1232,7 @@ fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
 
 #[test]
 fn fs_lacks_names_what_a_file_system_does_not_support() {
-    if !require_root("fs_lacks_names_what_a_file_system_does_not_support") {
+    if !require_root() {
         return;
     }
     let all = [FsFeature::UserXattrs, FsFeature::TrustedXattrs, FsFeature::PosixAcls];

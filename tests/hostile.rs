@@ -254,7 +254,7 @@ fn ids_that_would_escape_or_collide_are_quarantined_by_name() {
 
 #[test]
 fn a_directory_of_100000_entries_lists_and_stats_through_the_read_only_view() {
-    if !require_root_and_fuse("a_directory_of_100000_entries_lists_and_stats_through_the_read_only_view") {
+    if !require_root_and_fuse() {
         return;
     }
     let (t, root) = scratch();
@@ -428,9 +428,7 @@ fn when_both_repositories_files_exist_the_legacy_one_is_set_aside_and_the_view_s
     fs::write(root.join("repositories"), &legacy).unwrap();
     fs::write(root.join("repositories-aufs"), br#"{"Repositories":{}}"#).unwrap();
     let before = snapshot(&root);
-    if require_root_and_fuse(
-        "when_both_repositories_files_exist_the_legacy_one_is_set_aside_and_the_view_shows_it_there",
-    ) {
+    if require_root_and_fuse() {
         let mp = t.path().join("view");
         fs::create_dir(&mp).unwrap();
         let mount = Mount::start(&root, &mp, &["--read-only"], std::time::Duration::from_secs(60));
@@ -527,7 +525,7 @@ fn an_item_quarantined_with_its_docker_18_registration_then_migrated_rolls_back_
 
 #[test]
 fn rollback_gives_back_an_empty_aufs_diff_directory_with_its_mode_owner_and_mtime() {
-    if !require_root("rollback_gives_back_an_empty_aufs_diff_directory_with_its_mode_owner_and_mtime") {
+    if !require_root() {
         return;
     }
     let (_t, root) = scratch();
@@ -566,7 +564,7 @@ fn a_damaged_record_entry_is_refused_before_anything_of_its_item_moves() {
 
 #[test]
 fn reading_symlinks_through_the_read_only_view_leaves_their_access_times() {
-    if !require_root_and_fuse("reading_symlinks_through_the_read_only_view_leaves_their_access_times") {
+    if !require_root_and_fuse() {
         return;
     }
     let (t, root) = scratch();

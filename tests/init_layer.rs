@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use graph2aufs::generate::{generate, Options};
+use g2a_genroot::{generate, Options};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 use sha2::{Digest, Sha256};
 
@@ -415,7 +415,7 @@ fn check_rollback(scene: &Scene) {
 
 #[test]
 fn the_model_gives_the_same_layer_whatever_order_docker_takes_the_paths_in() {
-    if !require_root("the_model_gives_the_same_layer_whatever_order_docker_takes_the_paths_in") {
+    if !require_root() {
         return;
     }
     let scene = Scene::hand_made();
@@ -434,7 +434,7 @@ fn the_model_gives_the_same_layer_whatever_order_docker_takes_the_paths_in() {
 
 #[test]
 fn migrate_writes_each_init_layer_as_dockers_setup_leaves_it() {
-    if !require_root("migrate_writes_each_init_layer_as_dockers_setup_leaves_it") {
+    if !require_root() {
         return;
     }
     let scene = Scene::hand_made();
@@ -443,7 +443,7 @@ fn migrate_writes_each_init_layer_as_dockers_setup_leaves_it() {
 
 #[test]
 fn the_read_only_view_shows_each_init_layer_and_merged_root_as_migrate_leaves_them() {
-    if !require_root_and_fuse("the_read_only_view_shows_each_init_layer_and_merged_root_as_migrate_leaves_them") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::hand_made();
@@ -452,7 +452,7 @@ fn the_read_only_view_shows_each_init_layer_and_merged_root_as_migrate_leaves_th
 
 #[test]
 fn the_read_write_view_shows_each_init_layer_before_migrating_it() {
-    if !require_root_and_fuse("the_read_write_view_shows_each_init_layer_before_migrating_it") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::hand_made();
@@ -461,7 +461,7 @@ fn the_read_write_view_shows_each_init_layer_before_migrating_it() {
 
 #[test]
 fn rollback_gives_back_every_image_exactly() {
-    if !require_root("rollback_gives_back_every_image_exactly") {
+    if !require_root() {
         return;
     }
     let scene = Scene::hand_made();
@@ -476,11 +476,10 @@ fn rollback_gives_back_every_image_exactly() {
 /// then migrate and rollback.
 #[test]
 fn a_debian_base_gets_the_same_init_layer_from_migrate_both_views_and_rollback() {
-    let test = "a_debian_base_gets_the_same_init_layer_from_migrate_both_views_and_rollback";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
-    let Some(base) = require_debian_base(test) else { return };
+    let Some(base) = require_debian_base() else { return };
     let scene = Scene::debian(&base);
     for c in &scene.containers {
         let init = scene.expected_init(c);

@@ -53,23 +53,11 @@ fn viewed(p: &Path) -> bool {
     mounts_at(p).iter().any(|m| m.fstype.starts_with("fuse"))
 }
 
-fn pid_alive(pid: i32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    // A zombie nobody reaps yet has ended too.
-    rustix::process::test_kill_process(p).is_ok()
-        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-        })
-}
-
 /// Waits (bounded) for process `pid` to end.
 #[track_caller]
 fn wait_gone(pid: i32) {
     let deadline = Instant::now() + PROMPT;
-    while pid_alive(pid) {
+    while !has_ended(pid) {
         assert!(Instant::now() < deadline, "process {pid} did not end");
         thread::sleep(Duration::from_millis(20));
     }
@@ -168,7 +156,7 @@ fn copy_tree(src: &Path, dst: &Path) {
 
 #[test]
 fn mount_and_migrate_right_after_umount_are_never_refused_for_the_lock() {
-    if !require_root_and_fuse("mount_and_migrate_right_after_umount_are_never_refused_for_the_lock") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(131);
@@ -204,7 +192,7 @@ fn mount_and_migrate_right_after_umount_are_never_refused_for_the_lock() {
 
 #[test]
 fn a_live_holder_of_the_lock_is_refused_at_once_naming_it() {
-    if !require_root("a_live_holder_of_the_lock_is_refused_at_once_naming_it") {
+    if !require_root() {
         return;
     }
     let fx = Fixture::new(132);
@@ -246,7 +234,7 @@ fn shell(script: &str, args: &[&OsStr], env: &[(&str, &str)]) -> RunResult {
 
 #[test]
 fn a_daemon_piped_into_cat_returns_at_once_and_logs_to_the_named_file() {
-    if !require_root_and_fuse("a_daemon_piped_into_cat_returns_at_once_and_logs_to_the_named_file") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(133);
@@ -278,7 +266,7 @@ fn a_daemon_piped_into_cat_returns_at_once_and_logs_to_the_named_file() {
 
 #[test]
 fn without_a_log_file_a_daemon_logs_to_the_system_log_and_leaves_the_pipe() {
-    if !require_root_and_fuse("without_a_log_file_a_daemon_logs_to_the_system_log_and_leaves_the_pipe") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(134);
@@ -322,7 +310,7 @@ fn without_a_log_file_a_daemon_logs_to_the_system_log_and_leaves_the_pipe() {
 
 #[test]
 fn a_foreground_mount_with_a_log_file_logs_there() {
-    if !require_root_and_fuse("a_foreground_mount_with_a_log_file_logs_there") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(147);
@@ -347,7 +335,7 @@ fn a_foreground_mount_with_a_log_file_logs_there() {
 
 #[test]
 fn an_unwritable_log_file_is_the_daemons_error_and_nothing_mounts() {
-    if !require_root_and_fuse("an_unwritable_log_file_is_the_daemons_error_and_nothing_mounts") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(135);
@@ -383,7 +371,7 @@ fn processes_naming(needle: &OsStr) -> Vec<i32> {
         let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
             continue;
         };
-        if cmd.split(|&b| b == 0).any(|a| a == needle.as_encoded_bytes()) && pid_alive(pid) {
+        if cmd.split(|&b| b == 0).any(|a| a == needle.as_encoded_bytes()) && !has_ended(pid) {
             out.push(pid);
         }
     }
@@ -392,7 +380,7 @@ fn processes_naming(needle: &OsStr) -> Vec<i32> {
 
 #[test]
 fn a_daemon_that_cannot_serve_fails_with_its_reason_and_leaves_no_server() {
-    if !require_root_and_fuse("a_daemon_that_cannot_serve_fails_with_its_reason_and_leaves_no_server") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(136);
@@ -434,7 +422,7 @@ fn a_daemon_that_cannot_serve_fails_with_its_reason_and_leaves_no_server() {
 
 #[test]
 fn status_with_aufs_dir_reads_the_live_status_of_a_mounted_view() {
-    if !require_root_and_fuse("status_with_aufs_dir_reads_the_live_status_of_a_mounted_view") {
+    if !require_root_and_fuse() {
         return;
     }
     // (A root without Docker 1.8's aufs/, which --aufs-dir would refuse.)
@@ -476,7 +464,7 @@ fn every_command<'a>(root: &'a OsStr, mp: &'a OsStr, extra: &[&'a OsStr]) -> Vec
 
 #[test]
 fn an_aufs_dir_inside_root_is_refused_by_every_command_with_nothing_changed() {
-    if !require_root_and_fuse("an_aufs_dir_inside_root_is_refused_by_every_command_with_nothing_changed") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(138);
@@ -505,8 +493,7 @@ fn an_aufs_dir_inside_root_is_refused_by_every_command_with_nothing_changed() {
 
 #[test]
 fn a_directory_that_is_not_a_docker_root_is_refused_by_every_command_with_nothing_written() {
-    if !require_root_and_fuse("a_directory_that_is_not_a_docker_root_is_refused_by_every_command_with_nothing_written")
-    {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempfile::tempdir().expect("a scratch directory");
@@ -541,7 +528,7 @@ const RETIRED: &str = "nothing left to migrate";
 
 #[test]
 fn a_read_write_mount_of_a_migrated_root_does_not_mount_and_exits_0() {
-    if !require_root_and_fuse("a_read_write_mount_of_a_migrated_root_does_not_mount_and_exits_0") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(139);
@@ -570,7 +557,7 @@ fn a_read_write_mount_of_a_migrated_root_does_not_mount_and_exits_0() {
 
 #[test]
 fn a_read_write_mount_with_items_left_to_migrate_mounts() {
-    if !require_root_and_fuse("a_read_write_mount_with_items_left_to_migrate_mounts") {
+    if !require_root_and_fuse() {
         return;
     }
     // One item put back in the legacy layout: the view has work again.
@@ -598,7 +585,7 @@ fn run_unit(unit: &str, key: &str, root: &Path, env: &[(&str, &str)]) -> RunResu
 
 #[test]
 fn the_systemd_unit_serves_a_root_on_its_own_file_system_then_accepts_the_retired_view() {
-    if !require_root_and_fuse("the_systemd_unit_serves_a_root_on_its_own_file_system_then_accepts_the_retired_view") {
+    if !require_root_and_fuse() {
         return;
     }
     let unit = shipped_unit();
@@ -664,7 +651,7 @@ fn the_systemd_unit_serves_a_root_on_its_own_file_system_then_accepts_the_retire
 
 #[test]
 fn every_command_calls_a_dead_view_dead_and_names_the_recovery() {
-    if !require_root_and_fuse("every_command_calls_a_dead_view_dead_and_names_the_recovery") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(142);
@@ -688,7 +675,7 @@ fn every_command_calls_a_dead_view_dead_and_names_the_recovery() {
 
 #[test]
 fn mounting_again_on_a_views_mount_point_says_already_mounted() {
-    if !require_root_and_fuse("mounting_again_on_a_views_mount_point_says_already_mounted") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(143);
@@ -713,9 +700,7 @@ fn mounting_again_on_a_views_mount_point_says_already_mounted() {
 
 #[test]
 fn a_read_only_view_elsewhere_blocks_neither_plan_nor_status_nor_verify_nor_another_read_only_view() {
-    if !require_root_and_fuse(
-        "a_read_only_view_elsewhere_blocks_neither_plan_nor_status_nor_verify_nor_another_read_only_view",
-    ) {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(144);
@@ -733,7 +718,7 @@ fn a_read_only_view_elsewhere_blocks_neither_plan_nor_status_nor_verify_nor_anot
 
 #[test]
 fn a_read_only_view_of_a_root_a_read_write_view_serves_is_refused() {
-    if !require_root_and_fuse("a_read_only_view_of_a_root_a_read_write_view_serves_is_refused") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(145);
@@ -789,7 +774,7 @@ fn run_as_nobody(binary: &Path, args: &[&OsStr]) -> RunResult {
 
 #[test]
 fn without_root_plan_and_mount_name_the_real_cause() {
-    if !require_root_and_fuse("without_root_plan_and_mount_name_the_real_cause") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(146);

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -162,7 +162,7 @@ fn assert_ends_as_reference(f: &Fixture, root: &Path, what: &str) {
 
 #[test]
 fn background_migration_under_the_view_ends_as_an_offline_migrate() {
-    if !require_root_and_fuse("background_migration_under_the_view_ends_as_an_offline_migrate") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(7, 24, 8, true));
@@ -187,7 +187,7 @@ fn background_migration_under_the_view_ends_as_an_offline_migrate() {
 
 #[test]
 fn the_view_shows_the_migrated_tree_from_the_start_and_moved_data_keeps_its_inode() {
-    if !require_root_and_fuse("the_view_shows_the_migrated_tree_from_the_start_and_moved_data_keeps_its_inode") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(11, 40, 10, true));
@@ -232,7 +232,7 @@ fn the_view_shows_the_migrated_tree_from_the_start_and_moved_data_keeps_its_inod
 
 #[test]
 fn a_server_killed_at_any_point_and_a_remount_finish_with_the_offline_result() {
-    if !require_root_and_fuse("a_server_killed_at_any_point_and_a_remount_finish_with_the_offline_result") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(3, 10, 4, true));
@@ -364,7 +364,7 @@ fn wait_status(root: &Path, view: &Mount, what: &str, until: impl Fn(&Value) -> 
 
 #[test]
 fn a_busy_legacy_layer_is_registered_through_a_symlink_and_moved_once_free() {
-    if !require_root_and_fuse("a_busy_legacy_layer_is_registered_through_a_symlink_and_moved_once_free") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(5, 8, 2, false));
@@ -426,20 +426,9 @@ fn read_all(dir: &Path) -> usize {
     n
 }
 
-/// Images nothing builds on: no child image, no container.
-fn leaf_images(s: &Summary) -> Vec<String> {
-    s.images
-        .iter()
-        .filter(|id| {
-            !s.parents.values().any(|p| p.as_deref() == Some(id.as_str())) && !s.containers.iter().any(|c| &c.1 == *id)
-        })
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn a_change_to_a_pending_item_migrates_it_first_and_reads_never_do() {
-    if !require_root_and_fuse("a_change_to_a_pending_item_migrates_it_first_and_reads_never_do") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(9, 24, 8, false));
@@ -523,7 +512,7 @@ fn a_change_to_a_pending_item_migrates_it_first_and_reads_never_do() {
 
 #[test]
 fn readers_and_writers_on_many_threads_see_no_error_while_items_move() {
-    if !require_root_and_fuse("readers_and_writers_on_many_threads_see_no_error_while_items_move") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(13, 40, 10, false));
@@ -677,7 +666,7 @@ fn viewed(p: &Path) -> bool {
 
 #[test]
 fn the_systemd_unit_starts_the_view_stops_it_and_a_restart_recovers_a_dead_one() {
-    if !require_root_and_fuse("the_systemd_unit_starts_the_view_stops_it_and_a_restart_recovers_a_dead_one") {
+    if !require_root_and_fuse() {
         return;
     }
     let unit = shipped_unit();
@@ -724,7 +713,7 @@ fn the_systemd_unit_starts_the_view_stops_it_and_a_restart_recovers_a_dead_one()
 
 #[test]
 fn a_server_killed_while_readers_and_writers_run_loses_nothing_and_a_remount_finishes() {
-    if !require_root_and_fuse("a_server_killed_while_readers_and_writers_run_loses_nothing_and_a_remount_finishes") {
+    if !require_root_and_fuse() {
         return;
     }
     let f = Fixture::new(&opts(19, 30, 8, false));
@@ -878,8 +867,8 @@ fn wait_log(view: &Mount, any: &[&str]) -> String {
 
 #[test]
 fn the_end_of_the_background_migration_names_what_failed_and_claims_no_passthrough() {
-    let test = "the_end_of_the_background_migration_names_what_failed_and_claims_no_passthrough";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let (_dir, root, mp, s) = root_beside(121, 8, 2);
@@ -910,8 +899,8 @@ fn the_end_of_the_background_migration_names_what_failed_and_claims_no_passthrou
 
 #[test]
 fn live_status_says_where_data_is_once_migrated() {
-    let test = "live_status_says_where_data_is_once_migrated";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let (_dir, root, mp, _) = root_beside(123, 6, 2);
@@ -933,8 +922,8 @@ fn live_status_says_where_data_is_once_migrated() {
 
 #[test]
 fn live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again() {
-    let test = "live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let (_dir, root, mp, s) = root_beside(122, 8, 3);
@@ -976,8 +965,8 @@ fn live_status_follows_the_daemon_s_removals_and_migrate_never_makes_them_again(
 
 #[test]
 fn renaming_a_root_of_the_layout_is_refused_while_items_are_pending() {
-    let test = "renaming_a_root_of_the_layout_is_refused_while_items_are_pending";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let (_dir, root, mp, _) = root_beside(111, 8, 3);
@@ -1009,8 +998,8 @@ fn renaming_a_root_of_the_layout_is_refused_while_items_are_pending() {
 
 #[test]
 fn removing_graph_through_the_view_migrates_every_image_and_container_first() {
-    let test = "removing_graph_through_the_view_migrates_every_image_and_container_first";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let (_dir, root, mp, s) = root_beside(112, 8, 3);

@@ -45,7 +45,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use graph2aufs::generate::{Options, Summary};
+use g2a_genroot::{Options, Summary};
 use serde_json::Value;
 
 use daemon::{log_line, open_log, sqlite3, write_json_atomic, Daemon, LINKGRAPH_SCHEMA};
@@ -126,12 +126,10 @@ fn set_mtime(path: &Path, secs: i64) {
 
 #[test]
 fn a_daemon_starting_on_the_view_finds_nothing_to_migrate_and_creates_a_container_while_items_migrate() {
-    const TEST: &str =
-        "a_daemon_starting_on_the_view_finds_nothing_to_migrate_and_creates_a_container_while_items_migrate";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
-    let Some(driver) = require_docker_driver(TEST) else {
+    let Some(driver) = require_docker_driver() else {
         return;
     };
     let f = Fixture::prepared(&root(401), |_, _| {});
@@ -217,7 +215,7 @@ fn a_daemon_starting_on_the_view_finds_nothing_to_migrate_and_creates_a_containe
 
 #[test]
 fn container_logs_and_config_writes_through_the_view_while_items_migrate() {
-    if !require_root_and_fuse("container_logs_and_config_writes_through_the_view_while_items_migrate") {
+    if !require_root_and_fuse() {
         return;
     }
     const WRITERS: usize = 4;
@@ -429,7 +427,7 @@ fn container_logs_and_config_writes_through_the_view_while_items_migrate() {
 
 #[test]
 fn sqlite_link_graph_under_root_with_concurrent_readers_while_items_migrate() {
-    if !require_root_and_fuse("sqlite_link_graph_under_root_with_concurrent_readers_while_items_migrate") {
+    if !require_root_and_fuse() {
         return;
     }
     const TRANSACTIONS: usize = 20;
@@ -646,11 +644,10 @@ fn deepest(summary: &Summary) -> String {
 
 #[test]
 fn binaries_under_root_execute_and_files_map_through_the_view_while_their_layers_move() {
-    const TEST: &str = "binaries_under_root_execute_and_files_map_through_the_view_while_their_layers_move";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
-    let Some(driver) = require_docker_driver(TEST) else {
+    let Some(driver) = require_docker_driver() else {
         return;
     };
     // Binaries and a file to map, in the legacy layer of an image that

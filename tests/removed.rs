@@ -11,7 +11,7 @@ use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 use serde_json::Value;
 
 fn opts(seed: u64) -> Options {
@@ -46,17 +46,6 @@ fn docker_remove(root: &Path, id: &str) {
     }
     let l = root.join("aufs/layers").join(id);
     fs::remove_file(&l).unwrap_or_else(|e| panic!("removing {}: {e}", l.display()));
-}
-
-/// Images nothing builds on: no child image, no container.
-fn leaf_images(s: &Summary) -> Vec<String> {
-    s.images
-        .iter()
-        .filter(|id| {
-            !s.parents.values().any(|p| p.as_deref() == Some(id.as_str())) && !s.containers.iter().any(|c| &c.1 == *id)
-        })
-        .cloned()
-        .collect()
 }
 
 #[track_caller]

@@ -35,7 +35,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::{generate, Options, Summary};
+use g2a_genroot::{generate, Options, Summary};
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -62,8 +62,8 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Prints a line of figures past libtest's capture (they go in the report).
-fn figures(test: &str, what: String) {
-    loud(&format!("[{test}] {what}"));
+fn figures(what: String) {
+    loud(&format!("[{}] {what}", test_name()));
 }
 
 /// The item `id` (escaped as the JSON carries it) of a plan's JSON.
@@ -490,8 +490,7 @@ fn assert_reads_would_have_shown(root: &Path) {
 
 #[test]
 fn reading_everything_through_the_view_of_a_large_root_changes_nothing_not_even_atimes() {
-    const TEST: &str = "reading_everything_through_the_view_of_a_large_root_changes_nothing_not_even_atimes";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     let _heavy = heavy();
@@ -529,9 +528,7 @@ fn reading_everything_through_the_view_of_a_large_root_changes_nothing_not_even_
     tripwire.assert_untouched("the views");
     watch.verify("after reading everything through two views");
     assert_reads_would_have_shown(&scene.root);
-    figures(
-        TEST,
-        format!(
+    figures(format!(
             "ROOT and outside: {} inodes watched; generated+watched in {generated:.2?}; two mounts, walks and unmounts {viewed:.2?}; apart: {}; over ROOT: {}",
             watch.inodes(),
             walks[0].summary(),
@@ -553,19 +550,9 @@ fn sha256_file(p: &Path) -> [u8; 32] {
     fixture::sha256_of(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
-/// Kernel FUSE passthrough arrived in Linux 6.9.
-fn kernel_has_passthrough() -> bool {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    let mut v = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 9)
-}
-
 #[test]
 fn reading_everything_through_the_view_of_a_root_on_read_only_ext4_changes_nothing() {
-    const TEST: &str = "reading_everything_through_the_view_of_a_root_on_read_only_ext4_changes_nothing";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     let _heavy = heavy();
@@ -623,21 +610,17 @@ fn reading_everything_through_the_view_of_a_root_on_read_only_ext4_changes_nothi
         image,
         "the file system image changed, byte for byte"
     );
-    figures(
-        TEST,
-        format!(
-            "{} inodes watched; apart: {}; over ROOT: {}",
-            watch.inodes(),
-            totals[0],
-            totals[1]
-        ),
-    );
+    figures(format!(
+        "{} inodes watched; apart: {}; over ROOT: {}",
+        watch.inodes(),
+        totals[0],
+        totals[1]
+    ));
 }
 
 #[test]
 fn a_file_system_mounted_below_root_is_read_through_the_view_without_access_times() {
-    const TEST: &str = "a_file_system_mounted_below_root_is_read_through_the_view_without_access_times";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     // A live host has mounts below ROOT (a container's rootfs, volumes);
@@ -675,7 +658,7 @@ fn a_file_system_mounted_below_root_is_read_through_the_view_without_access_time
         }
     });
     drop(binds);
-    figures(TEST, checked.walked.summary());
+    figures(checked.walked.summary());
 }
 
 /// A mount detached on drop.
@@ -693,7 +676,7 @@ impl Drop for Detach {
 
 #[test]
 fn an_image_or_container_directory_that_is_a_symlink_out_of_root_is_never_followed() {
-    if !require_root_and_fuse("an_image_or_container_directory_that_is_a_symlink_out_of_root_is_never_followed") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -753,9 +736,7 @@ fn an_image_or_container_directory_that_is_a_symlink_out_of_root_is_never_follow
 
 #[test]
 fn layers_and_rw_layers_that_are_symlinks_out_of_root_are_shown_as_symlinks_in_the_quarantine() {
-    if !require_root_and_fuse(
-        "layers_and_rw_layers_that_are_symlinks_out_of_root_are_shown_as_symlinks_in_the_quarantine",
-    ) {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -797,7 +778,7 @@ fn layers_and_rw_layers_that_are_symlinks_out_of_root_are_shown_as_symlinks_in_t
 
 #[test]
 fn aufs_entries_that_are_symlinks_out_of_root_are_never_followed() {
-    if !require_root_and_fuse("aufs_entries_that_are_symlinks_out_of_root_are_never_followed") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -905,7 +886,7 @@ fn run_not_mounting(args: &[&OsStr], mp: &Path) -> RunResult {
 
 #[test]
 fn symlinks_out_of_root_at_roots_own_directories_are_refused_by_plan_and_mount() {
-    if !require_root_and_fuse("symlinks_out_of_root_at_roots_own_directories_are_refused_by_plan_and_mount") {
+    if !require_root_and_fuse() {
         return;
     }
     let mut tried = 0;
@@ -949,10 +930,7 @@ fn symlinks_out_of_root_at_roots_own_directories_are_refused_by_plan_and_mount()
         watch.verify(&format!("after plan and mount refused {at}"));
         tried += 1;
     }
-    figures(
-        "symlinks_out_of_root_at_roots_own_directories_are_refused_by_plan_and_mount",
-        format!("{tried} symlinked directories refused by plan and mount"),
-    );
+    figures(format!("{tried} symlinked directories refused by plan and mount"));
 }
 
 /// Regression (message clarity, fixed): a symlink at `graph`, `containers`,
@@ -997,7 +975,7 @@ fn symlinks_at_roots_own_directories_are_refused_naming_them_symlinks() {
 
 #[test]
 fn json_config_and_repositories_files_that_are_symlinks_out_of_root_are_never_read() {
-    if !require_root_and_fuse("json_config_and_repositories_files_that_are_symlinks_out_of_root_are_never_read") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1033,15 +1011,12 @@ fn json_config_and_repositories_files_that_are_symlinks_out_of_root_are_never_re
         "the repositories conflict says why: {reason:?}"
     );
     let json_reason = item(&checked.plan, &img)["reason"].as_str().unwrap_or("").to_string();
-    figures(
-        "json_config_and_repositories_files_that_are_symlinks_out_of_root_are_never_read",
-        format!("json reason: {json_reason:?}; repositories: {reason:?}"),
-    );
+    figures(format!("json reason: {json_reason:?}; repositories: {reason:?}"));
 }
 
 #[test]
 fn quarantine_entries_that_are_symlinks_out_of_root_are_never_followed() {
-    if !require_root_and_fuse("quarantine_entries_that_are_symlinks_out_of_root_are_never_followed") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1078,7 +1053,7 @@ fn quarantine_entries_that_are_symlinks_out_of_root_are_never_followed() {
 
 #[test]
 fn hard_links_out_of_the_layer_are_shown_with_their_links_and_keep_their_atimes() {
-    if !require_root_and_fuse("hard_links_out_of_the_layer_are_shown_with_their_links_and_keep_their_atimes") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1122,10 +1097,7 @@ fn hard_links_out_of_the_layer_are_shown_with_their_links_and_keep_their_atimes(
         );
     });
     expect_item(&checked.plan, &kid, "pending", &[]);
-    figures(
-        "hard_links_out_of_the_layer_are_shown_with_their_links_and_keep_their_atimes",
-        checked.walked.summary(),
-    );
+    figures(checked.walked.summary());
 }
 
 fn os(b: &[u8]) -> OsString {
@@ -1134,7 +1106,7 @@ fn os(b: &[u8]) -> OsString {
 
 #[test]
 fn names_that_are_not_utf8_pass_through_byte_for_byte_and_are_reported_losslessly() {
-    if !require_root_and_fuse("names_that_are_not_utf8_pass_through_byte_for_byte_and_are_reported_losslessly") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1227,7 +1199,7 @@ fn names_that_are_not_utf8_pass_through_byte_for_byte_and_are_reported_losslessl
 
 #[test]
 fn ids_of_4000_bytes_are_reported_and_the_view_serves_everything_else() {
-    if !require_root_and_fuse("ids_of_4000_bytes_are_reported_and_the_view_serves_everything_else") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1297,7 +1269,7 @@ fn ids_of_4000_bytes_are_reported_and_the_view_serves_everything_else() {
 /// exist. Real aufs refuses lookups of names over 242 bytes, but lists them.)
 #[test]
 fn names_of_252_to_255_bytes_are_listed_and_readable_in_merged_views() {
-    if !require_root_and_fuse("names_of_252_to_255_bytes_are_listed_and_readable_in_merged_views") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1327,7 +1299,7 @@ fn names_of_252_to_255_bytes_are_listed_and_readable_in_merged_views() {
 
 #[test]
 fn layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them() {
-    if !require_root_and_fuse("layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1385,10 +1357,7 @@ fn layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them() 
     });
     expect_item(&checked.plan, &top, "pending", &[]);
     expect_item(&checked.plan, &c, "pending", &[]);
-    figures(
-        "layers_whose_entries_are_symlinks_out_of_root_merge_without_following_them",
-        checked.walked.summary(),
-    );
+    figures(checked.walked.summary());
 }
 
 /// A chain of `n` images, `ids[k]` the parent of `ids[k + 1]`: layer `k`
@@ -1436,8 +1405,7 @@ fn deep_chain_d(top: usize) -> BTreeSet<OsString> {
 
 #[test]
 fn a_chain_1000_deep_is_merged_at_its_top_through_the_view_in_bounded_time() {
-    const TEST: &str = "a_chain_1000_deep_is_merged_at_its_top_through_the_view_in_bounded_time";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     let _heavy = heavy();
@@ -1492,9 +1460,7 @@ fn a_chain_1000_deep_is_merged_at_its_top_through_the_view_in_bounded_time() {
     );
     assert_eq!(checked.plan_code, 0, "{:#}", checked.plan);
     assert_eq!(checked.plan["totals"]["pending"], N);
-    figures(
-        TEST,
-        format!(
+    figures(format!(
             "whole check {total:.2?}; first listing of the top's merged root {first_top:.2?}; walk without aufs/mnt: {}; merged: {}",
             checked.walked.summary(),
             merged.join(" | ")
@@ -1541,7 +1507,7 @@ fn stat_every_merged_root_then_use_the_view(mp: &Path) -> Vec<String> {
 /// too (the view is unusable until the kernel forgets nodes).
 #[test]
 fn looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable() {
-    if !require_root_and_fuse("looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable") {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new();
@@ -1564,7 +1530,7 @@ fn looking_up_every_merged_root_of_a_chain_1000_deep_keeps_the_view_usable() {
 /// holds 19,999 descriptors, and `ls graph/` then fails with EMFILE.
 #[test]
 fn looking_up_every_merged_root_of_a_3000_image_root_keeps_the_view_usable() {
-    if !require_root_and_fuse("looking_up_every_merged_root_of_a_3000_image_root_keeps_the_view_usable") {
+    if !require_root_and_fuse() {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -1598,8 +1564,7 @@ fn looking_up_every_merged_root_of_a_3000_image_root_keeps_the_view_usable() {
 
 #[test]
 fn a_directory_of_100000_entries_is_walked_through_the_view_without_reaching_outside() {
-    const TEST: &str = "a_directory_of_100000_entries_is_walked_through_the_view_without_reaching_outside";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     let _heavy = heavy();
@@ -1648,14 +1613,11 @@ fn a_directory_of_100000_entries_is_walked_through_the_view_without_reaching_out
     let total = t0.elapsed();
     assert!(checked.walked.entries >= 2 * N, "{}", checked.walked.summary());
     assert_eq!(checked.walked.symlinks, 2 * N / 100);
-    figures(
-        TEST,
-        format!(
-            "whole check {total:.2?} ({}); walk: {}",
-            checked.timings(),
-            checked.walked.summary()
-        ),
-    );
+    figures(format!(
+        "whole check {total:.2?} ({}); walk: {}",
+        checked.timings(),
+        checked.walked.summary()
+    ));
 }
 
 /// Every directory below `dir`, relative, with its inode number, and every
@@ -1691,8 +1653,7 @@ fn open_descriptors(pid: u32) -> usize {
 /// more than the budget and a margin.
 #[test]
 fn a_tree_of_more_directories_than_the_descriptor_budget_is_walked_through_both_views() {
-    const TEST: &str = "a_tree_of_more_directories_than_the_descriptor_budget_is_walked_through_both_views";
-    if !require_root_and_fuse(TEST) {
+    if !require_root_and_fuse() {
         return;
     }
     const BUDGET: usize = 200;
@@ -1736,9 +1697,8 @@ fn a_tree_of_more_directories_than_the_descriptor_budget_is_walked_through_both_
             most < BUDGET + 150,
             "read_only={read_only}: the server held {most} descriptors for a budget of {BUDGET}"
         );
-        figures(
-            TEST,
-            format!("read_only={read_only}: at most {most} descriptors for 3,060 directories walked twice"),
-        );
+        figures(format!(
+            "read_only={read_only}: at most {most} descriptors for 3,060 directories walked twice"
+        ));
     }
 }

@@ -92,8 +92,8 @@ fn differ_over(test: &str, salt: u64, scene: &Scene, layer: &Path) -> Differ {
 
 #[test]
 fn differential_in_a_legacy_backed_layer() {
-    let test = "differential_in_a_legacy_backed_layer";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(21, 6, 2));
@@ -134,7 +134,7 @@ fn differential_in_a_migrated_layer_without_passthrough() {
 }
 
 fn differential_in_a_migrated_layer_with(test: &str, salt: u64, args: &[&str]) {
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(22, 6, 2));
@@ -159,8 +159,8 @@ fn differential_in_a_migrated_layer_with(test: &str, salt: u64, args: &[&str]) {
 
 #[test]
 fn differential_in_an_init_layer_that_the_first_change_migrates() {
-    let test = "differential_in_an_init_layer_that_the_first_change_migrates";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(23, 6, 3));
@@ -218,8 +218,8 @@ fn differential_in_an_init_layer_that_the_first_change_migrates() {
 
 #[test]
 fn differential_in_a_layer_that_the_background_migration_moves_meanwhile() {
-    let test = "differential_in_a_layer_that_the_background_migration_moves_meanwhile";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(24, 14, 2));
@@ -265,8 +265,8 @@ fn differential_in_a_layer_that_the_background_migration_moves_meanwhile() {
 
 #[test]
 fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile() {
-    let test = "differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     // One kind of file system throughout, whatever $TMPDIR is on: ROOT and
@@ -471,8 +471,8 @@ impl Pair {
 
 #[test]
 fn differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes() {
-    let test = "differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -521,8 +521,8 @@ fn differential_as_an_unprivileged_user_after_root_mixed_owners_and_modes() {
 
 #[test]
 fn permissions_sticky_and_setgid_directories_for_another_user_as_natively() {
-    let test = "permissions_sticky_and_setgid_directories_for_another_user_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -745,8 +745,8 @@ fn natively_and_through_the_view(test: &str, check: impl Fn(&Path) -> posix::Lin
 
 #[test]
 fn time_updates_after_writes_chmod_renames_and_more_as_natively() {
-    let test = "time_updates_after_writes_chmod_renames_and_more_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::time_updates);
@@ -841,8 +841,8 @@ fn truncations_time_as_natively(test: &str, base: &Path, args: &[&str]) {
 
 #[test]
 fn truncating_a_file_to_its_own_size_on_tmpfs_keeps_its_times_as_natively() {
-    let test = "truncating_a_file_to_its_own_size_on_tmpfs_keeps_its_times_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let tmpfs = TmpFs::new(64);
@@ -852,8 +852,8 @@ fn truncating_a_file_to_its_own_size_on_tmpfs_keeps_its_times_as_natively() {
 
 #[test]
 fn truncations_and_o_trunc_opens_time_as_natively_on_ext4_xfs_and_btrfs() {
-    let test = "truncations_and_o_trunc_opens_time_as_natively_on_ext4_xfs_and_btrfs";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     for kind in [FsType::Ext4, FsType::Xfs, FsType::Btrfs] {
@@ -869,8 +869,8 @@ fn truncations_and_o_trunc_opens_time_as_natively_on_ext4_xfs_and_btrfs() {
 
 #[test]
 fn hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively() {
-    let test = "hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -944,8 +944,8 @@ fn hard_link_counts_after_link_unlink_rename_and_mkdir_as_natively() {
 
 #[test]
 fn a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it() {
-    let test = "a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let lines = natively_and_through_the_view(test, |dir| {
@@ -962,8 +962,8 @@ fn a_reader_never_finds_a_file_missing_while_new_versions_are_renamed_over_it() 
 
 #[test]
 fn o_append_writes_from_several_threads_are_whole_and_none_lost() {
-    let test = "o_append_writes_from_several_threads_are_whole_and_none_lost";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, |dir| posix::append_race(dir, 4, 500));
@@ -971,8 +971,8 @@ fn o_append_writes_from_several_threads_are_whole_and_none_lost() {
 
 #[test]
 fn o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names() {
-    let test = "o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, |dir| posix::excl_race(dir, 4, 100));
@@ -1014,8 +1014,8 @@ fn o_excl_lets_exactly_one_racing_creator_win_and_refuses_existing_names() {
 /// The native side shows what the view would have to do (and does it).
 #[test]
 fn o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing() {
-    let test = "o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -1038,8 +1038,8 @@ fn o_tmpfile_is_refused_with_eopnotsupp_and_creates_nothing() {
 
 #[test]
 fn fcntl_and_flock_locks_between_two_processes_as_natively() {
-    let test = "fcntl_and_flock_locks_between_two_processes_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::locks);
@@ -1047,8 +1047,8 @@ fn fcntl_and_flock_locks_between_two_processes_as_natively() {
 
 #[test]
 fn mmap_and_read_write_see_each_other_as_natively() {
-    let test = "mmap_and_read_write_see_each_other_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::mmap_coherence);
@@ -1056,8 +1056,8 @@ fn mmap_and_read_write_see_each_other_as_natively() {
 
 #[test]
 fn names_of_255_bytes_and_paths_deeper_than_path_max_as_natively() {
-    let test = "names_of_255_bytes_and_paths_deeper_than_path_max_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     natively_and_through_the_view(test, posix::long_names_and_deep_paths);
@@ -1065,8 +1065,8 @@ fn names_of_255_bytes_and_paths_deeper_than_path_max_as_natively() {
 
 #[test]
 fn unicode_and_non_utf8_names_as_natively() {
-    let test = "unicode_and_non_utf8_names_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -1172,8 +1172,7 @@ fn unicode_and_non_utf8_names_as_natively() {
 
 #[test]
 fn a_file_replaced_behind_the_view_never_takes_over_a_new_file_through_it() {
-    let test = "a_file_replaced_behind_the_view_never_takes_over_a_new_file_through_it";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     // `graph2aufs status` reads .graph2aufs/status.json through the view;
@@ -1277,8 +1276,7 @@ fn same_stats(what: &str, a: &[(P, ops::St)], b: &[(P, ops::St)]) {
 
 #[test]
 fn an_init_layer_shows_before_its_first_change_what_it_holds_after() {
-    let test = "an_init_layer_shows_before_its_first_change_what_it_holds_after";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(27, 4, 3));
@@ -1305,8 +1303,8 @@ fn an_init_layer_shows_before_its_first_change_what_it_holds_after() {
 
 #[test]
 fn a_file_of_an_init_layer_held_open_across_its_migration_reads_as_natively() {
-    let test = "a_file_of_an_init_layer_held_open_across_its_migration_reads_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(28, 4, 3));
@@ -1391,13 +1389,13 @@ fn stress_ng(dir: &Path, wanted: &[&str], seconds: u64, have: &std::collections:
 static STRESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[track_caller]
-fn stress_ng_through_the_view(test: &str, wanted: &[&str]) {
-    if !require_root_and_fuse(test) {
+fn stress_ng_through_the_view(wanted: &[&str]) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let Some(have) = stress_ng_stressors() else {
         skip_unless(
-            test,
             "stress-ng (scripts/test installs it)",
             &["stress-ng is not installed".into()],
         );
@@ -1443,24 +1441,18 @@ fn stress_ng_through_the_view(test: &str, wanted: &[&str]) {
 
 #[test]
 fn stress_ng_file_system_stressors_verify_through_the_view() {
-    stress_ng_through_the_view(
-        "stress_ng_file_system_stressors_verify_through_the_view",
-        &["hdd", "dir", "link", "rename", "fallocate", "dentry", "metamix"],
-    );
+    stress_ng_through_the_view(&["hdd", "dir", "link", "rename", "fallocate", "dentry", "metamix"]);
 }
 
 #[test]
 fn stress_ng_lock_mmap_and_seek_stressors_verify_through_the_view() {
-    stress_ng_through_the_view(
-        "stress_ng_lock_mmap_and_seek_stressors_verify_through_the_view",
-        &["flock", "lockf", "mmap", "seek"],
-    );
+    stress_ng_through_the_view(&["flock", "lockf", "mmap", "seek"]);
 }
 
 #[test]
 fn writes_by_another_user_clear_setuid_and_setgid_bits_as_natively() {
-    let test = "writes_by_another_user_clear_setuid_and_setgid_bits_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     use posix::{OTHER, USER};
@@ -1522,8 +1514,8 @@ fn writes_by_another_user_clear_setuid_and_setgid_bits_as_natively() {
 
 #[test]
 fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
-    let test = "seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively";
-    if !require_root_and_fuse(test) {
+    let test = &test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let pair = Pair::new(test);
@@ -1560,10 +1552,9 @@ fn seek_data_and_seek_hole_find_a_sparse_file_s_holes_as_natively() {
 
 #[test]
 fn extended_attributes_for_another_user_as_natively() {
-    let test = "extended_attributes_for_another_user_as_natively";
-    if !require_root_and_fuse(test)
+    let test = &test_name();
+    if !require_root_and_fuse()
         || !require_fs(
-            test,
             &std::env::temp_dir(),
             &[FsFeature::UserXattrs, FsFeature::TrustedXattrs],
         )
@@ -1625,8 +1616,8 @@ fn extended_attributes_for_another_user_as_natively() {
 /// caller's umask, which natively does not apply there.
 #[test]
 fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
-    let test = "acls_grant_access_and_default_acls_replace_the_umask_as_natively";
-    if !require_root_and_fuse(test) || !require_fs(test, &std::env::temp_dir(), &[FsFeature::PosixAcls]) {
+    let test = &test_name();
+    if !require_root_and_fuse() || !require_fs(&std::env::temp_dir(), &[FsFeature::PosixAcls]) {
         return;
     }
     let lines = natively_and_through_the_view(test, posix::acls);

@@ -157,8 +157,9 @@ fn fill(disk: &Path, dir: &Path, how: Fill) -> Filled {
 /// The user fills the disk natively and through a view mounted with
 /// `args`, each way of [`Fill`]: the view stops where the native file
 /// system does, and the blocks reserved for root stay free.
-fn fills_as_natively(test: &str, args: &[&str]) {
-    if !require_root_and_fuse(test) {
+fn fills_as_natively(args: &[&str]) {
+    let test = test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let disk = LoopFs::new(64, "ext4");
@@ -211,25 +212,20 @@ fn fills_as_natively(test: &str, args: &[&str]) {
 
 #[test]
 fn an_unprivileged_user_stops_at_root_s_reserved_blocks_through_passthrough_as_natively() {
-    fills_as_natively(
-        "an_unprivileged_user_stops_at_root_s_reserved_blocks_through_passthrough_as_natively",
-        &["--allow-other"],
-    );
+    fills_as_natively(&["--allow-other"]);
 }
 
 #[test]
 fn an_unprivileged_user_stops_at_root_s_reserved_blocks_without_passthrough_as_natively() {
-    fills_as_natively(
-        "an_unprivileged_user_stops_at_root_s_reserved_blocks_without_passthrough_as_natively",
-        &["--allow-other", "--no-passthrough"],
-    );
+    fills_as_natively(&["--allow-other", "--no-passthrough"]);
 }
 
 /// A view whose server lacks the capabilities in `dropped` (from its
 /// bounding set): an unprivileged user's file and directory are refused,
 /// and nothing of theirs appears on the disk, least of all owned by root.
-fn refused_without(test: &str, dropped: &str) {
-    if !require_root_and_fuse(test) {
+fn refused_without(dropped: &str) {
+    let test = test_name();
+    if !require_root_and_fuse() {
         return;
     }
     let scene = Scene::new(&options(67, 2, 1));
@@ -272,16 +268,10 @@ fn refused_without(test: &str, dropped: &str) {
 
 #[test]
 fn a_server_without_cap_setuid_and_setgid_refuses_an_unprivileged_user_s_creations() {
-    refused_without(
-        "a_server_without_cap_setuid_and_setgid_refuses_an_unprivileged_user_s_creations",
-        "-setuid,-setgid",
-    );
+    refused_without("-setuid,-setgid");
 }
 
 #[test]
 fn a_server_without_cap_setuid_refuses_an_unprivileged_user_s_creations() {
-    refused_without(
-        "a_server_without_cap_setuid_refuses_an_unprivileged_user_s_creations",
-        "-setuid",
-    );
+    refused_without("-setuid");
 }

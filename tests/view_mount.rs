@@ -9,139 +9,229 @@ use common::*;
 mod fixture;
 use fixture::*;
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 
 /// How long a `graph2aufs mount` that must be refused may take.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs a `graph2aufs` command that must not mount anything at `mountpoint`;
-/// if it does, detaches it and fails.
+/// Runs `graph2aufs ARGS`, which must mount nothing at any of
+/// `mountpoints`; if it does, detaches it and fails naming `row`.
 #[track_caller]
-fn run_refused(args: &[&OsStr], mountpoint: &Path) -> RunResult {
-    struct Detach<'a>(&'a Path);
+fn run_refused(row: &str, args: &[OsString], mountpoints: &[PathBuf]) -> RunResult {
+    struct Detach<'a>(&'a [PathBuf]);
     impl Drop for Detach<'_> {
         fn drop(&mut self) {
-            if is_mounted(self.0) {
-                lazy_umount(self.0);
+            for mp in self.0.iter().filter(|mp| is_mounted(mp)) {
+                lazy_umount(mp);
             }
         }
     }
-    let guard = Detach(mountpoint);
-    let result = run_command(g2a(args), REFUSAL_TIMEOUT);
-    let mounted = is_mounted(mountpoint);
+    let guard = Detach(mountpoints);
+    let timeout = if args[0] == "mount" {
+        REFUSAL_TIMEOUT
+    } else {
+        RUN_TIMEOUT
+    };
+    let result = run_command(g2a(args), timeout);
+    let mounted: Vec<&PathBuf> = mountpoints.iter().filter(|mp| is_mounted(mp)).collect();
     drop(guard);
     assert!(
-        !mounted,
-        "{} mounted something at {}:\n{result}",
-        result.command,
-        mountpoint.display()
+        mounted.is_empty(),
+        "[{row}] {} mounted something at {mounted:?}:\n{result}",
+        result.command
     );
     result
 }
 
-#[test]
-fn mount_refuses_a_missing_root_naming_it() {
-    if !require_root_and_fuse("mount_refuses_a_missing_root_naming_it") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("a scratch directory");
-    let root = dir.path().join("no-such-root");
-    let mp = dir.path().join("mp");
-    fs::create_dir(&mp).expect("a mount point");
-    let r = run_refused(
-        &[
-            OsStr::new("mount"),
-            root.as_os_str(),
-            mp.as_os_str(),
-            "--read-only".as_ref(),
-        ],
-        &mp,
-    );
-    r.expect_code(2);
-    assert!(
-        r.stderr.contains(&root.display().to_string()),
-        "the message names ROOT:\n{r}"
-    );
+/// Where a command of a refusal row runs: on ROOT alone, or with a
+/// read-only view of ROOT mounted elsewhere (at VIEW_MP) or over ROOT
+/// itself.
+#[derive(Clone, Copy, Debug)]
+enum Scene {
+    Alone,
+    ViewElsewhere,
+    ViewOverRoot,
 }
 
+/// A row of [`refusals_say_why_and_change_nothing`]: in `scene`, `args`
+/// exit with `code`, and standard error says each of `says`. In both,
+/// these words stand for paths: ROOT; NO_ROOT and NO_MP (missing, beside
+/// ROOT); MP (an empty directory beside ROOT), FULL_MP (one holding a
+/// file), MP_IN_ROOT (ROOT/volumes/view); VIEW_MP (the scene's view).
+struct Refusal {
+    row: &'static str,
+    scene: Scene,
+    args: &'static [&'static str],
+    code: i32,
+    says: &'static [&'static str],
+}
+
+const REFUSALS: &[Refusal] = &[
+    Refusal {
+        row: "mount of a missing ROOT",
+        scene: Scene::Alone,
+        args: &["mount", "NO_ROOT", "MP", "--read-only"],
+        code: 2,
+        says: &["NO_ROOT"],
+    },
+    Refusal {
+        row: "mount on a missing mount point",
+        scene: Scene::Alone,
+        args: &["mount", "ROOT", "NO_MP", "--read-only"],
+        code: 2,
+        says: &["NO_MP"],
+    },
+    Refusal {
+        row: "mount on a non-empty mount point other than ROOT",
+        scene: Scene::Alone,
+        args: &["mount", "ROOT", "FULL_MP", "--read-only"],
+        code: 2,
+        says: &["not empty"],
+    },
+    Refusal {
+        row: "migrate of a ROOT covered by a view",
+        scene: Scene::ViewOverRoot,
+        args: &["migrate", "ROOT"],
+        code: 2,
+        says: &["covered by a live graph2aufs mount"],
+    },
+    Refusal {
+        row: "verify of a ROOT covered by a view",
+        scene: Scene::ViewOverRoot,
+        args: &["verify", "ROOT"],
+        code: 2,
+        says: &["covered by a live graph2aufs mount"],
+    },
+    Refusal {
+        row: "rollback of a ROOT covered by a view",
+        scene: Scene::ViewOverRoot,
+        args: &["rollback", "ROOT"],
+        code: 2,
+        says: &["covered by a live graph2aufs mount"],
+    },
+    Refusal {
+        row: "a read-write mount while another view shows ROOT",
+        scene: Scene::ViewElsewhere,
+        args: &["mount", "ROOT", "MP"],
+        code: 2,
+        says: &["live graph2aufs mount", "VIEW_MP"],
+    },
+    Refusal {
+        row: "a read-write mount --daemon while another view shows ROOT",
+        scene: Scene::ViewElsewhere,
+        args: &["mount", "ROOT", "MP", "--daemon"],
+        code: 2,
+        says: &["live graph2aufs mount", "VIEW_MP"],
+    },
+    Refusal {
+        row: "mount on a mount point inside ROOT",
+        scene: Scene::Alone,
+        args: &["mount", "ROOT", "MP_IN_ROOT", "--read-only"],
+        code: 2,
+        says: &["inside ROOT"],
+    },
+    Refusal {
+        row: "migrate of a ROOT a view shows from elsewhere",
+        scene: Scene::ViewElsewhere,
+        args: &["migrate", "ROOT"],
+        code: 2,
+        says: &["shown by a live graph2aufs mount"],
+    },
+    Refusal {
+        row: "rollback of a ROOT a view shows from elsewhere",
+        scene: Scene::ViewElsewhere,
+        args: &["rollback", "ROOT"],
+        code: 2,
+        says: &["shown by a live graph2aufs mount"],
+    },
+    // Not refused: plan reads a viewed ROOT (1: it reports its broken items).
+    Refusal {
+        row: "plan of a ROOT a view shows from elsewhere",
+        scene: Scene::ViewElsewhere,
+        args: &["plan", "ROOT"],
+        code: 1,
+        says: &[],
+    },
+];
+
+/// What `graph2aufs mount` refuses, and the commands that refuse a ROOT a
+/// view covers or shows (each row of [`REFUSALS`]): the exit code, a
+/// message that says why, nothing mounted, and ROOT as it was.
 #[test]
-fn mount_refuses_a_missing_mountpoint() {
-    if !require_root_and_fuse("mount_refuses_a_missing_mountpoint") {
+fn refusals_say_why_and_change_nothing() {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(71);
-    let mp = fx.dir.path().join("no-such-mountpoint");
-    let r = run_refused(
-        &[
-            "mount".as_ref(),
-            fx.root.as_os_str(),
-            mp.as_os_str(),
-            "--read-only".as_ref(),
-        ],
-        &mp,
-    );
-    r.expect_code(2);
-    assert!(
-        r.stderr.contains(&mp.display().to_string()),
-        "the message names MOUNTPOINT:\n{r}"
-    );
-}
-
-#[test]
-fn mount_refuses_a_non_empty_mountpoint_other_than_root() {
-    if !require_root_and_fuse("mount_refuses_a_non_empty_mountpoint_other_than_root") {
-        return;
-    }
-    let fx = Fixture::new(72);
-    let mp = fx.scratch("mp");
-    fs::write(mp.join("something"), b"in the way\n").expect("a file in the mount point");
-    let r = run_refused(
-        &[
-            "mount".as_ref(),
-            fx.root.as_os_str(),
-            mp.as_os_str(),
-            "--read-only".as_ref(),
-        ],
-        &mp,
-    );
-    r.expect_code(2);
-    assert!(r.stderr.contains("not empty"), "the message says why:\n{r}");
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, for at most `timeout`.
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
+    let (mp, full_mp, view_mp) = (fx.scratch("mp"), fx.scratch("full-mp"), fx.scratch("view-mp"));
+    fs::write(full_mp.join("something"), b"in the way\n").expect("a file in the mount point");
+    let mp_in_root = fx.root.join("volumes").join("view");
+    let paths = [
+        ("NO_ROOT", fx.dir.path().join("no-such-root")),
+        ("ROOT", fx.root.clone()),
+        ("NO_MP", fx.dir.path().join("no-such-mountpoint")),
+        ("FULL_MP", full_mp),
+        ("MP_IN_ROOT", mp_in_root.clone()),
+        ("VIEW_MP", view_mp.clone()),
+        ("MP", mp),
+    ];
+    let path = |word: &str| paths.iter().find(|(w, _)| *w == word).map(|(_, p)| p.clone());
+    for refusal in REFUSALS {
+        let Refusal {
+            row,
+            scene,
+            args,
+            code,
+            says,
+        } = refusal;
+        let uses = |word: &str| args.contains(&word);
+        // (Made and removed in the row: it changes ROOT.)
+        if uses("MP_IN_ROOT") {
+            fs::create_dir_all(&mp_in_root).expect("a mount point inside ROOT");
         }
-        if Instant::now() >= deadline {
-            return None;
+        let before = snapshot(&fx.root);
+        let view = match scene {
+            Scene::Alone => None,
+            Scene::ViewElsewhere => Some(Mount::start(&fx.root, &view_mp, &["--read-only"], BOUND)),
+            Scene::ViewOverRoot => Some(Mount::start(&fx.root, &fx.root, &["--read-only"], BOUND)),
+        };
+        let args: Vec<OsString> = args
+            .iter()
+            .map(|a| path(a).map_or_else(|| OsString::from(a), PathBuf::into_os_string))
+            .collect();
+        let watched: Vec<PathBuf> = ["MP", "NO_MP", "FULL_MP", "MP_IN_ROOT"]
+            .into_iter()
+            .filter_map(path)
+            .collect();
+        let r = run_refused(row, &args, &watched);
+        assert_eq!(r.code, *code, "[{row}] exit code {code} ({scene:?}):\n{r}");
+        for said in *says {
+            let said = path(said).map_or_else(|| said.to_string(), |p| p.display().to_string());
+            assert!(r.stderr.contains(&said), "[{row}] the message says {said:?}:\n{r}");
         }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
-fn has_ended(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        if let Some(view) = view {
+            unmount_cleanly(view);
+        }
+        assert_same(
+            &before,
+            &snapshot(&fx.root),
+            &format!("[{row}] ROOT before (a) and after (b)"),
+        );
+        if uses("MP_IN_ROOT") {
+            fs::remove_dir(&mp_in_root).expect("the mount point inside ROOT is removed");
+        }
     }
 }
 
 #[test]
 fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
-    if !require_root_and_fuse("daemon_returns_once_the_view_is_usable_and_umount_ends_the_server") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(73);
@@ -167,7 +257,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
         "{names:?}"
     );
     let log = mount.log();
-    let pid: u32 = log
+    let pid: i32 = log
         .lines()
         .find_map(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("`mount --daemon` prints the server's pid; the log:\n{log}"));
@@ -182,7 +272,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
     );
     assert_eq!(r.code, 0, "umount:\n{r}");
     assert!(
-        wait_for(Duration::from_secs(10), || has_ended(pid).then_some(())).is_some(),
+        ends_within(pid, Duration::from_secs(10)),
         "the server {pid} ends once unmounted"
     );
     assert!(!is_mounted(&mp));
@@ -191,7 +281,7 @@ fn daemon_returns_once_the_view_is_usable_and_umount_ends_the_server() {
 
 #[test]
 fn sigterm_and_sigint_unmount_a_foreground_mount_cleanly() {
-    if !require_root_and_fuse("sigterm_and_sigint_unmount_a_foreground_mount_cleanly") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(74);
@@ -216,106 +306,4 @@ fn sigterm_and_sigint_unmount_a_foreground_mount_cleanly() {
         );
         drop(mount);
     }
-}
-
-#[test]
-fn migrate_verify_and_rollback_refuse_a_root_covered_by_a_view() {
-    if !require_root_and_fuse("migrate_verify_and_rollback_refuse_a_root_covered_by_a_view") {
-        return;
-    }
-    let fx = Fixture::new(75);
-    let before = snapshot(&fx.root);
-    // ROOT given as both ROOT and MOUNTPOINT.
-    let mount = Mount::start(&fx.root, &fx.root, &["--read-only"], BOUND);
-    for command in ["migrate", "verify", "rollback"] {
-        let r = run([OsStr::new(command), fx.root.as_os_str()]);
-        r.expect_code(2);
-        assert!(
-            r.stderr.contains("covered by a live graph2aufs mount"),
-            "{command} says why:\n{r}"
-        );
-    }
-    unmount_cleanly(mount);
-    assert_same(
-        &before,
-        &snapshot(&fx.root),
-        "ROOT before (a) and after (b) the refused commands",
-    );
-}
-
-// ---------------------------------------------------------------------------
-// 8. Read-write mounts
-// ---------------------------------------------------------------------------
-
-#[test]
-fn a_read_write_mount_is_refused_while_another_view_shows_root() {
-    if !require_root_and_fuse("a_read_write_mount_is_refused_while_another_view_shows_root") {
-        return;
-    }
-    let fx = Fixture::new(81);
-    let before = snapshot(&fx.root);
-    let (mp1, mp2) = (fx.scratch("mp1"), fx.scratch("mp2"));
-    let view = Mount::start(&fx.root, &mp1, &["--read-only"], Duration::from_secs(60));
-    let (root, mount) = (fx.root.as_os_str(), OsStr::new("mount"));
-    for args in [
-        vec![mount, root, mp2.as_os_str()],
-        vec![mount, root, mp2.as_os_str(), OsStr::new("--daemon")],
-    ] {
-        let r = run_refused(&args, &mp2);
-        r.expect_code(2);
-        assert!(
-            r.stderr.contains("live graph2aufs mount") && r.stderr.contains(mp1.to_str().unwrap()),
-            "the refusal names the view that shows ROOT:\n{r}"
-        );
-    }
-    view.unmount();
-    assert_same(
-        &before,
-        &snapshot(&fx.root),
-        "ROOT before (a) and after (b) the refused mounts",
-    );
-}
-
-#[test]
-fn mount_refuses_a_mountpoint_inside_root() {
-    if !require_root_and_fuse("mount_refuses_a_mountpoint_inside_root") {
-        return;
-    }
-    let fx = Fixture::new(76);
-    let mp = fx.root.join("volumes").join("view");
-    fs::create_dir_all(&mp).expect("a mount point inside ROOT");
-    let r = run_refused(
-        &[
-            OsStr::new("mount"),
-            fx.root.as_os_str(),
-            mp.as_os_str(),
-            OsStr::new("--read-only"),
-        ],
-        &mp,
-    );
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("inside ROOT"), "{r}");
-}
-
-#[test]
-fn migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it() {
-    if !require_root_and_fuse("migrate_and_rollback_refuse_a_root_a_view_shows_from_elsewhere_while_plan_reads_it") {
-        return;
-    }
-    let fx = Fixture::new(77);
-    let mp = fx.scratch("mp");
-    let before = snapshot(&fx.root);
-    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
-    for cmd in ["migrate", "rollback"] {
-        let r = run([OsStr::new(cmd), fx.root.as_os_str()]);
-        assert_eq!(r.code, 2, "{r}");
-        assert!(r.stderr.contains("shown by a live graph2aufs mount"), "{r}");
-    }
-    let r = run([OsStr::new("plan"), fx.root.as_os_str()]);
-    assert_eq!(
-        r.code, 1,
-        "plan reads a viewed ROOT (and reports its broken items):\n{r}"
-    );
-    mount.unmount();
-    assert_same(&before, &snapshot(&fx.root), "ROOT");
 }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use graph2aufs::generate::{generate, Options};
+use g2a_genroot::{generate, Options};
 use rustix::mount::{MountFlags, UnmountFlags};
 
 /// The longest a view of these tests stays mounted.
@@ -227,8 +227,7 @@ fn assert_options(what: &str, options: &[String], on: &[&str], off: &[&str]) {
 
 #[test]
 fn a_root_on_a_nodev_nosuid_mount_gives_views_that_open_no_device_and_honour_no_setuid_as_natively() {
-    let test = "a_root_on_a_nodev_nosuid_mount_gives_views_that_open_no_device_and_honour_no_setuid_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let fs_ = Tmpfs::new(MountFlags::NODEV | MountFlags::NOSUID);
@@ -254,8 +253,7 @@ fn a_root_on_a_nodev_nosuid_mount_gives_views_that_open_no_device_and_honour_no_
 
 #[test]
 fn a_root_on_a_noexec_mount_gives_views_that_execute_nothing_as_natively() {
-    let test = "a_root_on_a_noexec_mount_gives_views_that_execute_nothing_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let fs_ = Tmpfs::new(MountFlags::NOEXEC);
@@ -278,8 +276,7 @@ fn a_root_on_a_noexec_mount_gives_views_that_execute_nothing_as_natively() {
 
 #[test]
 fn a_root_on_a_plain_mount_gives_a_read_write_view_with_devices_and_setuid_as_natively() {
-    let test = "a_root_on_a_plain_mount_gives_a_read_write_view_with_devices_and_setuid_as_natively";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let fs_ = Tmpfs::new(MountFlags::empty());
@@ -301,8 +298,7 @@ fn a_root_on_a_plain_mount_gives_a_read_write_view_with_devices_and_setuid_as_na
 
 #[test]
 fn an_aufs_dir_or_root_aufs_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid() {
-    let test = "an_aufs_dir_or_root_aufs_on_a_nodev_nosuid_mount_makes_the_whole_view_nodev_nosuid";
-    if !require_root_and_fuse(test) {
+    if !require_root_and_fuse() {
         return;
     }
     let plain = Tmpfs::new(MountFlags::empty());

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use graph2aufs::generate::BrokenKind;
+use g2a_genroot::BrokenKind;
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 
 // ---------------------------------------------------------------------------
@@ -71,7 +71,7 @@ fn assert_view_is_migrated_tree(view: &Path, migrated: &Path, touched: &HashSet<
 
 #[test]
 fn view_at_a_separate_mountpoint_equals_the_migrated_tree_entry_by_entry() {
-    if !require_root_and_fuse("view_at_a_separate_mountpoint_equals_the_migrated_tree_entry_by_entry") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(11);
@@ -85,7 +85,7 @@ fn view_at_a_separate_mountpoint_equals_the_migrated_tree_entry_by_entry() {
 
 #[test]
 fn view_mounted_over_root_equals_the_migrated_tree_entry_by_entry() {
-    if !require_root_and_fuse("view_mounted_over_root_equals_the_migrated_tree_entry_by_entry") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(12);
@@ -101,7 +101,7 @@ fn view_mounted_over_root_equals_the_migrated_tree_entry_by_entry() {
 /// shows the same.
 #[test]
 fn the_quarantine_shows_only_what_migrate_quarantines() {
-    if !require_root_and_fuse("the_quarantine_shows_only_what_migrate_quarantines") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(13);
@@ -145,7 +145,7 @@ fn the_quarantine_shows_only_what_migrate_quarantines() {
 /// `.graph2aufs/quarantine/aufs/layers/`: the view shows it there.
 #[test]
 fn a_layers_entry_migrate_sets_aside_shows_in_the_quarantine() {
-    if !require_root_and_fuse("a_layers_entry_migrate_sets_aside_shows_in_the_quarantine") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(14);
@@ -214,7 +214,7 @@ fn assert_merged_views(fx: &Fixture, migrated: &Path, mp: &Path, ids: &BTreeSet<
 
 #[test]
 fn merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers() {
-    if !require_root_and_fuse("merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(21);
@@ -245,7 +245,7 @@ fn merged_views_equal_an_independent_aufs_merge_of_the_migrated_layers() {
 /// marker, and `migrate` moves it with the rest of the layer.)
 #[test]
 fn an_opaque_marker_at_a_layer_root_hides_nothing_in_merged_views() {
-    if !require_root_and_fuse("an_opaque_marker_at_a_layer_root_hides_nothing_in_merged_views") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(31);
@@ -336,7 +336,7 @@ fn with_atimes() -> SnapOpts {
 
 #[test]
 fn reading_everything_through_the_view_changes_nothing_in_root() {
-    if !require_root_and_fuse("reading_everything_through_the_view_changes_nothing_in_root") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(31);
@@ -375,18 +375,9 @@ impl Drop for ReadOnlyBind {
     }
 }
 
-/// Kernel FUSE passthrough arrived in Linux 6.9.
-fn kernel_has_passthrough() -> bool {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
-    let mut v = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 9)
-}
-
 #[test]
 fn reading_everything_through_a_view_of_a_read_only_bind_mount_changes_nothing() {
-    if !require_root_and_fuse("reading_everything_through_a_view_of_a_read_only_bind_mount_changes_nothing") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(32);
@@ -549,7 +540,7 @@ fn first_under(dir: &Path, pick: impl Fn(&fs::Metadata) -> bool) -> PathBuf {
 
 #[test]
 fn every_kind_of_write_through_the_view_fails_with_erofs() {
-    if !require_root_and_fuse("every_kind_of_write_through_the_view_fails_with_erofs") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(41);
@@ -618,7 +609,7 @@ fn every_kind_of_write_through_the_view_fails_with_erofs() {
 
 #[test]
 fn inode_numbers_link_counts_and_symlink_targets_pass_through_unchanged() {
-    if !require_root_and_fuse("inode_numbers_link_counts_and_symlink_targets_pass_through_unchanged") {
+    if !require_root_and_fuse() {
         return;
     }
     let fx = Fixture::new(51);
@@ -832,7 +823,7 @@ fn one_read(e: &Expected, dice: &mut Dice) -> Option<String> {
 
 #[test]
 fn concurrent_readers_see_the_disk_contents_without_errors() {
-    if !require_root_and_fuse("concurrent_readers_see_the_disk_contents_without_errors") {
+    if !require_root_and_fuse() {
         return;
     }
     const READERS: u64 = 8;

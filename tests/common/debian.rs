@@ -13,9 +13,9 @@ pub const DEBIAN_BASE_VAR: &str = "G2A_DEBIAN_BASE";
 /// The Debian base tree named by `G2A_DEBIAN_BASE`, if it is a finished
 /// one. Otherwise says so loudly and returns `None` (a test failure under
 /// `CI=true`, where `.ci/run` always provides it). Use as
-/// `let Some(base) = require_debian_base("name") else { return };`.
+/// `let Some(base) = require_debian_base() else { return };`.
 #[track_caller]
-pub fn require_debian_base(test: &str) -> Option<PathBuf> {
+pub fn require_debian_base() -> Option<PathBuf> {
     let missing = match std::env::var_os(DEBIAN_BASE_VAR) {
         None => vec![format!(
             "{DEBIAN_BASE_VAR} is not set (build one with scripts/debian-base DIR)"
@@ -31,6 +31,6 @@ pub fn require_debian_base(test: &str) -> Option<PathBuf> {
             )]
         }
     };
-    skip_unless(test, "a Debian base tree", &missing);
+    skip_unless("a Debian base tree", &missing);
     None
 }

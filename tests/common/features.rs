@@ -87,10 +87,9 @@ fn access_acl() -> Vec<u8> {
 /// prints `SKIPPED <test>: needs <features> on <dir> (...)` and returns
 /// false, or panics with that message under CI.
 #[track_caller]
-pub fn require_fs(test: &str, dir: &Path, needs: &[FsFeature]) -> bool {
+pub fn require_fs(dir: &Path, needs: &[FsFeature]) -> bool {
     let names: Vec<&str> = needs.iter().map(|f| f.name()).collect();
     skip_unless(
-        test,
         &format!("{} on {}", names.join(", "), dir.display()),
         &fs_lacks(dir, needs),
     )

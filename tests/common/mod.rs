@@ -16,6 +16,9 @@
 //! - [`require_debian_base`]: the Debian base tree (`G2A_DEBIAN_BASE`).
 //! - [`write_until`] / [`read_back`]: a writer busy in a directory, and what
 //!   it left there.
+//! - [`wait_for`] / [`has_ended`] / [`ends_within`]: bounded waits.
+//! - [`STATES`]: the item states; [`leaf_images`]: what a generated root
+//!   holds.
 
 // Each test crate uses only part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -25,20 +28,26 @@ pub mod features;
 pub mod gate;
 pub mod mount;
 pub mod private;
+pub mod roots;
 pub mod run;
 pub mod scratch;
 pub mod snapshot;
+pub mod states;
+pub mod wait;
 pub mod writer;
 
 pub use debian::{require_debian_base, DEBIAN_BASE_VAR};
 pub use features::{fs_lacks, require_fs, FsFeature};
-pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless};
+pub use gate::{in_ci, loud, require_root, require_root_and_fuse, skip_unless, test_name};
 pub use mount::{
-    fusectl, is_mounted, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under, Mount, MountInfo,
-    EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
+    fusectl, is_mounted, kernel_has_passthrough, lazy_umount, mount_point_path, mountinfo, mounts_at, mounts_under,
+    Mount, MountInfo, EXIT_GRACE, MOUNT_TIMEOUT, WATCHDOG_GRACE,
 };
 pub use private::{private_mounts, PlainMount, PrivateDir};
-pub use run::{bin, describe, g2a, run, run_command, run_json, RunResult, RUN_TIMEOUT};
+pub use roots::leaf_images;
+pub use run::{bin, describe, g2a, genroot_bin, run, run_command, run_json, RunResult, RUN_TIMEOUT};
 pub use scratch::{AnyFs, BindAt, FsType, LoopFs, TmpFs};
 pub use snapshot::{assert_same, diff, show, snapshot, snapshot_with, Entry, Kind, SnapOpts, Tree};
+pub use states::{REMOVED, STATES};
+pub use wait::{ends_within, has_ended, wait_for};
 pub use writer::{read_back, write_until, Written};

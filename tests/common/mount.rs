@@ -39,6 +39,15 @@ pub const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
 
 const FUSECTL: &str = "/sys/fs/fuse/connections";
 
+/// Whether the kernel has FUSE passthrough (it arrived in Linux 6.9).
+pub fn kernel_has_passthrough() -> bool {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 9)
+}
+
 /// One line of `/proc/thread-self/mountinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountInfo {

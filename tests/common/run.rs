@@ -1,5 +1,5 @@
-//! Running the `graph2aufs` binary (or any command) with a hard timeout and
-//! its output captured.
+//! Running the `graph2aufs` binary (or `g2a-genroot`, or any command) with a
+//! hard timeout and its output captured.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long [`run`] lets one command take before killing it and failing.
@@ -16,6 +17,47 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// The `graph2aufs` binary built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_graph2aufs"))
+}
+
+/// The `g2a-genroot` binary, beside [`bin`], built for these tests.
+///
+/// It belongs to another package of the workspace (genroot/), which cargo
+/// builds for a `cargo test` of the whole workspace but not for one of this
+/// package's test files alone (`cargo test --test cli`): so it is built
+/// here, once per test process, with the profile of these tests (a no-op
+/// when it is up to date), and never run stale.
+pub fn genroot_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = bin();
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+                "build",
+                "--quiet",
+                "--package",
+                "g2a-genroot",
+                "--bin",
+                "g2a-genroot",
+            ]);
+            // target/<profile>/: "debug" is the dev profile's directory.
+            match bin.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) {
+                Some("debug") | None => {}
+                Some(profile) => {
+                    cmd.args(["--profile", profile]);
+                }
+            }
+            // A build, not a behaviour: as long as a cold build takes.
+            run_command(cmd, Duration::from_secs(1800)).expect_code(0);
+            let genroot = bin.with_file_name("g2a-genroot");
+            assert!(
+                genroot.is_file(),
+                "cargo built g2a-genroot, but not at {}",
+                genroot.display()
+            );
+            genroot
+        })
+        .clone()
 }
 
 /// A `graph2aufs` command with `args` and no standard input, for callers that

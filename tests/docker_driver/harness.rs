@@ -64,7 +64,7 @@ pub struct DockerDriver {
 /// where Go or Debian's Docker sources are missing (a failure under CI,
 /// where `.ci/run` installs them). Panics if the build fails.
 #[track_caller]
-pub fn require_docker_driver(test: &str) -> Option<DockerDriver> {
+pub fn require_docker_driver() -> Option<DockerDriver> {
     let mut missing = Vec::new();
     if let Err(e) = which("go") {
         missing.push(format!("no `go` on PATH (golang-go): {e}"));
@@ -77,7 +77,7 @@ pub fn require_docker_driver(test: &str) -> Option<DockerDriver> {
             missing.push(format!("no {dir} ({package})"));
         }
     }
-    if !skip_unless(test, "Go and Docker's sources from Debian", &missing) {
+    if !skip_unless("Go and Docker's sources from Debian", &missing) {
         return None;
     }
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();

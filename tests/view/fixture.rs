@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use graph2aufs::generate::{generate, BrokenKind, Options, Summary};
+use g2a_genroot::{generate, BrokenKind, Options, Summary};
 use sha2::{Digest, Sha256};
 
 /// How long one mount of these tests may live before its watchdog fires.

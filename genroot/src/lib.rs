@@ -1,5 +1,7 @@
-//! A deterministic generator of realistic legacy (pre-0.7) Docker roots, for tests
-//! and benchmarks (FORMATS.md 1 describes the layout).
+//! g2a-genroot: a deterministic generator of realistic legacy (pre-0.7) Docker
+//! roots, for graph2aufs's tests and benchmarks (FORMATS.md 1 describes the
+//! layout). A crate of its own: graph2aufs never depends on it (its tests do),
+//! and the `g2a-genroot` program (`main.rs`, `cli.rs`) is its command line.
 //!
 //! The same [`Options`] give the same root, byte for byte, mode for mode and time
 //! for time (all but ctimes and inode numbers, and the absolute paths of the

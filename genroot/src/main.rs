@@ -3,13 +3,15 @@
 //! or is interrupted (SIGINT, SIGTERM, SIGHUP) exits 2 and leaves nothing
 //! behind.
 
+mod cli;
+
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use graph2aufs::cli::Genroot;
-use graph2aufs::generate::{generate_until, Options};
+use cli::Genroot;
+use g2a_genroot::generate_until;
 use graph2aufs::report::{count, print_error_json};
 
 fn main() -> ExitCode {
@@ -21,19 +23,25 @@ fn main() -> ExitCode {
         }
         ExitCode::from(2)
     };
-    if let Err(message) = graph2aufs::cli::init_logging("warn") {
-        return fail(message, "environment");
+    match graph2aufs::cli::check_logging("warn") {
+        Ok(spec) => env_logger::Builder::new().parse_filters(&spec).init(),
+        Err(message) => return fail(message, "environment"),
     }
-    let opts = Options {
-        seed: args.seed,
-        images: args.images,
-        max_chain: args.max_chain,
-        containers: args.containers,
-        entries_per_layer: args.entries_per_layer,
-        broken: args.broken,
-        docker18: args.docker18,
-        debian_base: args.debian_base.clone(),
-    };
+    if let Some(dir) = &args.generate_docs {
+        return match cli::generate_docs(dir) {
+            Ok(written) => {
+                for path in written {
+                    println!("{}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("writing {}: {e}", dir.display()), "io"),
+        };
+    }
+    let root = args
+        .root
+        .as_deref()
+        .expect("clap requires ROOT without --generate-docs");
     // Ctrl-C, a kill or a closed terminal stops the run cleanly: what it
     // wrote is removed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -48,7 +56,7 @@ fn main() -> ExitCode {
         }
     }
     let start = Instant::now();
-    let summary = match generate_until(&args.root, &opts, &stop) {
+    let summary = match generate_until(root, &args.options(), &stop) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string(), "io"),
     };
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
         let started = summary.containers.iter().filter(|c| c.2).count();
         println!(
             "{}: {} ({} half-migrated by Docker 1.8), {} ({} started), {}, in {:.2} s",
-            args.root.display(),
+            root.display(),
             count(summary.images.len(), "image"),
             summary.docker18.len(),
             count(summary.containers.len(), "container"),
