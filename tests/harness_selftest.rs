@@ -961,6 +961,35 @@ fn start_fails_and_kills_the_server_when_nothing_is_mounted_in_time() {
     );
 }
 
+/// A private namespace made while another test's view is mounted holds no
+/// copy of it: where `/` is not shared, such a copy would keep the FUSE
+/// connection alive after the other test unmounts, and its server would
+/// never exit.
+#[test]
+fn a_private_namespace_made_while_a_view_is_mounted_lets_its_server_exit_on_unmount() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let dir = tempdir();
+    let mp = dir.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    let mount = Mount::start_command(helper("server", &mp), &mp, Duration::from_secs(60));
+    let (made, made_rx) = mpsc::channel();
+    let (done, done_rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            private_mounts();
+            made.send(()).unwrap();
+            // The namespace lives as long as this thread.
+            let _ = done_rx.recv_timeout(Duration::from_secs(60));
+        });
+        made_rx.recv().expect("the private namespace is made");
+        let status = mount.unmount();
+        done.send(()).unwrap();
+        assert!(status.success(), "the server exited with {status}");
+    });
+}
+
 #[test]
 fn drop_unblocks_a_reader_hung_in_the_server() {
     if !require_root_and_fuse() {

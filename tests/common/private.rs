@@ -39,8 +39,9 @@ thread_local! {
 
 /// Moves the calling thread into a mount namespace of its own, once per
 /// thread: from now on its mounts (and those of the threads and processes it
-/// starts) are seen by no other process, and unmounts elsewhere still reach
-/// it. Needs root (CAP_SYS_ADMIN); panics otherwise.
+/// starts) are seen by no other process, and it holds no copy of another
+/// test's FUSE view (see [`drop_copies_of_fuse_mounts`]). Needs root
+/// (CAP_SYS_ADMIN); panics otherwise.
 #[track_caller]
 pub fn private_mounts() {
     if PRIVATE.get() {
@@ -56,7 +57,33 @@ pub fn private_mounts() {
     // from the host, never send to it.
     rustix::mount::mount_change("/", MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC)
         .unwrap_or_else(|e| panic!("mount --make-rslave /: {e}"));
+    drop_copies_of_fuse_mounts();
     PRIVATE.set(true);
+}
+
+/// Detaches, in this thread's new namespace, its copies of the FUSE mounts
+/// other tests (and other processes) have mounted. Where `/` is not a
+/// shared mount (this machine's, and CI's), an unmount in the namespace that
+/// made a mount never reaches its copies, and a copy keeps the FUSE
+/// connection alive: the other test's server would never see its unmount
+/// and never exit. So a private namespace must not keep them. (Call
+/// [`private_mounts`] before mounting any view of one's own.)
+fn drop_copies_of_fuse_mounts() {
+    let mut fuse: Vec<_> = super::mount::mountinfo()
+        .into_iter()
+        .filter(|m| m.fstype == "fuse" || m.fstype.starts_with("fuse."))
+        .collect();
+    // Deepest first: a mount over a copy is detached before it.
+    fuse.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    for m in fuse {
+        match rustix::mount::unmount(&m.mount_point, UnmountFlags::DETACH) {
+            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(e) => eprintln!(
+                "harness: cannot detach the copy of {} in a private namespace: {e}",
+                m.mount_point.display()
+            ),
+        }
+    }
 }
 
 /// A new directory in `$TMPDIR` with a tmpfs on it that only this test sees
