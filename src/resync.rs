@@ -16,7 +16,7 @@
 //! (a link outside the layer is not copied: see [`crate::copy::OutsideLink`]).
 
 use crate::copy::{self, ctime, ftype, Links, Pace};
-use crate::sys::{self, at};
+use crate::sys::{self, at, clock, clock::Clock};
 use rustix::fs::{self as rfs, AtFlags, FileType, Stat};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -74,22 +74,14 @@ pub struct Stamp {
     offset: i128,
 }
 
-fn clock(id: libc::clockid_t) -> i128 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which `t` is.
-    let r = unsafe { libc::clock_gettime(id, &mut t) };
-    assert_eq!(r, 0, "the clocks used are always there on Linux");
-    t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
-}
-
 fn offset() -> i128 {
-    clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC)
+    clock::nanos(Clock::Realtime) - clock::nanos(Clock::Monotonic)
 }
 
 /// Now.
 pub fn stamp() -> Stamp {
     Stamp {
-        time: clock(libc::CLOCK_REALTIME_COARSE),
+        time: clock::nanos(Clock::RealtimeCoarse),
         offset: offset(),
     }
 }
@@ -339,8 +331,7 @@ impl<'a> Pass<'a> {
                 // (What is below it, once the pass is over.)
                 let sub_src = sys::open_dir_required(src, name)?;
                 let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&sub_src);
-                let shown = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                let shown = std::fs::read_link(sys::proc::fd_path(&sub_src))
                     .map(|p| p.into_os_string())
                     .unwrap_or(name.to_os_string());
                 self.to_check.push((sub_src, sub_dst, shown));

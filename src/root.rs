@@ -161,7 +161,7 @@ impl Root {
     }
 
     /// The same ROOT reached through another descriptor of it (a private,
-    /// read-only copy of its mount, see `sys::read_only_noatime_clone`),
+    /// read-only copy of its mount, see `sys::mount::read_only_noatime_clone`),
     /// and of its `--aufs-dir` if `aufs` is given.
     pub fn through(self, fd: OwnedFd, aufs: Option<OwnedFd>) -> Root {
         let aufs = match (self.aufs, aufs) {

@@ -535,7 +535,7 @@ impl<'r> Engine<'r> {
         let (Ok(legacy), Some(diff)) = (self.legacy_dir(kind), &self.dirs.diff) else {
             return false;
         };
-        matches!((sys::mount_id(legacy), sys::mount_id(diff)), (Ok(a), Ok(b)) if a != b)
+        matches!((sys::mount::mount_id(legacy), sys::mount::mount_id(diff)), (Ok(a), Ok(b)) if a != b)
     }
 
     /// A copy job for an item whose data is still in its legacy place, on
@@ -554,10 +554,10 @@ impl<'r> Engine<'r> {
             return Ok(None);
         }
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
-        let here = sys::mount_id(&parent)?;
+        let here = sys::mount::mount_id(&parent)?;
         // A layer directory that is itself a mount point is busy, not on
         // another file system: the rename says so (EBUSY) and falls back.
-        if here == sys::mount_id(self.diff())? || sys::mount_id(&src)? != here {
+        if here == sys::mount::mount_id(self.diff())? || sys::mount::mount_id(&src)? != here {
             return Ok(None);
         }
         self.copy_job_from(it, parent).map(Some)

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -255,12 +255,6 @@ fn init_attr(layer: &InitLayer, index: Option<usize>, ino: u64) -> FileAttr {
         a.blocks = 0;
     }
     a
-}
-
-/// `/proc/self/fd/N` of a descriptor: how an `O_PATH` descriptor is reopened
-/// or given to calls that take paths (procfs, never a path under ROOT).
-fn proc_path(fd: &impl AsRawFd) -> String {
-    format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
 fn entry_stat(dir: &OwnedFd, name: &OsStr) -> io::Result<Stat> {
@@ -970,7 +964,7 @@ impl View {
 /// while it lives.
 pub(super) fn xattr_path(node: &Node) -> io::Result<Option<XattrPath>> {
     let whole = |fd: Arc<OwnedFd>| XattrPath {
-        path: proc_path(fd.as_ref()).into(),
+        path: sys::proc::fd_path(fd.as_ref()),
         _fd: fd,
         follow: true,
     };
@@ -980,7 +974,7 @@ pub(super) fn xattr_path(node: &Node) -> io::Result<Option<XattrPath>> {
         Backing::Entry { dir, name, .. } => {
             let fd = dir.fd()?;
             Some(XattrPath {
-                path: std::path::Path::new(&proc_path(fd.as_ref())).join(&**name),
+                path: sys::proc::entry_path(fd.as_ref(), name),
                 _fd: fd,
                 follow: false,
             })
@@ -1023,7 +1017,7 @@ fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32) -> io::Result<File> {
     let flags = OFlags::from_bits_retain((flags & keep) as u32) | OFlags::CLOEXEC;
     if name.is_empty() {
         // The descriptor's own file, through its magic link.
-        let fd = rfs::open(proc_path(dir), flags, Mode::empty())?;
+        let fd = rfs::open(sys::proc::fd_path(dir), flags, Mode::empty())?;
         return Ok(File::from(fd));
     }
     Ok(File::from(sys::open_noatime(dir, name, flags | OFlags::NOFOLLOW)?))
@@ -1039,7 +1033,7 @@ fn open_entry(dir: &OwnedFd, name: &OsStr, flags: i32) -> io::Result<File> {
 fn truncate_on_open(file: &File, caller: Option<&Caller>) -> io::Result<()> {
     let _as = AsCaller::enter(caller)?;
     rfs::open(
-        proc_path(file),
+        sys::proc::fd_path(file),
         OFlags::WRONLY | OFlags::TRUNC | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     )?;

@@ -157,8 +157,10 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         // Serve the read-only view from a private read-only, noatime copy
         // of ROOT's mount: nothing can be written through it, no access
         // time changes (symlinks included), and kernel passthrough is safe.
-        let aufs = root.aufs_dir().map(|(_, fd)| crate::sys::read_only_noatime_clone(fd));
-        match (crate::sys::read_only_noatime_clone(root.fd()), aufs.transpose()) {
+        let aufs = root
+            .aufs_dir()
+            .map(|(_, fd)| crate::sys::mount::read_only_noatime_clone(fd));
+        match (crate::sys::mount::read_only_noatime_clone(root.fd()), aufs.transpose()) {
             (Ok(fd), Ok(aufs)) => root.through(fd, aufs),
             (Err(e), _) | (_, Err(e)) => {
                 log::info!(

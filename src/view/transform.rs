@@ -8,6 +8,7 @@ use crate::plan::{ItemKind, Plan, Repositories, Source};
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What a directory of the view is, for the transform.
@@ -349,8 +350,7 @@ impl Transform {
             Role::Image(i) | Role::Container(i) => Some(i).filter(|_| b == self.plan.items[i].legacy_leaf().as_bytes()),
             Role::Diff | Role::Layers | Role::Mnt => {
                 let base = b.strip_suffix(b"-init").unwrap_or(b);
-                // SAFETY: a suffix of ASCII bytes was cut from valid OsStr bytes.
-                let base = unsafe { OsStr::from_encoded_bytes_unchecked(base) };
+                let base = OsStr::from_bytes(base);
                 self.item(ItemKind::Image, base)
                     .or_else(|| self.item(ItemKind::Container, base))
             }

@@ -35,10 +35,7 @@ impl CallerUmask {
         }
         if !OWN_FS.get() {
             // This thread's own umask (and cwd), not the process's.
-            // SAFETY: CLONE_FS separates only the umask, cwd and root, which
-            // graph2aufs never relies on being shared (descriptors stay
-            // shared: that is CLONE_FILES).
-            if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
+            if crate::sys::process::own_umask() {
                 OWN_FS.set(true);
             }
         }
@@ -160,12 +157,8 @@ impl Obj {
     /// A path that leads to the inode itself (through /proc/self/fd).
     fn proc_path(&self) -> std::path::PathBuf {
         match self {
-            Obj::Fd(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd.as_ref())).into(),
-            Obj::At(dir, name) => Path::new(&format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(dir.as_ref())
-            ))
-            .join(name),
+            Obj::Fd(fd) => crate::sys::proc::fd_path(fd.as_ref()),
+            Obj::At(dir, name) => crate::sys::proc::entry_path(dir.as_ref(), name),
         }
     }
 }
