@@ -6,6 +6,7 @@ pub mod docs;
 pub mod error;
 pub mod id;
 pub mod initlayer;
+pub mod item;
 pub mod layout;
 pub mod legacy;
 pub mod migrate;

@@ -5,7 +5,7 @@
 //! actually is, is always read from the disk.
 
 use crate::error::{Result, Step};
-use crate::plan::ItemKind;
+use crate::item::ItemKind;
 use crate::root::Root;
 use crate::sys;
 use serde::{Deserialize, Serialize};
@@ -123,11 +123,7 @@ pub struct Record {
 }
 
 pub fn key(kind: ItemKind, name: &OsStr) -> String {
-    let k = match kind {
-        ItemKind::Image => "image",
-        ItemKind::Container => "container",
-    };
-    format!("{k}/{}", crate::names::escape_os(name))
+    format!("{kind}/{}", crate::names::escape_os(name))
 }
 
 impl Record {

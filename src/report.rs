@@ -3,9 +3,10 @@
 //! its counts, sizes, rates and durations.
 
 use crate::error::Error;
+use crate::item::{Item, ItemKind, Source, State};
 use crate::migrate::ItemResult;
 use crate::names::escape_os;
-use crate::plan::{Item, ItemKind, Note, Plan, Repositories, Source, State};
+use crate::plan::{Note, Plan, Repositories};
 use crate::rollback::RollbackReport;
 use crate::verify::Verdict;
 use serde::{Deserialize, Serialize};
@@ -371,10 +372,7 @@ impl Document {
                 State::Quarantined | State::Failed | State::Fallback | State::Copying | State::Removed
             );
             if all || problem {
-                let kind = match it.kind {
-                    ItemKind::Image => "image",
-                    ItemKind::Container => "container",
-                };
+                let kind = it.kind.as_str();
                 let state = match &it.copy {
                     Some(c) if c.total_bytes > 0 => {
                         format!("{} {}%", it.state.as_str(), c.done_bytes * 100 / c.total_bytes)

@@ -4,10 +4,11 @@
 
 use crate::error::{Result, Step};
 use crate::initlayer::InitKind;
+use crate::item::{self, ItemKind};
 use crate::layout;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::{escape_os, unescape};
-use crate::plan::{self, ItemKind, Note, Plan};
+use crate::plan::{self, Note, Plan};
 use crate::record::{self, Record, RecordItem, Saved};
 use crate::root::Root;
 use crate::sys::{self, Context, Kind};
@@ -183,7 +184,7 @@ impl Rollback<'_> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "aufs/diff does not exist"))
     }
 
-    fn legacy_parent(&self, it: &plan::Item) -> io::Result<OwnedFd> {
+    fn legacy_parent(&self, it: &item::Item) -> io::Result<OwnedFd> {
         let d = self.dirs.legacy(it.kind).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -198,7 +199,7 @@ impl Rollback<'_> {
         })
     }
 
-    fn unquarantine(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn unquarantine(&mut self, it: &item::Item) -> io::Result<()> {
         let q = self.dirs.quarantine(it.kind);
         let dst = self.legacy_parent(it)?;
         if let Some(qd) = q.and_then(|q| sys::open_dir(q, &it.name).ok().flatten()) {
@@ -244,14 +245,14 @@ impl Rollback<'_> {
 
     /// Whether the quarantine took legacy data of this item (recorded as the
     /// directory mtime it changed).
-    fn had_legacy(&self, it: &plan::Item) -> bool {
+    fn had_legacy(&self, it: &item::Item) -> bool {
         self.record
             .items
             .get(&record::key(it.kind, &it.name))
             .is_some_and(|e| e.moved_legacy)
     }
 
-    fn restore_dir_mtime(&self, it: &plan::Item) -> io::Result<()> {
+    fn restore_dir_mtime(&self, it: &item::Item) -> io::Result<()> {
         let entry = self.record.items.get(&record::key(it.kind, &it.name));
         if let Some((s, ns)) = entry.and_then(|e| e.dir_mtime) {
             if let Some(p) = self.dirs.legacy(it.kind) {

@@ -5,7 +5,7 @@
 pub mod json;
 
 use crate::id::{BadId, LayerId, OWN_PREFIX};
-use crate::plan::ItemKind;
+use crate::item::ItemKind;
 use crate::root::Root;
 use crate::sys::{self, Kind};
 use json::{ContainerConfig, ImageJson, JSON_CAP};

@@ -9,9 +9,10 @@
 mod fault;
 
 use crate::error::{Error, Result, Step};
+use crate::item::{self, ItemKind, Source, State};
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::escape_os;
-use crate::plan::{self, ItemKind, Plan, Repositories, Source, State};
+use crate::plan::{self, Plan, Repositories};
 use crate::record::{self, Prior, Record, RecordItem, Saved};
 use crate::root::Root;
 use crate::sys::{self, Context, Kind};
@@ -143,7 +144,7 @@ impl<'r> Engine<'r> {
     /// The directories a migration of `it` changes: `aufs/diff`,
     /// `aufs/layers`, `aufs/mnt`, and its legacy directory's parent, with
     /// the names in them that changed.
-    pub fn changed_dirs(&self, it: &plan::Item) -> Vec<(&OwnedFd, Option<OsString>)> {
+    pub fn changed_dirs(&self, it: &item::Item) -> Vec<(&OwnedFd, Option<OsString>)> {
         let mut v = vec![
             (self.diff(), Some(it.name.clone())),
             (self.layers(), None),
@@ -203,7 +204,7 @@ impl<'r> Engine<'r> {
         Ok(())
     }
 
-    fn prior_of(&self, it: &plan::Item) -> io::Result<RecordItem> {
+    fn prior_of(&self, it: &item::Item) -> io::Result<RecordItem> {
         let name = &it.name;
         let layers = |n: &OsStr| -> io::Result<Option<Saved>> {
             Ok(match sys::lstat(self.layers(), n)? {
@@ -268,7 +269,7 @@ impl<'r> Engine<'r> {
 
     /// The status of an item's data directory in its legacy place, if it
     /// is a directory there.
-    fn data_stat(&self, it: &plan::Item) -> io::Result<Option<rustix::fs::Stat>> {
+    fn data_stat(&self, it: &item::Item) -> io::Result<Option<rustix::fs::Stat>> {
         let Some(p) = self.dirs.legacy(it.kind) else {
             return Ok(None);
         };
@@ -288,7 +289,7 @@ impl<'r> Engine<'r> {
     /// A blocked item's entries in the aufs directories (left by Docker
     /// 1.8's migration): they would make Docker's `Exists` true for it.
     /// Only for valid ids: an unsafe name may be another layer's.
-    pub fn registrations(&self, it: &plan::Item) -> io::Result<Vec<(&'static str, OsString)>> {
+    pub fn registrations(&self, it: &item::Item) -> io::Result<Vec<(&'static str, OsString)>> {
         let Some(id) = &it.id else { return Ok(Vec::new()) };
         let mut names = vec![id.to_os_string()];
         if it.kind == ItemKind::Container {
@@ -308,7 +309,7 @@ impl<'r> Engine<'r> {
     /// An item an earlier run quarantined and this one migrates: what the
     /// quarantine took from `aufs/` goes back first, so that migrating it
     /// (and rolling it back) starts from what Docker 1.8 had left.
-    fn unquarantine_registrations(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn unquarantine_registrations(&mut self, it: &item::Item) -> io::Result<()> {
         let Some(id) = &it.id else { return Ok(()) };
         let Some(q) = &self.quarantined_aufs else { return Ok(()) };
         let mut names = vec![id.to_os_string()];
@@ -379,7 +380,7 @@ impl<'r> Engine<'r> {
     }
 
     /// Puts an item's data at `aufs/diff/<name>`, from wherever it is.
-    fn place_data(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn place_data(&mut self, it: &item::Item) -> io::Result<()> {
         let name = &it.name;
         let diff = self.diff().try_clone()?;
         let native = sys::kind(&diff, name)?;
@@ -467,7 +468,7 @@ impl<'r> Engine<'r> {
 
     /// Records (durably, if the record does not have it yet) the mtime of
     /// an item's data directory, about to be exchanged with a symlink.
-    fn keep_data_mtime(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn keep_data_mtime(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let st = sys::lstat(parent, it.legacy_leaf())?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         let now = Some(ts(sys::mtime(&st)));
         match self.record.items.get_mut(&record::key(it.kind, &it.name)) {
@@ -481,7 +482,7 @@ impl<'r> Engine<'r> {
 
     /// Gives `aufs/diff/<name>`, just exchanged with a symlink, the mtime
     /// its data directory had before (see [`RecordItem::data_mtime`]).
-    fn restore_data_mtime(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn restore_data_mtime(&mut self, it: &item::Item) -> io::Result<()> {
         let key = record::key(it.kind, &it.name);
         let Some(t) = self.record.items.get(&key).and_then(|e| e.data_mtime) else {
             return Ok(());
@@ -499,7 +500,7 @@ impl<'r> Engine<'r> {
         Ok(())
     }
 
-    fn copied(&self, it: &plan::Item) -> bool {
+    fn copied(&self, it: &item::Item) -> bool {
         self.record
             .items
             .get(&record::key(it.kind, &it.name))
@@ -508,7 +509,7 @@ impl<'r> Engine<'r> {
 
     /// Copies an item's data to `aufs/diff/<name>` on another file system
     /// (the rename said EXDEV): see [`CopyJob`].
-    pub fn copy_across(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    pub fn copy_across(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let job = self.copy_job_from(it, parent.try_clone()?)?;
         job.run()?;
         // A copy not in place (it differs, or checking it failed) is
@@ -542,7 +543,7 @@ impl<'r> Engine<'r> {
     /// another file system (mount) than `aufs/diff`; `None` if a rename
     /// moves it. Fails, changing nothing, when the destination lacks the
     /// space or the inodes.
-    pub fn copy_job(&mut self, it: &plan::Item) -> io::Result<Option<CopyJob>> {
+    pub fn copy_job(&mut self, it: &item::Item) -> io::Result<Option<CopyJob>> {
         // (A symlink there is the fallback of a layer registered while copied.)
         if it.blocked() || !matches!(sys::kind(self.diff(), &it.name)?, Kind::Missing | Kind::Symlink(_)) {
             return Ok(None);
@@ -563,7 +564,7 @@ impl<'r> Engine<'r> {
         self.copy_job_from(it, parent).map(Some)
     }
 
-    fn copy_job_from(&mut self, it: &plan::Item, parent: OwnedFd) -> io::Result<CopyJob> {
+    fn copy_job_from(&mut self, it: &item::Item, parent: OwnedFd) -> io::Result<CopyJob> {
         let diff = self.diff().try_clone()?;
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
         let need = crate::copy::size(&src).context(|| format!("reading {} to size its copy", it.legacy_path()))?;
@@ -605,7 +606,7 @@ impl<'r> Engine<'r> {
     /// recorded as copied (durably), renamed into place, synced, and only
     /// then the source removed. `Some(difference)`: the copy differs from
     /// the source (changed since), nothing done.
-    pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Option<String>> {
+    pub fn finish_copy(&mut self, it: &item::Item, job: &CopyJob) -> io::Result<Option<String>> {
         let src = sys::open_dir_required(&job.parent, job.leaf)?;
         let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
         let checked = crate::copy::compare_copy(&src, &dst)
@@ -625,7 +626,7 @@ impl<'r> Engine<'r> {
     /// registered while copied, or a Docker 1.8 symlink, atomically), and
     /// that made durable. The answer: notes on the files of the layer
     /// hard-linked outside it, whose copy has only the links inside.
-    pub fn put_copy_in_place(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Vec<plan::Note>> {
+    pub fn put_copy_in_place(&mut self, it: &item::Item, job: &CopyJob) -> io::Result<Vec<plan::Note>> {
         let key = record::key(it.kind, &it.name);
         let mut notes = Vec::new();
         if let Some(e) = self.record.items.get_mut(&key) {
@@ -691,7 +692,7 @@ impl<'r> Engine<'r> {
     /// crash): what is left of it is then part of the copy, entry for
     /// entry, and goes too. Anything else in it (an entry the copy has not,
     /// or one that differs) is kept, and reported.
-    fn drop_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn drop_copied_source(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let src = sys::open_dir_required(parent, it.legacy_leaf())?;
         let dst = sys::open_dir_required(self.diff(), &it.name)?;
         let checked = crate::copy::compare_remains(&src, &dst).context(|| {
@@ -714,7 +715,7 @@ impl<'r> Engine<'r> {
 
     /// Removes an item's legacy data once its copy is in place; an error
     /// says where the removal stopped (the next run removes the rest).
-    fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn remove_copied_source(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let (path, copy) = (it.legacy_path(), escape_os(&it.name));
         let explain = move |e: io::Error| {
             io::Error::new(
@@ -857,7 +858,7 @@ impl<'r> Engine<'r> {
 
     /// A symlink at `aufs/diff/<name>` to the item's legacy directory (by
     /// ROOT's absolute path, as Docker 1.8 made them), unless one is there.
-    fn link_back(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn link_back(&mut self, it: &item::Item) -> io::Result<()> {
         let name = &it.name;
         if let Kind::Symlink(_) = sys::kind(self.diff(), name)? {
             return Ok(());
@@ -902,7 +903,7 @@ impl<'r> Engine<'r> {
 
     /// Remembers why an item failed (or that it no longer does), for
     /// `status`; written with [`Engine::save_failures`].
-    pub fn note_failure(&mut self, it: &plan::Item, why: Option<String>) {
+    pub fn note_failure(&mut self, it: &item::Item, why: Option<String>) {
         if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             if e.failed != why {
                 e.failed = why;
@@ -1182,7 +1183,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
                     results[i].reason = None;
                 }
                 Err(e) => {
-                    log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
+                    log::error!("{} {}: {e}", it.kind, escape_os(&it.name));
                     failed[i] = true;
                     results[i].state = State::Failed;
                     results[i].reason = Some(e.to_string());
@@ -1203,7 +1204,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
             continue;
         };
         let it = &plan.items[i];
-        log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
+        log::error!("{} {}: {e}", it.kind, escape_os(&it.name));
         results[i].state = State::Failed;
         results[i].reason = Some(e.to_string());
         engine.note_failure(it, results[i].reason.clone());
@@ -1227,15 +1228,8 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     })
 }
 
-pub fn kind_name(k: ItemKind) -> &'static str {
-    match k {
-        ItemKind::Image => "image",
-        ItemKind::Container => "container",
-    }
-}
-
 /// Names of all the `aufs/diff` entries graph2aufs would create for an item.
-pub fn aufs_names(it: &plan::Item) -> Vec<OsString> {
+pub fn aufs_names(it: &item::Item) -> Vec<OsString> {
     let mut v = vec![it.name.clone()];
     if it.kind == ItemKind::Container {
         if let Some(id) = &it.id {

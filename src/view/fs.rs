@@ -7,8 +7,8 @@ use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
 use super::transform::{AufsDir, Role, Shown, Transform};
 use crate::dirref::DirRef;
 use crate::initlayer::{InitKind, InitLayer};
+use crate::item::{ItemKind, Source};
 use crate::legacy::Dirs;
-use crate::plan::{ItemKind, Source};
 use crate::sys;
 use crate::union::{Entry, Leaf, Src, UnionDir};
 use fuser::{

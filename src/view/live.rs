@@ -7,9 +7,9 @@
 
 use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
-use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
+use crate::item::{ItemKind, Source, State};
+use crate::migrate::{Engine, ItemResult, BATCH};
 use crate::names::escape_os;
-use crate::plan::{ItemKind, Source, State};
 use crate::report::{Document, LiveState};
 use crate::root::Root;
 use crate::sys;
@@ -250,7 +250,7 @@ impl Migrator {
         if todo.is_empty() {
             return Ok(());
         }
-        let name = |j: usize| format!("{} {}", kind_name(plan.items[j].kind), escape_os(&plan.items[j].name));
+        let name = |j: usize| format!("{} {}", plan.items[j].kind, escape_os(&plan.items[j].name));
         if of.is_none() {
             const SHOWN: usize = 3;
             let mut some: Vec<String> = todo.iter().take(SHOWN).map(|&j| name(j)).collect();
@@ -326,11 +326,11 @@ impl Migrator {
                 self.transform.set_progress(i, Progress::Done);
                 self.set_result(i, State::Registered, None);
                 engine.note_failure(it, None);
-                log::debug!("{} {} migrated", kind_name(it.kind), escape_os(&it.name));
+                log::debug!("{} {} migrated", it.kind, escape_os(&it.name));
             }
             Ok(Some(why)) => {
                 self.transform.set_progress(i, Progress::Registered);
-                log::warn!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+                log::warn!("{} {}: {why}", it.kind, escape_os(&it.name));
                 self.set_result(i, State::Fallback, Some(why));
                 engine.note_failure(it, None);
             }
@@ -348,7 +348,7 @@ impl Migrator {
 
     fn fail(&self, engine: &mut Engine<'static>, i: usize, why: String) {
         let it = &self.transform.plan.items[i];
-        log::error!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+        log::error!("{} {}: {why}", it.kind, escape_os(&it.name));
         engine.note_failure(it, Some(why.clone()));
         self.set_result(i, State::Failed, Some(why));
     }
@@ -844,7 +844,7 @@ impl Migrator {
             .map(|&i| {
                 let it = &plan.items[i];
                 let why = results[i].reason.as_deref().unwrap_or("not migrated yet");
-                format!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name))
+                format!("{} {}: {why}", it.kind, escape_os(&it.name))
             })
             .collect();
         if left.len() > SHOWN {
@@ -870,11 +870,7 @@ impl Migrator {
     /// is gone): `status` says so from now on.
     pub fn removed_by_daemon(&self, i: usize) {
         let it = &self.transform.plan.items[i];
-        log::info!(
-            "{} {} was removed by the daemon",
-            kind_name(it.kind),
-            escape_os(&it.name)
-        );
+        log::info!("{} {} was removed by the daemon", it.kind, escape_os(&it.name));
         self.set_result(
             i,
             State::Removed,

@@ -14,6 +14,7 @@ pub mod transform;
 mod write;
 
 use crate::error::{Error, Result, Step};
+use crate::item;
 use crate::legacy::{self, Dirs};
 use crate::migrate::{Engine, Faults};
 use crate::plan;
@@ -305,7 +306,7 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     let desc = format!(
         "{} ({} quarantined)",
         crate::report::count(counts.values().sum::<usize>(), "item"),
-        counts.get(&plan::State::Quarantined).copied().unwrap_or(0)
+        counts.get(&item::State::Quarantined).copied().unwrap_or(0)
     );
     let mode = if opts.read_only {
         "read-only"
@@ -427,9 +428,9 @@ fn recover_dead_view(path: &Path) -> Result<()> {
 /// nothing for it either), and `repositories` needs no rename. A `failed`
 /// or `fallback` item, or one still to move, keeps the view.
 fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
-    let settled = |it: &plan::Item| match it.state {
-        plan::State::Registered => true,
-        plan::State::Quarantined => {
+    let settled = |it: &item::Item| match it.state {
+        item::State::Registered => true,
+        item::State::Quarantined => {
             !it.legacy_present && engine.registrations(it).map(|r| r.is_empty()).unwrap_or(false)
         }
         _ => false,

@@ -3,8 +3,9 @@
 //! replaced, or added. Everything is derived from the plan, the same one
 //! `migrate` executes.
 
+use crate::item::{ItemKind, Source};
 use crate::legacy::Scan;
-use crate::plan::{ItemKind, Plan, Repositories, Source};
+use crate::plan::{Plan, Repositories};
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
