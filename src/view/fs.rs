@@ -522,7 +522,7 @@ impl View {
     }
 
     /// The branches of item `i`'s merged root filesystem, top first.
-    fn merged(&self, i: usize, init_only: bool) -> io::Result<(UnionDir, Top)> {
+    fn merged(&self, i: usize, init_only: bool) -> io::Result<(UnionDir<InitLayer>, Top)> {
         let plan = &self.transform.plan;
         let it = &plan.items[i];
         let mut branches = Vec::new();

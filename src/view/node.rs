@@ -50,13 +50,13 @@ pub enum Backing {
     },
     /// A merged directory (read-only mode), with where its attributes come
     /// from.
-    Merged { dir: UnionDir, top: Box<Top> },
+    Merged { dir: UnionDir<InitLayer>, top: Box<Top> },
 }
 
 /// The entry giving a merged directory its attributes.
 #[derive(Debug, Clone)]
 pub enum Top {
-    Leaf(crate::union::Leaf),
+    Leaf(crate::union::Leaf<InitLayer>),
     /// The root of an init layer.
     InitRoot(Arc<InitLayer>),
     Real(Stat),
