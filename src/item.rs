@@ -76,6 +76,17 @@ impl ItemKind {
     }
 }
 
+impl ItemKind {
+    /// The directory under ROOT (and under the quarantine) where items of
+    /// this kind live: `graph`, `containers`.
+    pub fn legacy_dir(self) -> &'static str {
+        match self {
+            ItemKind::Image => "graph",
+            ItemKind::Container => "containers",
+        }
+    }
+}
+
 impl std::fmt::Display for ItemKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -164,9 +175,29 @@ impl Item {
         }
     }
     pub fn legacy_parent_dir(&self) -> &'static str {
-        match self.kind {
-            ItemKind::Image => "graph",
-            ItemKind::Container => "containers",
-        }
+        self.kind.legacy_dir()
+    }
+}
+
+/// The result of a run for one item.
+#[derive(Debug, Clone)]
+pub struct ItemResult {
+    pub index: usize,
+    pub state: State,
+    pub reason: Option<String>,
+}
+
+impl ItemResult {
+    /// Every item as the plan found it, before a run.
+    pub fn of_items(items: &[Item]) -> Vec<ItemResult> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, it)| ItemResult {
+                index,
+                state: it.state,
+                reason: it.reason.clone(),
+            })
+            .collect()
     }
 }

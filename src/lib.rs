@@ -21,6 +21,7 @@ pub mod rollback;
 pub mod root;
 pub mod sys;
 pub mod union;
+pub mod units;
 pub mod verify;
 pub mod view;
 pub mod xattr;

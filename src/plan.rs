@@ -137,7 +137,8 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool, copi
         )),
         (Kind::Missing, Kind::Missing) if p.quarantine == Kind::Dir => Ok(Source::Quarantine),
         (Kind::Missing, Kind::Missing) if p.quarantine.exists() => Err(format!(
-            ".graph2aufs/quarantine/{legacy_rel} is {}",
+            "{}/{legacy_rel} is {}",
+            crate::root::QUARANTINE,
             p.quarantine.describe()
         )),
         (Kind::Missing, Kind::Missing) => Ok(Source::None),

@@ -397,7 +397,7 @@ pub fn set_attrs_exact(src: &OwnedFd, name: &OsStr, s: &Stat, dst: &OwnedFd, dna
 /// entry's own name may be as long as a name can be: not derived from it).
 fn spare_name(dst: &OwnedFd) -> io::Result<OsString> {
     for n in 0u32.. {
-        let t = OsString::from(format!(".graph2aufs-tmp-resync.{n}"));
+        let t = OsString::from(format!("{}resync.{n}", sys::TEMP_PREFIX));
         if sys::lstat(dst, &t)?.is_none() {
             return Ok(t);
         }

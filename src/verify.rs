@@ -115,7 +115,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
             }
         }
         for name in &diff_names {
-            if name.as_encoded_bytes().starts_with(b".graph2aufs") {
+            if name.as_encoded_bytes().starts_with(crate::id::OWN_PREFIX.as_bytes()) {
                 continue;
             }
             if let Some(mnt) = &dirs.mnt {

@@ -9,12 +9,13 @@
 mod fault;
 
 use crate::error::{Error, Result, Step};
-use crate::item::{self, ItemKind, Source, State};
+use crate::item::{self, ItemKind, ItemResult, Source, State};
+use crate::layout::AufsDir;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::escape_os;
 use crate::plan::{self, Plan, Repositories};
 use crate::record::{self, Prior, Record, RecordItem, Saved};
-use crate::root::Root;
+use crate::root::{Root, OWN_DIR, QUARANTINE, QUARANTINE_AUFS};
 use crate::sys::{self, Context, Kind};
 pub use fault::Faults;
 use std::ffi::{OsStr, OsString};
@@ -23,29 +24,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// Items per batch: one record write and one sync per batch.
 pub const BATCH: usize = 1024;
-
-/// The result of a run for one item.
-#[derive(Debug, Clone)]
-pub struct ItemResult {
-    pub index: usize,
-    pub state: State,
-    pub reason: Option<String>,
-}
-
-impl ItemResult {
-    /// Every item as the plan found it, before a run.
-    pub fn of_plan(plan: &Plan) -> Vec<ItemResult> {
-        plan.items
-            .iter()
-            .enumerate()
-            .map(|(index, it)| ItemResult {
-                index,
-                state: it.state,
-                reason: it.reason.clone(),
-            })
-            .collect()
-    }
-}
 
 /// The migration engine over one ROOT: opens the aufs directories and
 /// migrates items of a plan one at a time.
@@ -120,12 +98,12 @@ impl<'r> Engine<'r> {
                     .ok_or_else(|| Error::Env(format!("{r}/aufs vanished")))?
             }
         };
-        for sub in ["diff", "layers", "mnt"] {
+        for sub in AufsDir::ALL.map(AufsDir::name) {
             sys::ensure_dir(&aufs, sub, 0o755).step(|| format!("creating {r}/aufs/{sub}"))?;
         }
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
-        let quarantined_aufs = sys::open_dir(root.fd(), ".graph2aufs/quarantine/aufs")
-            .step(|| format!("opening {r}/.graph2aufs/quarantine/aufs"))?;
+        let quarantined_aufs =
+            sys::open_dir(root.fd(), QUARANTINE_AUFS).step(|| format!("opening {r}/{QUARANTINE_AUFS}"))?;
         let engine = Engine {
             root,
             dirs,
@@ -161,14 +139,18 @@ impl<'r> Engine<'r> {
         self.diff().try_clone()
     }
 
+    /// `aufs/diff`, `aufs/layers` or `aufs/mnt`.
+    fn aufs(&self, d: AufsDir) -> &OwnedFd {
+        self.dirs.aufs(d).expect("created by Engine::open")
+    }
     fn diff(&self) -> &OwnedFd {
-        self.dirs.diff.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Diff)
     }
     fn layers(&self) -> &OwnedFd {
-        self.dirs.layers.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Layers)
     }
     fn mnt(&self) -> &OwnedFd {
-        self.dirs.mnt.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Mnt)
     }
 
     /// Removes what an interrupted run left under temporary names: init
@@ -289,16 +271,16 @@ impl<'r> Engine<'r> {
     /// A blocked item's entries in the aufs directories (left by Docker
     /// 1.8's migration): they would make Docker's `Exists` true for it.
     /// Only for valid ids: an unsafe name may be another layer's.
-    pub fn registrations(&self, it: &item::Item) -> io::Result<Vec<(&'static str, OsString)>> {
+    pub fn registrations(&self, it: &item::Item) -> io::Result<Vec<(AufsDir, OsString)>> {
         let Some(id) = &it.id else { return Ok(Vec::new()) };
         let mut names = vec![id.to_os_string()];
         if it.kind == ItemKind::Container {
             names.push(id.init_layer().to_os_string());
         }
         let mut out = Vec::new();
-        for (sub, dir) in [("diff", self.diff()), ("layers", self.layers()), ("mnt", self.mnt())] {
+        for sub in AufsDir::ALL {
             for n in &names {
-                if sys::lstat(dir, n)?.is_some() {
+                if sys::lstat(self.aufs(sub), n)?.is_some() {
                     out.push((sub, n.clone()));
                 }
             }
@@ -316,23 +298,30 @@ impl<'r> Engine<'r> {
         if it.kind == ItemKind::Container {
             names.push(id.init_layer().to_os_string());
         }
-        for sub in ["diff", "layers", "mnt"] {
-            let Some(qsub) = sys::open_dir(q, sub)? else { continue };
-            let to = match sub {
-                "diff" => self.diff(),
-                "layers" => self.layers(),
-                _ => self.mnt(),
-            }
-            .try_clone()?;
+        for sub in AufsDir::ALL {
+            let Some(qsub) = sys::open_dir(q, sub.name())? else {
+                continue;
+            };
+            let to = self.aufs(sub).try_clone()?;
             for n in &names {
                 if sys::lstat(&qsub, n)?.is_some() {
                     self.faults.step()?;
                     sys::rename_noreplace(&qsub, n, &to, n)
-                        .context(|| format!("moving aufs/{sub}/{} back from the quarantine", escape_os(n)))?;
+                        .context(|| format!("moving aufs/{}/{} back from the quarantine", sub.name(), escape_os(n)))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// `.graph2aufs/quarantine/aufs/<sub>`, made where missing.
+    fn quarantine_aufs(&self, sub: AufsDir) -> io::Result<OwnedFd> {
+        let mut q = sys::open_dir_required(self.root.fd(), OWN_DIR)?;
+        for c in ["quarantine", "aufs", sub.name()] {
+            sys::ensure_dir(&q, c, 0o700)?;
+            q = sys::open_dir_required(&q, c)?;
+        }
+        Ok(q)
     }
 
     /// Moves a blocked item's legacy data, untouched, to the quarantine,
@@ -341,26 +330,17 @@ impl<'r> Engine<'r> {
         let it = &plan.items[i];
         for (sub, name) in self.registrations(it)? {
             self.faults.step()?;
-            let mut q = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
-            for c in ["quarantine", "aufs", sub] {
-                sys::ensure_dir(&q, c, 0o700)?;
-                q = sys::open_dir_required(&q, c)?;
-            }
-            let from = match sub {
-                "diff" => self.diff(),
-                "layers" => self.layers(),
-                _ => self.mnt(),
-            };
+            let q = self.quarantine_aufs(sub)?;
             self.faults.step()?;
-            sys::rename_noreplace(from, &name, &q, &name)
-                .context(|| format!("moving aufs/{sub}/{} to the quarantine", escape_os(&name)))?;
+            sys::rename_noreplace(self.aufs(sub), &name, &q, &name)
+                .context(|| format!("moving aufs/{}/{} to the quarantine", sub.name(), escape_os(&name)))?;
         }
         if !it.legacy_present {
             return Ok(());
         }
-        let rel = format!("{}/{}", crate::root::QUARANTINE, it.legacy_parent_dir());
+        let rel = format!("{QUARANTINE}/{}", it.legacy_parent_dir());
         self.faults.step()?;
-        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
+        let mut dir = sys::open_dir_required(self.root.fd(), OWN_DIR)?;
         for c in ["quarantine", it.legacy_parent_dir()] {
             sys::ensure_dir(&dir, c, 0o700)?;
             dir = sys::open_dir_required(&dir, c)?;
@@ -573,18 +553,18 @@ impl<'r> Engine<'r> {
             let free = match inodes {
                 Some(n) => format!(
                     "{} and {} are free",
-                    crate::report::bytes(bytes),
-                    crate::report::count(n as usize, "inode")
+                    crate::units::bytes(bytes),
+                    crate::units::count(n as usize, "inode")
                 ),
-                None => format!("{} are free", crate::report::bytes(bytes)),
+                None => format!("{} are free", crate::units::bytes(bytes)),
             };
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
                     "no space for the copy of {} on aufs/diff's file system: it needs {} and {}, {free}",
                     it.legacy_path(),
-                    crate::report::bytes(need.bytes),
-                    crate::report::count(need.inodes as usize, "inode"),
+                    crate::units::bytes(need.bytes),
+                    crate::units::count(need.inodes as usize, "inode"),
                 ),
             ));
         }
@@ -765,11 +745,7 @@ impl<'r> Engine<'r> {
 
     /// Moves `aufs/layers/<name>` to `.graph2aufs/quarantine/aufs/layers/`.
     fn set_aside_layers(&mut self, name: &OsStr) -> io::Result<()> {
-        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
-        for c in ["quarantine", "aufs", "layers"] {
-            sys::ensure_dir(&dir, c, 0o700)?;
-            dir = sys::open_dir_required(&dir, c)?;
-        }
+        let dir = self.quarantine_aufs(AufsDir::Layers)?;
         self.faults.step()?;
         sys::rename_noreplace(self.layers(), name, &dir, name)
             .context(|| format!("setting aufs/layers/{} aside in the quarantine", escape_os(name)))
@@ -937,7 +913,7 @@ impl<'r> Engine<'r> {
                 self.record.repositories_set_aside = true;
                 self.save_record()?;
             }
-            let own = sys::open_dir_required(self.root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
+            let own = sys::open_dir_required(self.root.fd(), OWN_DIR).step(|| format!("opening {OWN_DIR}"))?;
             sys::ensure_dir(&own, "quarantine", 0o700).step(|| "creating the quarantine".into())?;
             let q = sys::open_dir_required(&own, "quarantine").step(|| "opening the quarantine".into())?;
             self.faults.step().step(|| "fault injection".into())?;
@@ -1095,7 +1071,7 @@ pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
     for (dir, rel) in [(&dirs.diff, "aufs/diff"), (&dirs.layers, "aufs/layers")] {
         let Some(dir) = dir else { continue };
         for (name, _) in sys::list_dir(dir).step(|| format!("listing {rel}"))? {
-            if name.as_encoded_bytes().starts_with(b".graph2aufs-tmp-") {
+            if name.as_encoded_bytes().starts_with(sys::TEMP_PREFIX.as_bytes()) {
                 log::info!("removing the leftover {rel}/{}", escape_os(&name));
                 sys::remove_tree(dir, &name).step(|| format!("removing {rel}/{}", escape_os(&name)))?;
             }
@@ -1127,7 +1103,7 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     let mut engine = Engine::open(root, record, Faults::from_env())?;
     engine.drop_set_aside_sources(&plan);
     engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-    let mut results = ItemResult::of_plan(&plan);
+    let mut results = ItemResult::of_items(&plan.items);
     // Blocked items first: out of the daemon's way.
     let mut blocked = Vec::new();
     for (i, it) in plan.items.iter().enumerate() {

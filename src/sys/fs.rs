@@ -166,10 +166,13 @@ pub fn read_file_stat(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::R
     Ok((buf, st))
 }
 
+/// The beginning of every temporary name graph2aufs gives an entry.
+pub const TEMP_PREFIX: &str = ".graph2aufs-tmp-";
+
 /// Name used for a temporary sibling of `name`: it begins with `.graph2aufs`
 /// so a crash leaves only names graph2aufs owns and cleans up.
 pub fn temp_name(name: &OsStr) -> OsString {
-    let mut t = OsString::from(".graph2aufs-tmp-");
+    let mut t = OsString::from(TEMP_PREFIX);
     t.push(name);
     t
 }

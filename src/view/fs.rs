@@ -4,10 +4,11 @@
 
 use super::creds::{AsCaller, Caller};
 use super::node::{Backing, Key, Node, Table, Top, ROOT_ID};
-use super::transform::{AufsDir, Role, Shown, Transform};
+use super::transform::{Role, Shown, Transform};
 use crate::dirref::DirRef;
 use crate::initlayer::{InitKind, InitLayer};
 use crate::item::{ItemKind, Source};
+use crate::layout::AufsDir;
 use crate::legacy::Dirs;
 use crate::sys;
 use crate::union::{Entry, Leaf, Src, UnionDir};

@@ -7,11 +7,12 @@
 
 use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
-use crate::item::{ItemKind, Source, State};
-use crate::migrate::{Engine, ItemResult, BATCH};
+use crate::item::{ItemKind, ItemResult, Source, State};
+use crate::migrate::{Engine, BATCH};
 use crate::names::escape_os;
 use crate::report::{Document, LiveState};
 use crate::root::Root;
+use crate::root::{RECORD_FILE, STATUS_FILE};
 use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -19,9 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Where `status` finds a live mount's progress (under `.graph2aufs/`).
-pub const STATUS_FILE: &str = "status.json";
 
 /// What the kernel is asked to drop, from a thread of its own (never from
 /// a request being served, which may hold a lock the kernel needs).
@@ -134,7 +132,7 @@ impl Migrator {
         files: Arc<super::fs::Files>,
         mountpoint: &std::path::Path,
     ) -> Migrator {
-        let results = ItemResult::of_plan(&transform.plan);
+        let results = ItemResult::of_items(&transform.plan.items);
         let across = [ItemKind::Image, ItemKind::Container].map(|k| engine.copies_across(k));
         let transit: Vec<AtomicBool> = (transform.plan.items.iter().enumerate())
             .map(|(i, it)| {
@@ -579,9 +577,9 @@ impl Migrator {
             "{} switched to its copy in {:.1} ms ({} copied again, {} and {} switched)",
             it.legacy_path(),
             t.elapsed().as_secs_f64() * 1e3,
-            crate::report::count(pass.changed as usize, "entry"),
-            crate::report::count(rebound, "node"),
-            crate::report::count(reopened, "open file")
+            crate::units::count(pass.changed as usize, "entry"),
+            crate::units::count(rebound, "node"),
+            crate::units::count(reopened, "open file")
         );
         Ok(aside)
     }
@@ -700,7 +698,7 @@ impl Migrator {
             .collect();
         log::info!(
             "background migration of {} started",
-            crate::report::count(todo.len(), "item")
+            crate::units::count(todo.len(), "item")
         );
         // While a layer is copied, `status` shows its progress every second.
         let ticker = Arc::clone(&self);
@@ -944,7 +942,7 @@ impl Migrator {
         match own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false).map(|()| d)) {
             // The status (and the record) were replaced behind the kernel:
             // it drops its entries of them (never mount points).
-            Ok(d) => self.forget_replaced(&d, &[STATUS_FILE, "record.json"]),
+            Ok(d) => self.forget_replaced(&d, &[STATUS_FILE, RECORD_FILE]),
             Err(e) => log::warn!("writing the live status: {e}"),
         }
     }

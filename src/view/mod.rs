@@ -305,7 +305,7 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     let mp = mountpoint.clone();
     let desc = format!(
         "{} ({} quarantined)",
-        crate::report::count(counts.values().sum::<usize>(), "item"),
+        crate::units::count(counts.values().sum::<usize>(), "item"),
         counts.get(&item::State::Quarantined).copied().unwrap_or(0)
     );
     let mode = if opts.read_only {
@@ -458,7 +458,10 @@ pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
     let Some(view) = root.served_by() else {
         return Ok(None);
     };
-    let file = view.mountpoint.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
+    let file = view
+        .mountpoint
+        .join(crate::root::OWN_DIR)
+        .join(crate::root::STATUS_FILE);
     // A read-write view publishes its first status while it mounts.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let read = || loop {

@@ -4,8 +4,10 @@
 //! `migrate` executes.
 
 use crate::item::{ItemKind, Source};
+use crate::layout::AufsDir;
 use crate::legacy::Scan;
 use crate::plan::{Plan, Repositories};
+use crate::root::OWN_DIR;
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -33,25 +35,6 @@ pub enum Role {
     /// `.graph2aufs/quarantine/aufs`, and its `diff`, `layers`, `mnt`.
     QuarantineAufs,
     QuarantineAufsDir(AufsDir),
-}
-
-/// One of the aufs driver's directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AufsDir {
-    Diff,
-    Layers,
-    Mnt,
-}
-
-impl AufsDir {
-    pub const ALL: [AufsDir; 3] = [AufsDir::Diff, AufsDir::Layers, AufsDir::Mnt];
-    pub fn name(self) -> &'static str {
-        match self {
-            AufsDir::Diff => "diff",
-            AufsDir::Layers => "layers",
-            AufsDir::Mnt => "mnt",
-        }
-    }
 }
 
 impl Role {
@@ -142,7 +125,7 @@ pub struct Transform {
     registrations: HashMap<AufsDir, Vec<OsString>>,
 }
 
-const TMP_PREFIX: &[u8] = b".graph2aufs-tmp-";
+const TMP_PREFIX: &[u8] = crate::sys::TEMP_PREFIX.as_bytes();
 
 fn kind_index(kind: ItemKind) -> usize {
     match kind {
@@ -263,7 +246,7 @@ impl Transform {
         }
         quarantined |= !registrations.is_empty() || repositories_aside;
         if quarantined {
-            root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
+            root.push((OsString::from(OWN_DIR), Shown::Dir(Role::Own)));
         }
         Transform {
             progress: plan
@@ -367,7 +350,7 @@ impl Transform {
             (Role::Root, b"graph") => Role::Graph,
             (Role::Root, b"containers") => Role::Containers,
             (Role::Root, b"aufs") => Role::Aufs,
-            (Role::Root, b".graph2aufs") => Role::Own,
+            (Role::Root, b) if b == OWN_DIR.as_bytes() => Role::Own,
             (Role::Graph, _) => self.item(ItemKind::Image, name).map_or(Role::Plain, Role::Image),
             (Role::Containers, _) => self
                 .item(ItemKind::Container, name)
@@ -379,9 +362,9 @@ impl Transform {
             (Role::Quarantine, b"graph") => Role::QuarantineKind(ItemKind::Image),
             (Role::Quarantine, b"containers") => Role::QuarantineKind(ItemKind::Container),
             (Role::Quarantine, b"aufs") => Role::QuarantineAufs,
-            (Role::QuarantineAufs, b"diff") => Role::QuarantineAufsDir(AufsDir::Diff),
-            (Role::QuarantineAufs, b"layers") => Role::QuarantineAufsDir(AufsDir::Layers),
-            (Role::QuarantineAufs, b"mnt") => Role::QuarantineAufsDir(AufsDir::Mnt),
+            (Role::QuarantineAufs, b) if AufsDir::of_name(b).is_some() => {
+                Role::QuarantineAufsDir(AufsDir::of_name(b).expect("checked"))
+            }
             (Role::QuarantineKind(k), _) => self.item(k, name).map_or(Role::Plain, Role::QuarantineItem),
             _ => Role::Plain,
         }
