@@ -16,8 +16,10 @@
 
 use crate::sys::creds::{fsid, set_fsid, set_groups, FsId};
 use fuser::Request;
+use rustix::fs::{self as rfs, Mode};
 use rustix::process::Gid;
 use rustix::thread::{self as rthread, CapabilitySet, CapabilitySets};
+use std::fs::File;
 use std::io;
 
 /// Whom a request is served for, when not root.
@@ -177,6 +179,60 @@ impl Drop for AsCaller {
             if !std::thread::panicking() {
                 panic!("a serving thread cannot take the server's identity back: {e}");
             }
+        }
+    }
+}
+
+/// The caller's umask on this serving thread while it creates an entry: the
+/// backing file system then applies it as natively (not at all where the
+/// parent has a default ACL). The view asks the kernel for modes unmasked
+/// (FUSE_DONT_MASK); where the kernel does not offer it, modes arrive
+/// masked already, and masking twice changes nothing. A thread takes its
+/// own umask at its first use; where it cannot, the caller's umask is not
+/// applied. Dropped, the umask is 0 again (the thread's own, or else the
+/// process's).
+pub(super) struct CallerUmask;
+
+impl CallerUmask {
+    pub(super) fn set(umask: u32) -> CallerUmask {
+        thread_local! {
+            static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if !OWN_FS.get() {
+            // This thread's own umask (and cwd), not the process's.
+            if crate::sys::process::own_umask() {
+                OWN_FS.set(true);
+            }
+        }
+        if OWN_FS.get() {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask & 0o777));
+        }
+        CallerUmask
+    }
+}
+
+impl Drop for CallerUmask {
+    fn drop(&mut self) {
+        rustix::process::umask(rustix::fs::Mode::empty());
+    }
+}
+
+/// After a write by `caller` (not root): setuid goes, and setgid where the
+/// kernel drops it (the group may execute, or the caller is not in the
+/// file's group), as on a native file system.
+pub(super) fn kill_privileges(file: &File, caller: &Caller) {
+    let Ok(st) = rfs::fstat(file) else { return };
+    let mode = st.st_mode & 0o7777;
+    if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return;
+    }
+    let mut new = mode & !libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !caller.in_group(st.st_gid)) {
+        new &= !libc::S_ISGID;
+    }
+    if new != mode {
+        if let Err(e) = rfs::fchmod(file, Mode::from_raw_mode(new)) {
+            log::warn!("clearing setuid/setgid bits after a write by uid {}: {e}", caller.uid);
         }
     }
 }

@@ -68,7 +68,7 @@ pub struct Migrator {
     /// writing: a brief pause of that layer's changes only.
     pauses: [RwLock<()>; PAUSES],
     /// The view's open files.
-    files: Arc<super::fs::Files>,
+    files: Arc<super::files::Files>,
     /// What `status` notes besides the plan's: sources of copied layers
     /// that could not be removed.
     notes: Mutex<Vec<crate::plan::Note>>,
@@ -129,7 +129,7 @@ impl Migrator {
         engine: Engine<'static>,
         transform: Arc<Transform>,
         table: Arc<Table>,
-        files: Arc<super::fs::Files>,
+        files: Arc<super::files::Files>,
         mountpoint: &std::path::Path,
     ) -> Migrator {
         let results = ItemResult::of_items(&transform.plan.items);
@@ -376,7 +376,7 @@ impl Migrator {
         let Ok(fd) = dir.fd() else { return };
         let backing = match sys::lstat(&*fd, name) {
             Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
-                match super::fs::open_path(&*fd, name) {
+                match super::backing::open_path(&*fd, name) {
                     Ok(fd) => Backing::Real {
                         dir: crate::dirref::DirRef::new(fd),
                         role: super::transform::Role::Plain,
@@ -409,11 +409,11 @@ impl Migrator {
     fn refresh(&self, engine: &Engine<'static>, i: usize) {
         for (dir, name) in engine.changed_dirs(&self.transform.plan.items[i]) {
             let mut ids = Vec::new();
-            if let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) {
+            if let Ok((_, k)) = super::backing::identity(dir, std::ffi::OsStr::new("")) {
                 ids.extend(self.table.peek(&k).map(|n| n.id));
             }
             if let Some(name) = name {
-                if let Ok((_, k)) = super::fs::identity(dir, &name) {
+                if let Ok((_, k)) = super::backing::identity(dir, &name) {
                     ids.extend(self.table.peek(&k).map(|n| n.id));
                 }
             }
@@ -598,7 +598,7 @@ impl Migrator {
         nodes: &[(Arc<super::node::Node>, Key)],
         found: &crate::resync::Found,
         (top, top_name): ((u64, u64), &std::ffi::OsStr),
-    ) -> io::Result<(Vec<(Arc<super::node::Node>, Backing, Key)>, super::fs::Reopened)> {
+    ) -> io::Result<(Vec<(Arc<super::node::Node>, Backing, Key)>, super::files::Reopened)> {
         use crate::dirref::DirRef;
         let diff = Arc::new(engine.diff_fd()?);
         let mut dirs: std::collections::HashMap<*const OwnedFd, Arc<DirRef>> = Default::default();
@@ -615,14 +615,14 @@ impl Migrator {
                     None => continue,
                 }
             };
-            let (ft, new_key) = super::fs::identity(&dir, &name)?;
+            let (ft, new_key) = super::backing::identity(&dir, &name)?;
             let backing = if ft == rustix::fs::FileType::Directory {
                 let role = match &*node.backing() {
                     Backing::Real { role, .. } => *role,
                     _ => super::transform::Role::Plain,
                 };
                 Backing::Real {
-                    dir: DirRef::new(super::fs::open_path(&dir, &name)?),
+                    dir: DirRef::new(super::backing::open_path(&dir, &name)?),
                     role,
                 }
             } else {
@@ -648,7 +648,7 @@ impl Migrator {
         let by_id: std::collections::HashMap<u64, &Backing> = out.iter().map(|(n, b, _)| (n.id, b)).collect();
         let files = self
             .files
-            .reopen(|id, flags| by_id.get(&id).map(|b| super::fs::open_backing(b, flags)))?;
+            .reopen(|id, flags| by_id.get(&id).map(|b| super::backing::open_backing(b, flags)))?;
         Ok((out, files))
     }
 
@@ -665,7 +665,7 @@ impl Migrator {
         // The node of `repositories` now lives under its new name.
         if let Ok(root) = self.root.fd().try_clone_to_owned() {
             let name = std::ffi::OsStr::new("repositories-aufs");
-            if let Ok((_, key)) = super::fs::identity(&root, name) {
+            if let Ok((_, key)) = super::backing::identity(&root, name) {
                 if let Some(node) = self.table.peek(&key) {
                     let ino = match &*node.backing() {
                         Backing::Entry { ino, .. } => Some(*ino),
@@ -948,7 +948,7 @@ impl Migrator {
     }
 
     fn forget_replaced(&self, dir: &OwnedFd, names: &[&str]) {
-        let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) else {
+        let Ok((_, k)) = super::backing::identity(dir, std::ffi::OsStr::new("")) else {
             return;
         };
         let (Some(parent), Some(tx)) = (self.table.peek(&k), &*self.invalidate.lock().expect("never poisoned")) else {

@@ -4,10 +4,14 @@
 //! read-write `mount` of a ROOT with nothing left to migrate does not mount
 //! (the view has retired). `--daemon` and logs: [`daemon`].
 
+mod attr;
+mod backing;
 mod creds;
 pub mod daemon;
+mod files;
 pub mod fs;
 pub mod live;
+mod lookup;
 pub mod node;
 mod restrictions;
 pub mod transform;
