@@ -106,8 +106,8 @@ pub(super) struct XattrPath {
     _fd: Arc<OwnedFd>,
 }
 
-/// [`open_entry`] of a node's name, which must still lead to the node's
-/// inode: a name replaced behind the view (a file renamed over it on the
+/// [`open_entry`] of a node's name, which must still lead to an inode of
+/// the node's number: a name replaced behind the view (a file renamed over it on the
 /// disk) gives ESTALE, and the kernel looks the name up again, instead of
 /// the new file's bytes read under the old file's cached size and pages.
 pub(super) fn open_named(dir: &OwnedFd, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {

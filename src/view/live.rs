@@ -53,7 +53,6 @@ pub struct Migrator {
     /// Held (written) while a copied layer switches to its copy: lookups
     /// into layers data wait (see `View::shown_node`).
     switch: std::sync::RwLock<()>,
-    notifier: Mutex<Option<fuser::Notifier>>,
     /// The copy under way: item, pace, bytes in all, when it started.
     copying: Mutex<Option<Copying>>,
     /// The layers to be copied to another file system, until they switch:
@@ -82,11 +81,13 @@ fn other(msg: String) -> io::Error {
 }
 
 impl Migrator {
-    /// Lookups into layers' data hold this while they resolve.
+    /// Whether item `i`'s layer is being copied to another file system now.
     fn is_copying(&self, i: usize) -> bool {
         matches!(&*self.copying.lock().expect("never poisoned"), Some((c, ..)) if *c == i)
     }
 
+    /// Lookups into layers' data hold this while they resolve: a layer's
+    /// switch to its copy waits for them.
     pub fn switching(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.switch.read().expect("never poisoned")
     }
@@ -159,7 +160,6 @@ impl Migrator {
             ),
             progress_bar: false,
             switch: std::sync::RwLock::new(()),
-            notifier: Mutex::new(None),
             copying: Mutex::new(None),
             transit,
             transit_left,
@@ -172,7 +172,6 @@ impl Migrator {
     /// Starts the thread that asks the kernel to drop cached attributes of
     /// rebound nodes.
     pub fn set_notifier(&self, notifier: fuser::Notifier) {
-        *self.notifier.lock().expect("never poisoned") = Some(notifier.clone());
         let (tx, rx) = mpsc::channel::<Inval>();
         std::thread::spawn(move || {
             for inval in rx {
@@ -880,7 +879,8 @@ impl Migrator {
         self.write_status();
     }
 
-    /// Writes the live progress where `status` reads it.
+    /// The live view's part of the status document: where it is mounted,
+    /// by which process, since when, and whether its migration finished.
     fn live_state(&self, finished: bool) -> LiveState {
         LiveState {
             mountpoint: self.mountpoint.clone(),
@@ -896,6 +896,8 @@ impl Migrator {
         }
     }
 
+    /// Writes the live progress where `status` reads it
+    /// (`.graph2aufs/status.json`).
     pub fn write_status(&self) {
         let results = self.results.lock().expect("never poisoned").clone();
         let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));

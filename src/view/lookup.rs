@@ -422,7 +422,6 @@ impl View {
         self.attr(&node).inspect_err(|_| self.table.forget(node.id, 1))
     }
 
-    /// The entries of an open directory, listed once per open.
     /// A directory's entries for a read from `offset`: listed afresh at
     /// offset 0, kept while the kernel reads the following chunks.
     pub(super) fn dir_entries(&self, ino: INodeNo, offset: u64) -> Result<Arc<Vec<DirEntry>>, Errno> {
