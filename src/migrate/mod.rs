@@ -454,7 +454,7 @@ impl<'r> Engine<'r> {
         match self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             Some(e) if e.data_mtime != now => {
                 e.data_mtime = now;
-                self.save_record().map_err(|e| io::Error::other(e.to_string()))
+                self.save_record().map_err(io::Error::from)
             }
             _ => Ok(()),
         }
@@ -614,7 +614,7 @@ impl<'r> Engine<'r> {
             e.outside_links = job.outside_links();
             notes = plan::item_outside_link_notes(&key, e);
         }
-        self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
+        self.save_record().map_err(io::Error::from)?;
         it.copied.set();
         self.faults.step()?;
         if let Kind::Symlink(_) = sys::kind(&job.diff, &it.name)? {

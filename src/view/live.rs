@@ -316,7 +316,7 @@ impl Migrator {
                 }
             }
         }
-        engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+        engine.claim(plan, &[i]).map_err(io::Error::from)?;
         self.set_result(i, State::Moving, None);
         match engine.migrate_item_live(plan, i) {
             Ok(None) => {
@@ -442,7 +442,7 @@ impl Migrator {
             if self.transform.progress(i) == Progress::Done {
                 return Ok(false);
             }
-            engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+            engine.claim(plan, &[i]).map_err(io::Error::from)?;
             match engine.copy_job(it)? {
                 Some(job) => {
                     let total = engine.copy_total.load(Ordering::Relaxed);
@@ -659,7 +659,7 @@ impl Migrator {
         }
         engine
             .rename_repositories(&self.transform.plan)
-            .map_err(|e| other(e.to_string()))?;
+            .map_err(io::Error::from)?;
         self.transform.set_repositories_done();
         // The node of `repositories` now lives under its new name.
         if let Ok(root) = self.root.fd().try_clone_to_owned() {
