@@ -153,11 +153,81 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     for p in [Some(&opts.root), opts.mountpoint.as_ref()].into_iter().flatten() {
         recover_dead_view(p)?;
     }
+    let root = open_root(&opts)?;
+    let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
+    let mounted = crate::report::MountReport::new(root.path(), &mountpoint, std::process::id(), opts.read_only);
+    let t0 = std::time::Instant::now();
+    let prepared = if opts.read_only {
+        prepare_read_only(&root, &opts)?
+    } else {
+        match prepare_read_write(root, &opts, &mountpoint, &ready)? {
+            Some(p) => p,
+            None => return Ok(0),
+        }
+    };
+    let Prepared {
+        view,
+        counts,
+        migrator,
+        lock: _lock,
+    } = prepared;
+    let (migrator, first_status) = match migrator {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
+    log::debug!("view prepared in {:?}", t0.elapsed());
+    let restricted = restrictions::Restrictions::of(
+        &opts.root,
+        opts.aufs_dir.as_deref(),
+        view.served_dirs().step(|| "the view's directories".into())?,
+    )?;
+    let config = session_config(&opts, &restricted);
+    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
+            "mounting on {}: permission denied (run as root)",
+            mountpoint.display()
+        )),
+        _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
+    })?;
+    if let Some(m) = &migrator {
+        m.set_notifier(session.notifier());
+    }
+    let handle = unmount_on_signals(&mut session)?;
+    let desc = format!(
+        "{} ({} quarantined)",
+        crate::units::count(counts.values().sum::<usize>(), "item"),
+        counts.get(&item::State::Quarantined).copied().unwrap_or(0)
+    );
+    let usable = Usable {
+        mountpoint: mountpoint.clone(),
+        desc,
+        read_only: opts.read_only,
+        json: opts.json,
+        mounted,
+        ready,
+        background: migrator.clone().zip(first_status),
+    };
+    std::thread::spawn(move || usable.announce());
+    let result = session.run();
+    handle.close();
+    if let Some(m) = &migrator {
+        m.stop();
+        m.unmounted();
+    }
+    result.step(|| format!("serving the view at {}", mountpoint.display()))?;
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(0)
+}
+
+/// ROOT as the view serves it: with the `--aufs-dir`, checked for the mode
+/// asked; a read-only view reads through a private read-only, `noatime`
+/// copy of ROOT's mount where it can.
+fn open_root(opts: &MountOptions) -> Result<Root> {
     let mut root = Root::open(&opts.root)?;
     if let Some(dir) = &opts.aufs_dir {
         root = root.with_aufs_dir(dir)?;
     }
-    let root = if opts.read_only {
+    Ok(if opts.read_only {
         root.refuse_for_read_only_view()?;
         // Serve the read-only view from a private read-only, noatime copy
         // of ROOT's mount: nothing can be written through it, no access
@@ -178,71 +248,93 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     } else {
         root.refuse_if_viewed("a read-write mount", true)?;
         root
-    };
-    let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
-    let mounted = crate::report::MountReport::new(root.path(), &mountpoint, std::process::id(), opts.read_only);
-    let t0 = std::time::Instant::now();
-    let (view, counts, migrator, _lock) = if opts.read_only {
-        let record = Record::load(&root)?;
-        let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
-        let plan = plan::plan(&scan, &record);
-        let counts = plan.counts();
-        let transform = transform::Transform::new(&scan, plan, true);
-        let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
-        let root_fd = root_fd(&root)?;
-        let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
-        let mut view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
-            .step(|| format!("preparing the view of {}", root.path().display()))?;
-        view.aufs_dir = linked_aufs(&root)?;
-        (view, counts, None, None)
-    } else {
-        let root: &'static Root = Box::leak(Box::new(root));
-        let lock = root.lock()?;
-        let (mut engine, scan, plan) = prepare_live(root)?;
-        if let Some(msg) = retired(root, &engine, &plan) {
-            log::info!("{msg}");
-            if !ready.done(&msg) {
-                crate::report::MountReport::retired(root.path(), &mountpoint, &msg).print(opts.json, false);
-            }
-            return Ok(0);
+    })
+}
+
+/// A view ready to mount: the view, the items by state, the migrator of a
+/// read-write view (with the thread writing its first status), and ROOT's
+/// lock, held while it serves.
+struct Prepared {
+    view: fs::View,
+    counts: std::collections::HashMap<item::State, usize>,
+    migrator: Option<(std::sync::Arc<live::Migrator>, std::thread::JoinHandle<()>)>,
+    lock: Option<crate::root::Lock>,
+}
+
+/// The read-only view: ROOT scanned and planned, nothing changed.
+fn prepare_read_only(root: &Root, opts: &MountOptions) -> Result<Prepared> {
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &record);
+    let counts = plan.counts();
+    let transform = transform::Transform::new(&scan, plan, true);
+    let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
+    let root_fd = root_fd(root)?;
+    let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
+    let mut view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
+        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    view.aufs_dir = linked_aufs(root)?;
+    Ok(Prepared {
+        view,
+        counts,
+        migrator: None,
+        lock: None,
+    })
+}
+
+/// The read-write view: ROOT locked, prepared as `migrate` prepares it, and
+/// its migrator; `None` where ROOT is retired (said, nothing to serve).
+fn prepare_read_write(
+    root: Root,
+    opts: &MountOptions,
+    mountpoint: &Path,
+    ready: &daemon::Ready,
+) -> Result<Option<Prepared>> {
+    let root: &'static Root = Box::leak(Box::new(root));
+    let lock = root.lock()?;
+    let (mut engine, scan, plan) = prepare_live(root)?;
+    if let Some(msg) = retired(root, &engine, &plan) {
+        log::info!("{msg}");
+        if !ready.done(&msg) {
+            crate::report::MountReport::retired(root.path(), mountpoint, &msg).print(opts.json, false);
         }
-        engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-        let counts = plan.counts();
-        let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
-        let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
-        let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
-            .step(|| format!("preparing the view of {}", root.path().display()))?;
-        view.aufs_dir = linked_aufs(root)?;
-        let mut m = live::Migrator::new(
-            root,
-            engine,
-            transform,
-            view.table.clone(),
-            view.files.clone(),
-            &mountpoint,
-        );
-        m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
-        let m = std::sync::Arc::new(m);
-        view.live = Some(m.clone());
-        // Written while the view mounts (`status` waits for it).
-        let first_status = {
-            let m = m.clone();
-            std::thread::spawn(move || m.write_status())
-        };
-        // Modes arrive with the caller's umask applied by the kernel.
-        rustix::process::umask(Mode::empty());
-        (view, counts, Some((m, first_status)), Some(lock))
+        return Ok(None);
+    }
+    engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
+    let counts = plan.counts();
+    let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
+    let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
+    let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
+        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    view.aufs_dir = linked_aufs(root)?;
+    let mut m = live::Migrator::new(
+        root,
+        engine,
+        transform,
+        view.table.clone(),
+        view.files.clone(),
+        mountpoint,
+    );
+    m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
+    let m = std::sync::Arc::new(m);
+    view.live = Some(m.clone());
+    // Written while the view mounts (`status` waits for it).
+    let first_status = {
+        let m = m.clone();
+        std::thread::spawn(move || m.write_status())
     };
-    let (migrator, first_status) = match migrator {
-        Some((m, s)) => (Some(m), Some(s)),
-        None => (None, None),
-    };
-    log::debug!("view prepared in {:?}", t0.elapsed());
-    let restricted = restrictions::Restrictions::of(
-        &opts.root,
-        opts.aufs_dir.as_deref(),
-        view.served_dirs().step(|| "the view's directories".into())?,
-    )?;
+    // Modes arrive with the caller's umask applied by the kernel.
+    rustix::process::umask(Mode::empty());
+    Ok(Some(Prepared {
+        view,
+        counts,
+        migrator: Some((m, first_status)),
+        lock: Some(lock),
+    }))
+}
+
+/// The mount's options, its access and its threads.
+fn session_config(opts: &MountOptions, restricted: &restrictions::Restrictions) -> Config {
     let root_path = opts.root.clone();
     let mut config = Config::default();
     config.mount_options = vec![
@@ -282,16 +374,11 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         opts.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)),
     );
-    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
-            "mounting on {}: permission denied (run as root)",
-            mountpoint.display()
-        )),
-        _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
-    })?;
-    if let Some(m) = &migrator {
-        m.set_notifier(session.notifier());
-    }
+    config
+}
+
+/// SIGINT and SIGTERM unmount the view; the handle stops listening.
+fn unmount_on_signals(session: &mut Session<fs::View>) -> Result<signal_hook::iterator::Handle> {
     let mut unmounter = session.unmount_callable();
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .step(|| "installing signal handlers".into())?;
@@ -305,26 +392,37 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
             }
         }
     });
-    let json = opts.json;
-    let mp = mountpoint.clone();
-    let desc = format!(
-        "{} ({} quarantined)",
-        crate::units::count(counts.values().sum::<usize>(), "item"),
-        counts.get(&item::State::Quarantined).copied().unwrap_or(0)
-    );
-    let mode = if opts.read_only {
-        "read-only"
-    } else {
-        "read-write, migrating in the background"
-    };
-    let background = migrator.clone();
-    std::thread::spawn(move || {
+    Ok(handle)
+}
+
+/// What is said once the view answers, and the background migration it
+/// then starts.
+struct Usable {
+    mountpoint: PathBuf,
+    /// The items served, for the log.
+    desc: String,
+    read_only: bool,
+    json: bool,
+    mounted: crate::report::MountReport,
+    ready: std::sync::Arc<daemon::Ready>,
+    background: Option<(std::sync::Arc<live::Migrator>, std::thread::JoinHandle<()>)>,
+}
+
+impl Usable {
+    /// Waits for the view to answer, says so, then runs the migration.
+    fn announce(self) {
+        let mode = if self.read_only {
+            "read-only"
+        } else {
+            "read-write, migrating in the background"
+        };
+        let mp = &self.mountpoint;
         // The first stat waits for the kernel's INIT to be answered: from
         // then on the view is usable (if it is the view that answers, not
         // the directory under a mount that already ended).
         const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-        let answered = std::fs::metadata(&mp).and_then(|_| {
-            let st = rfs::statfs(&mp)?;
+        let answered = std::fs::metadata(mp).and_then(|_| {
+            let st = rfs::statfs(mp)?;
             if st.f_type as i64 == FUSE_SUPER_MAGIC {
                 Ok(())
             } else {
@@ -333,32 +431,22 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         });
         match answered {
             Ok(()) => {
-                log::info!("view of {desc} mounted at {} ({mode})", mp.display());
-                if !ready.ready() {
-                    mounted.print(json, false);
+                log::info!("view of {} mounted at {} ({mode})", self.desc, mp.display());
+                if !self.ready.ready() {
+                    self.mounted.print(self.json, false);
                 }
-                if let Some(m) = background {
-                    if let Some(s) = first_status {
-                        let _ = s.join();
-                    }
+                if let Some((m, first_status)) = self.background {
+                    let _ = first_status.join();
                     m.run();
                 }
             }
             Err(e) => {
                 log::error!("the view at {} does not answer: {e}", mp.display());
-                ready.failed(&Error::io(format!("the view at {} does not answer", mp.display()), e));
+                self.ready
+                    .failed(&Error::io(format!("the view at {} does not answer", mp.display()), e));
             }
         }
-    });
-    let result = session.run();
-    handle.close();
-    if let Some(m) = &migrator {
-        m.stop();
-        m.unmounted();
     }
-    result.step(|| format!("serving the view at {}", mountpoint.display()))?;
-    log::info!("unmounted {}", mountpoint.display());
-    Ok(0)
 }
 
 /// Before a read-write view is mounted: the migration engine opened (the
