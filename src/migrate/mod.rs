@@ -324,6 +324,18 @@ impl<'r> Engine<'r> {
         Ok(q)
     }
 
+    /// The blocked items that hold something to quarantine: legacy data, or
+    /// aufs registrations.
+    pub fn to_quarantine(&self, plan: &Plan) -> Vec<usize> {
+        let registered = |it: &item::Item| self.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
+        (0..plan.items.len())
+            .filter(|&i| {
+                let it = &plan.items[i];
+                it.blocked() && (it.legacy_present || registered(it))
+            })
+            .collect()
+    }
+
     /// Moves a blocked item's legacy data, untouched, to the quarantine,
     /// and its aufs registrations, if any, to `.graph2aufs/quarantine/aufs/`.
     pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
@@ -1095,23 +1107,28 @@ pub struct Outcome {
     pub repositories: Repositories,
 }
 
-/// Offline migration of ROOT (the daemon stopped).
-pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
+/// The first steps of every run over ROOT, offline or live: the record, a
+/// scan, the plan, and the engine open (with the sources set aside by an
+/// earlier copy dropped).
+pub fn prepare(root: &Root) -> Result<(Engine<'_>, legacy::Scan, Plan)> {
+    let t = std::time::Instant::now();
     let record = Record::load(root)?;
     let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
     let plan = plan::plan(&scan, &record);
+    log::debug!("scan and plan in {:?}", t.elapsed());
     let mut engine = Engine::open(root, record, Faults::from_env())?;
     engine.drop_set_aside_sources(&plan);
+    log::debug!("engine open at {:?}", t.elapsed());
+    Ok((engine, scan, plan))
+}
+
+/// Offline migration of ROOT (the daemon stopped).
+pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
+    let (mut engine, _, plan) = prepare(root)?;
     engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
     let mut results = ItemResult::of_items(&plan.items);
     // Blocked items first: out of the daemon's way.
-    let mut blocked = Vec::new();
-    for (i, it) in plan.items.iter().enumerate() {
-        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
-        if it.blocked() && (it.legacy_present || registered()) {
-            blocked.push(i);
-        }
-    }
+    let blocked = engine.to_quarantine(&plan);
     if !blocked.is_empty() {
         engine.claim(&plan, &blocked)?;
         for &i in &blocked {

@@ -20,7 +20,7 @@ mod write;
 use crate::error::{Error, Result, Step};
 use crate::item;
 use crate::legacy::{self, Dirs};
-use crate::migrate::{Engine, Faults};
+use crate::migrate::Engine;
 use crate::plan;
 use crate::record::Record;
 use crate::root::{Root, View};
@@ -454,21 +454,8 @@ impl Usable {
 /// items quarantined (out of the daemon's way at once; usually few), then
 /// ROOT read again as it now is.
 fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, plan::Plan)> {
-    let t = std::time::Instant::now();
-    let record = Record::load(root)?;
-    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
-    let plan = plan::plan(&scan, &record);
-    log::debug!("scan and plan in {:?}", t.elapsed());
-    let mut engine = Engine::open(root, record, Faults::from_env())?;
-    engine.drop_set_aside_sources(&plan);
-    log::debug!("engine open at {:?}", t.elapsed());
-    let mut blocked = Vec::new();
-    for (i, it) in plan.items.iter().enumerate() {
-        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
-        if it.blocked() && (it.legacy_present || registered()) {
-            blocked.push(i);
-        }
-    }
+    let (mut engine, scan, plan) = crate::migrate::prepare(root)?;
+    let blocked = engine.to_quarantine(&plan);
     let set_aside = matches!(plan.repositories, plan::Repositories::SetAside(_));
     if blocked.is_empty() && !set_aside {
         return Ok((engine, scan, plan));
