@@ -7,15 +7,19 @@
 //! what graph2aufs changed is written durably before each batch.
 
 mod fault;
+mod quarantine;
+mod run;
+
+pub use run::{prepare, run, Options, Outcome};
 
 use crate::error::{Error, Result, Step};
-use crate::item::{self, ItemKind, ItemResult, Source, State};
+use crate::item::{self, ItemKind, Source};
 use crate::layout::AufsDir;
-use crate::legacy::{self, Dirs, LAYERS_CAP};
+use crate::legacy::{Dirs, LAYERS_CAP};
 use crate::names::escape_os;
 use crate::plan::{self, Plan, Repositories};
 use crate::record::{self, Prior, Record, RecordItem, Saved};
-use crate::root::{Root, OWN_DIR, QUARANTINE, QUARANTINE_AUFS};
+use crate::root::{Root, OWN_DIR, QUARANTINE_AUFS};
 use crate::sys::{self, Context, Kind};
 pub use fault::Faults;
 use std::ffi::{OsStr, OsString};
@@ -266,109 +270,6 @@ impl<'r> Engine<'r> {
         self.dirs
             .legacy(kind)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the legacy directory vanished"))
-    }
-
-    /// A blocked item's entries in the aufs directories (left by Docker
-    /// 1.8's migration): they would make Docker's `Exists` true for it.
-    /// Only for valid ids: an unsafe name may be another layer's.
-    pub fn registrations(&self, it: &item::Item) -> io::Result<Vec<(AufsDir, OsString)>> {
-        let Some(id) = &it.id else { return Ok(Vec::new()) };
-        let mut names = vec![id.to_os_string()];
-        if it.kind == ItemKind::Container {
-            names.push(id.init_layer().to_os_string());
-        }
-        let mut out = Vec::new();
-        for sub in AufsDir::ALL {
-            for n in &names {
-                if sys::lstat(self.aufs(sub), n)?.is_some() {
-                    out.push((sub, n.clone()));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// An item an earlier run quarantined and this one migrates: what the
-    /// quarantine took from `aufs/` goes back first, so that migrating it
-    /// (and rolling it back) starts from what Docker 1.8 had left.
-    fn unquarantine_registrations(&mut self, it: &item::Item) -> io::Result<()> {
-        let Some(id) = &it.id else { return Ok(()) };
-        let Some(q) = &self.quarantined_aufs else { return Ok(()) };
-        let mut names = vec![id.to_os_string()];
-        if it.kind == ItemKind::Container {
-            names.push(id.init_layer().to_os_string());
-        }
-        for sub in AufsDir::ALL {
-            let Some(qsub) = sys::open_dir(q, sub.name())? else {
-                continue;
-            };
-            let to = self.aufs(sub).try_clone()?;
-            for n in &names {
-                if sys::lstat(&qsub, n)?.is_some() {
-                    self.faults.step()?;
-                    sys::rename_noreplace(&qsub, n, &to, n)
-                        .context(|| format!("moving aufs/{}/{} back from the quarantine", sub.name(), escape_os(n)))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `.graph2aufs/quarantine/aufs/<sub>`, made where missing.
-    fn quarantine_aufs(&self, sub: AufsDir) -> io::Result<OwnedFd> {
-        let mut q = sys::open_dir_required(self.root.fd(), OWN_DIR)?;
-        for c in ["quarantine", "aufs", sub.name()] {
-            sys::ensure_dir(&q, c, 0o700)?;
-            q = sys::open_dir_required(&q, c)?;
-        }
-        Ok(q)
-    }
-
-    /// The blocked items that hold something to quarantine: legacy data, or
-    /// aufs registrations.
-    pub fn to_quarantine(&self, plan: &Plan) -> Vec<usize> {
-        let registered = |it: &item::Item| self.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
-        (0..plan.items.len())
-            .filter(|&i| {
-                let it = &plan.items[i];
-                it.blocked() && (it.legacy_present || registered(it))
-            })
-            .collect()
-    }
-
-    /// Moves a blocked item's legacy data, untouched, to the quarantine,
-    /// and its aufs registrations, if any, to `.graph2aufs/quarantine/aufs/`.
-    pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
-        let it = &plan.items[i];
-        for (sub, name) in self.registrations(it)? {
-            self.faults.step()?;
-            let q = self.quarantine_aufs(sub)?;
-            self.faults.step()?;
-            sys::rename_noreplace(self.aufs(sub), &name, &q, &name)
-                .context(|| format!("moving aufs/{}/{} to the quarantine", sub.name(), escape_os(&name)))?;
-        }
-        if !it.legacy_present {
-            return Ok(());
-        }
-        let rel = format!("{QUARANTINE}/{}", it.legacy_parent_dir());
-        self.faults.step()?;
-        let mut dir = sys::open_dir_required(self.root.fd(), OWN_DIR)?;
-        for c in ["quarantine", it.legacy_parent_dir()] {
-            sys::ensure_dir(&dir, c, 0o700)?;
-            dir = sys::open_dir_required(&dir, c)?;
-        }
-        sys::ensure_dir(&dir, &it.name, 0o700)?;
-        let qdir = sys::open_dir_required(&dir, &it.name)?;
-        let src = sys::open_dir_required(self.legacy_dir(it.kind)?, &it.name)?;
-        self.faults.step()?;
-        sys::rename_noreplace(&src, it.legacy_leaf(), &qdir, it.legacy_leaf())
-            .context(|| format!("moving {} to {rel}/{}", it.legacy_path(), escape_os(&it.name)))?;
-        log::info!(
-            "quarantined {}: {}",
-            it.legacy_path(),
-            it.reason.as_deref().unwrap_or("")
-        );
-        Ok(())
     }
 
     /// Puts an item's data at `aufs/diff/<name>`, from wherever it is.
@@ -755,14 +656,6 @@ impl<'r> Engine<'r> {
         Ok(())
     }
 
-    /// Moves `aufs/layers/<name>` to `.graph2aufs/quarantine/aufs/layers/`.
-    fn set_aside_layers(&mut self, name: &OsStr) -> io::Result<()> {
-        let dir = self.quarantine_aufs(AufsDir::Layers)?;
-        self.faults.step()?;
-        sys::rename_noreplace(self.layers(), name, &dir, name)
-            .context(|| format!("setting aufs/layers/{} aside in the quarantine", escape_os(name)))
-    }
-
     fn build_init(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
         let it = &plan.items[i];
         let id = it.id.as_ref().expect("unblocked items have ids");
@@ -1090,135 +983,6 @@ pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Options of an offline run.
-pub struct Options {
-    pub progress: bool,
-    pub batch: usize,
-    /// Bytes per second at most for copies across file systems (0: no limit).
-    pub copy_rate: u64,
-}
-
-/// The outcome of an offline run.
-pub struct Outcome {
-    pub plan: Plan,
-    pub results: Vec<ItemResult>,
-    pub repositories: Repositories,
-}
-
-/// The first steps of every run over ROOT, offline or live: the record, a
-/// scan, the plan, and the engine open (with the sources set aside by an
-/// earlier copy dropped).
-pub fn prepare(root: &Root) -> Result<(Engine<'_>, legacy::Scan, Plan)> {
-    let t = std::time::Instant::now();
-    let record = Record::load(root)?;
-    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
-    let plan = plan::plan(&scan, &record);
-    log::debug!("scan and plan in {:?}", t.elapsed());
-    let mut engine = Engine::open(root, record, Faults::from_env())?;
-    engine.drop_set_aside_sources(&plan);
-    log::debug!("engine open at {:?}", t.elapsed());
-    Ok((engine, scan, plan))
-}
-
-/// Offline migration of ROOT (the daemon stopped).
-pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
-    let (mut engine, _, plan) = prepare(root)?;
-    engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-    let mut results = ItemResult::of_items(&plan.items);
-    // Blocked items first: out of the daemon's way.
-    let blocked = engine.to_quarantine(&plan);
-    if !blocked.is_empty() {
-        engine.claim(&plan, &blocked)?;
-        for &i in &blocked {
-            if let Err(e) = engine.quarantine(&plan, i) {
-                results[i].state = State::Failed;
-                results[i].reason = Some(format!("could not be quarantined: {e}"));
-            }
-        }
-    }
-    // Failed items are tried again: whatever stopped them may be gone.
-    let todo: Vec<usize> = (0..plan.items.len())
-        .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback | State::Failed))
-        .collect();
-    let bar = crate::progress::bar(opts.progress, todo.len() as u64);
-    let mut failed = vec![false; plan.items.len()];
-    // The sources of layers copied to another file system (each in place,
-    // durable, compared and recorded first) are removed by a background
-    // thread while the next layers are copied. A removal that fails fails
-    // its item, with the same reason as before, at the end of the run
-    // (meanwhile the item, its copy in place, was registered, and its
-    // children went on: the next run removes the rest of the source).
-    engine.removals = Some(crate::copy::Removals::start());
-    for batch in todo.chunks(opts.batch.max(1)) {
-        engine.claim(&plan, batch)?;
-        for &i in batch {
-            let it = &plan.items[i];
-            // Never register a layer on a parent that is not (Docker's bug
-            // 5.1: a chain naming a layer that does not exist).
-            if let Some(p) = it
-                .parent
-                .filter(|&p| failed[p] || results[p].state != State::Registered)
-            {
-                failed[i] = true;
-                results[i].state = State::Failed;
-                results[i].reason = Some(format!(
-                    "its parent {} is not registered",
-                    escape_os(&plan.items[p].name)
-                ));
-                engine.note_failure(it, results[i].reason.clone());
-                continue;
-            }
-            match engine.migrate_item(&plan, i) {
-                Ok(()) => {
-                    results[i].state = State::Registered;
-                    results[i].reason = None;
-                }
-                Err(e) => {
-                    log::error!("{} {}: {e}", it.kind, escape_os(&it.name));
-                    failed[i] = true;
-                    results[i].state = State::Failed;
-                    results[i].reason = Some(e.to_string());
-                }
-            }
-            engine.note_failure(it, results[i].reason.clone());
-            bar.inc(1);
-        }
-        engine.save_failures()?;
-        engine.sync()?;
-        if bar.is_hidden() {
-            log::info!("{}", crate::progress::summary(&bar));
-        }
-    }
-    let removals = engine.removals.take().expect("set above");
-    for (key, e) in removals.finish() {
-        let Some(i) = plan.items.iter().position(|it| record::key(it.kind, &it.name) == key) else {
-            continue;
-        };
-        let it = &plan.items[i];
-        log::error!("{} {}: {e}", it.kind, escape_os(&it.name));
-        results[i].state = State::Failed;
-        results[i].reason = Some(e.to_string());
-        engine.note_failure(it, results[i].reason.clone());
-    }
-    engine.save_failures()?;
-    bar.finish_and_clear();
-    engine.rename_repositories(&plan)?;
-    engine.sync()?;
-    // Notes of this run's copies (the plan has those of earlier runs).
-    let mut plan = plan;
-    for n in plan::outside_link_notes(&engine.record) {
-        if !plan.notes.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
-            plan.notes.push(n);
-        }
-    }
-    let repositories = plan.repositories.clone();
-    Ok(Outcome {
-        plan,
-        results,
-        repositories,
-    })
 }
 
 /// Names of all the `aufs/diff` entries graph2aufs would create for an item.
