@@ -38,6 +38,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role of `aufs/diff`, `aufs/layers` or `aufs/mnt`.
+    pub fn of_aufs(d: AufsDir) -> Role {
+        match d {
+            AufsDir::Diff => Role::Diff,
+            AufsDir::Layers => Role::Layers,
+            AufsDir::Mnt => Role::Mnt,
+        }
+    }
+
     /// The mode of a directory of this role that graph2aufs synthesizes: what
     /// `migrate` creates there (its own directory and the quarantine 0700,
     /// the aufs directories 0755).
@@ -355,9 +364,7 @@ impl Transform {
             (Role::Containers, _) => self
                 .item(ItemKind::Container, name)
                 .map_or(Role::Plain, Role::Container),
-            (Role::Aufs, b"diff") => Role::Diff,
-            (Role::Aufs, b"layers") => Role::Layers,
-            (Role::Aufs, b"mnt") => Role::Mnt,
+            (Role::Aufs, b) if AufsDir::of_name(b).is_some() => Role::of_aufs(AufsDir::of_name(b).expect("checked")),
             (Role::Own, b"quarantine") => Role::Quarantine,
             (Role::Quarantine, b"graph") => Role::QuarantineKind(ItemKind::Image),
             (Role::Quarantine, b"containers") => Role::QuarantineKind(ItemKind::Container),
@@ -402,12 +409,7 @@ impl Transform {
             Role::Diff => self.diff.get(name).cloned(),
             Role::Layers => self.layers.get(name).cloned(),
             Role::Mnt => self.mnt.get(name).cloned(),
-            Role::Aufs => match b {
-                b"diff" => Some(Shown::Dir(Role::Diff)),
-                b"layers" => Some(Shown::Dir(Role::Layers)),
-                b"mnt" => Some(Shown::Dir(Role::Mnt)),
-                _ => None,
-            },
+            Role::Aufs => AufsDir::of_name(b).map(|d| Shown::Dir(Role::of_aufs(d))),
             Role::Own if self.quarantined && b == b"quarantine" => Some(Shown::Dir(Role::Quarantine)),
             Role::Quarantine if self.quarantined => match b {
                 b"repositories" if matches!(self.plan.repositories, Repositories::SetAside(_)) => {
@@ -470,7 +472,8 @@ impl Transform {
             Role::Diff => from(&self.diff),
             Role::Layers => from(&self.layers),
             Role::Mnt => from(&self.mnt),
-            Role::Aufs => ["diff", "layers", "mnt"]
+            Role::Aufs => AufsDir::ALL
+                .map(AufsDir::name)
                 .iter()
                 .map(|n| {
                     (

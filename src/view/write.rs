@@ -147,7 +147,7 @@ impl View {
         let plan = &self.transform.plan;
         match (parent, b) {
             (Role::Root, b"graph" | b"containers" | b"aufs") => Some((None, crate::names::escape_os(name))),
-            (Role::Aufs, b"diff" | b"layers" | b"mnt") => {
+            (Role::Aufs, b) if crate::layout::AufsDir::of_name(b).is_some() => {
                 Some((None, format!("aufs/{}", crate::names::escape_os(name))))
             }
             (Role::Graph | Role::Containers, _) => match self.transform.child_role(parent, name) {
