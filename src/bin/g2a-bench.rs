@@ -1,7 +1,7 @@
 //! Benchmark helpers of `scripts/bench` (not installed; not part of the
 //! product):
 //!
-//! - `g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd]`: a minimal
+//! - `g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd] [--transport T]`: a minimal
 //!   fuser server that keeps its whole tree in memory and answers every
 //!   request at once. The change path's per-operation latency through it is
 //!   the bare FUSE round trip on this machine (kernel transport plus fuser's
@@ -9,7 +9,8 @@
 //!   the kernel for the same INIT capabilities as graph2aufs's read-write
 //!   view and answers `getxattr` with ENODATA (not ENOSYS), so the kernel
 //!   sends it the same requests (`security.capability` before a chown).
-//!   Runs until unmounted.
+//!   `--transport classic|uring|auto` as graph2aufs's `mount` (default
+//!   classic, the bare fuser baseline). Runs until unmounted.
 //! - `g2a-bench ops DIR [--count N] [--ops LIST]`: per-operation latency of
 //!   the change path in a new directory under DIR: each system call timed
 //!   alone, N entries per operation. Prints one JSON document.
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd]\n       \
+        "usage: g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd] [--transport classic|uring|auto]\n       \
          g2a-bench ops DIR [--count N] [--ops create,lookup,open,chmod,chown,utimes,rename,unlink,mkdir,rmdir]\n       (open also times an fsync of each opened file)"
     );
     std::process::exit(2)
@@ -45,7 +46,7 @@ fn main() {
             "--clone-fd" => {
                 opts.insert("clone-fd".into(), "1".into());
             }
-            "--threads" | "--count" | "--ops" => {
+            "--threads" | "--count" | "--ops" | "--transport" => {
                 let v = it.next().unwrap_or_else(|| usage());
                 opts.insert(a[2..].to_string(), v.clone());
             }
@@ -59,6 +60,12 @@ fn main() {
             path,
             opts.get("threads").map(|t| t.parse().unwrap_or_else(|_| usage())),
             opts.contains_key("clone-fd"),
+            match opts.get("transport").map(String::as_str) {
+                None | Some("classic") => fuser::Transport::Classic,
+                Some("uring") => fuser::Transport::Uring,
+                Some("auto") => fuser::Transport::Auto,
+                Some(_) => usage(),
+            },
         ),
         "ops" => ops(
             path,
@@ -491,7 +498,7 @@ impl Filesystem for NullFs {
     }
 }
 
-fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool) -> io::Result<()> {
+fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool, transport: fuser::Transport) -> io::Result<()> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("g2a-nullfs".into()),
@@ -504,7 +511,9 @@ fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool) -> io::Result<()> {
     // graph2aufs's default: two threads per CPU.
     config.n_threads = Some(threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)));
     config.clone_fd = clone_fd;
+    config.transport = transport;
     let session = Session::new(NullFs::new(), mp, &config)?;
+    eprintln!("g2a-bench nullfs: transport {:?}", session.transport());
     session.run()
 }
 

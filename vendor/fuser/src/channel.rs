@@ -26,6 +26,12 @@ impl Channel {
         Self(device)
     }
 
+    /// The `/dev/fuse` file.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn dev(&self) -> Arc<DevFuse> {
+        self.0.clone()
+    }
+
     /// Receives data up to the capacity of the given buffer (can block).
     fn receive(&self, buffer: &mut [u8]) -> nix::Result<usize> {
         nix::unistd::read(&self.0, buffer)

@@ -139,6 +139,9 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// The rings of FUSE over io_uring, when the kernel agreed to it.
+    #[cfg(target_os = "linux")]
+    uring: Option<crate::uring::UringPool>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +189,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            #[cfg(target_os = "linux")]
+            uring: None,
         };
 
         session.handshake()?;
@@ -214,6 +219,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            #[cfg(target_os = "linux")]
+            uring: None,
         };
 
         session.handshake()?;
@@ -252,9 +259,18 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            #[cfg(target_os = "linux")]
+            uring,
         } = self;
 
-        let n_threads = config.n_threads.unwrap_or(1);
+        let mut n_threads = config.n_threads.unwrap_or(1);
+        // With FUSE over io_uring, the ring threads serve the requests and
+        // one reader of /dev/fuse serves the rest (FORGET, INTERRUPT, and
+        // everything until the rings are registered).
+        #[cfg(target_os = "linux")]
+        if uring.is_some() {
+            n_threads = 1;
+        }
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
             // TODO: check whether it works on macOS/FreeBSD and enable if it works.
@@ -286,6 +302,8 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        #[cfg(target_os = "linux")]
+        let channel0 = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -303,6 +321,27 @@ impl<FS: Filesystem> Session<FS> {
                 thread::Builder::new()
                     .name(thread_name)
                     .spawn(move || event_loop.event_loop())?,
+            );
+        }
+
+        #[cfg(target_os = "linux")]
+        for ring in uring.map(|u| u.rings).unwrap_or_default() {
+            let event_loop = SessionEventLoop {
+                thread_name: format!("fuser-ring-{}", threads.len()),
+                filesystem: filesystem.clone(),
+                ch: channel0.clone(),
+                allowed,
+                session_owner,
+            };
+            threads.push(
+                thread::Builder::new()
+                    .name(event_loop.thread_name.clone())
+                    .spawn(move || match crate::uring::ring_loop(ring, &event_loop) {
+                        Ok(crate::uring::RingEnd::Done) => Ok(()),
+                        // The kernel serves /dev/fuse then: so does this thread.
+                        Ok(crate::uring::RingEnd::Refused) => event_loop.event_loop(),
+                        Err(e) => Err(e),
+                    })?,
             );
         }
 
@@ -429,6 +468,13 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            #[cfg(target_os = "linux")]
+            if let Err(error) = self.prepare_uring(init.capabilities(), &mut config) {
+                <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
+                    .send_ll(&ResponseErrno(ll::Errno::EPROTO));
+                return Err(error);
+            }
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -474,6 +520,66 @@ impl<FS: Filesystem> Session<FS> {
                 .send_ll(&response);
 
             return Ok(());
+        }
+    }
+
+    /// Makes the rings of FUSE over io_uring and asks the kernel for it, where
+    /// the configuration wants it and the kernel offers it. An error where
+    /// it is required and cannot be had.
+    #[cfg(target_os = "linux")]
+    fn prepare_uring(&mut self, offered: InitFlags, config: &mut KernelConfig) -> io::Result<()> {
+        use crate::Transport;
+        let wanted = self.config.transport;
+        if wanted == Transport::Classic {
+            return Ok(());
+        }
+        if !offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+            if wanted == Transport::Uring {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel does not offer FUSE over io_uring (Linux 6.14 or later built with \
+                     CONFIG_FUSE_IO_URING, enabled by `echo Y > /sys/module/fuse/parameters/enable_uring`)",
+                ));
+            }
+            debug!("the kernel does not offer FUSE over io_uring: serving /dev/fuse");
+            return Ok(());
+        }
+        // The kernel's largest request: max(8 KiB, max_write, max_pages pages).
+        let payload = std::cmp::max(
+            config.max_write as usize,
+            usize::from(config.max_pages()) * page_size::get(),
+        );
+        let threads = self.config.n_threads.unwrap_or(1);
+        match crate::uring::UringPool::new(&self.ch.dev(), threads, payload) {
+            Ok(pool) => {
+                info!(
+                    "FUSE over io_uring: {} queues, {} ring threads each",
+                    pool.queues,
+                    pool.per_queue()
+                );
+                config.requested |= InitFlags::FUSE_OVER_IO_URING;
+                self.uring = Some(pool);
+                Ok(())
+            }
+            Err(e) if wanted == Transport::Uring => Err(io::Error::new(
+                e.kind(),
+                format!("FUSE over io_uring: setting up the rings: {e}"),
+            )),
+            Err(e) => {
+                warn!("FUSE over io_uring unavailable ({e}): serving /dev/fuse");
+                Ok(())
+            }
+        }
+    }
+
+    /// How requests travel, as agreed with the kernel at `FUSE_INIT`:
+    /// `Transport::Uring` or `Transport::Classic`.
+    #[cfg(target_os = "linux")]
+    pub fn transport(&self) -> crate::Transport {
+        if self.uring.is_some() {
+            crate::Transport::Uring
+        } else {
+            crate::Transport::Classic
         }
     }
 

@@ -18,6 +18,9 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// How requests travel: `/dev/fuse` (the default) or io_uring.
+    #[cfg(target_os = "linux")]
+    pub transport: crate::Transport,
 }
 
 /// Mount options accepted by the FUSE filesystem type
