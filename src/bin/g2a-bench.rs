@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 fn usage() -> ! {
     eprintln!(
         "usage: g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd] [--transport classic|uring|auto]\n       \
-         g2a-bench ops DIR [--count N] [--ops create,lookup,open,chmod,chown,utimes,rename,unlink,mkdir,rmdir]\n       (open also times an fsync of each opened file)"
+         g2a-bench ops DIR [--count N] [--ops create,lookup,open,write,chmod,chown,utimes,rename,unlink,mkdir,rmdir]\n       (open also times an fsync of each opened file; write a 4 KiB pwrite + fsync)"
     );
     std::process::exit(2)
 }
@@ -519,7 +519,7 @@ fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool, transport: fuser::Tr
 
 // ---------------------------------------------------------------- ops
 
-const DEFAULT_OPS: &str = "create,lookup,open,chmod,chown,utimes,rename,unlink,mkdir,rmdir";
+const DEFAULT_OPS: &str = "create,lookup,open,write,chmod,chown,utimes,rename,unlink,mkdir,rmdir";
 
 fn cstr(s: &str) -> CString {
     CString::new(s).expect("no NUL in generated names")
@@ -607,7 +607,10 @@ fn ops(dir: &str, n: usize, list: &str) -> io::Result<()> {
     // SAFETY (all calls below): `d` is a directory descriptor, names are
     // NUL-terminated, descriptors are our own.
     for op in list.split(',').filter(|s| !s.is_empty()) {
-        let need_files = matches!(op, "lookup" | "open" | "chmod" | "chown" | "utimes" | "rename");
+        let need_files = matches!(
+            op,
+            "lookup" | "open" | "write" | "chmod" | "chown" | "utimes" | "rename"
+        );
         if need_files && !state_files {
             return Err(io::Error::other(format!(
                 "{op} needs the files of `create` (in that order)"
@@ -684,6 +687,33 @@ fn ops(dir: &str, n: usize, list: &str) -> io::Result<()> {
                 }
                 out.insert("fsync".into(), Lat(f).json());
                 Lat(o)
+            }
+            "write" => {
+                // open(O_WRONLY) and close untimed; a 4 KiB pwrite at 0 and
+                // the fsync that makes it durable, timed together.
+                let page = [0x5au8; 4096];
+                let mut v = Vec::with_capacity(n);
+                for x in &files {
+                    let fd = check(
+                        unsafe { libc::openat(d, x.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) },
+                        "open",
+                        x,
+                    )?;
+                    let t = Instant::now();
+                    let w = unsafe { libc::pwrite(fd, page.as_ptr().cast(), page.len(), 0) };
+                    let r = match w {
+                        w if w == page.len() as isize => check(unsafe { libc::fsync(fd) }, "fsync", x),
+                        w if w < 0 => check(-1, "pwrite", x),
+                        w => Err(io::Error::other(format!(
+                            "pwrite {}: {w} bytes written",
+                            x.to_string_lossy()
+                        ))),
+                    };
+                    v.push(t.elapsed().as_nanos() as u64);
+                    unsafe { libc::close(fd) };
+                    r?;
+                }
+                Lat(v)
             }
             "chmod" => each(&files, |x| {
                 check(unsafe { libc::fchmodat(d, x.as_ptr(), 0o600, 0) }, "chmod", x).map(drop)
