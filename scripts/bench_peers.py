@@ -418,6 +418,26 @@ def git_describe():
 # the root underneath and rolls it back).
 CONTENDERS = [Native(), G2aView(True), G2aView(False), Bindfs(), Mergerfs(), FuseOverlayfs(), NullFs(),
               G2aView(False, "uring"), NullFs("uring")]
+
+
+def thread_variants():
+    """THREAD_VARIANTS=1,2,4: the read-write view and the bare server with
+    each of these --threads, over /dev/fuse and io_uring (ops part only),
+    named like graph2aufs-rw-uring-t2."""
+    out = []
+    for n in filter(None, os.environ.get("THREAD_VARIANTS", "").split(",")):
+        for make in (lambda t: G2aView(False, t), NullFs):
+            for transport in ("classic", "uring"):
+                c = make(transport)
+                c.name += f"-t{int(n)}"
+                c.options += f" --threads {int(n)}"
+                c.extra_args = ["--threads", str(int(n))]
+                c.parts = ("ops",)
+                out.append(c)
+    return out
+
+
+CONTENDERS += thread_variants()
 CONTENDERS = [c for c in CONTENDERS if not ONLY or c.name in ONLY or c.name == "native"]
 ROUND_ORDER = sorted(CONTENDERS, key=lambda c: c.name.startswith("graph2aufs-rw"))
 URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
