@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Item states, one vocabulary everywhere (`status`, `--json`, logs).
-pub const STATES: [(&str, &str); 7] = [
+pub const STATES: [(&str, &str); 8] = [
     ("pending", "not migrated yet"),
     ("moving", "its data is being moved into aufs/diff (under a live view)"),
     (
@@ -32,6 +32,11 @@ pub const STATES: [(&str, &str); 7] = [
     (
         "failed",
         "not migrated this time (with the reason); the next run tries again",
+    ),
+    (
+        "removed",
+        "migrated by graph2aufs, then removed by the daemon (an interrupted docker rm or rmi left its graph/ or \
+         containers/ directory): reported, never made again",
     ),
 ];
 
@@ -310,7 +315,10 @@ pub enum Command {
                       system. Serves in the foreground until SIGINT, SIGTERM or umount; --daemon returns \
                       once the view is usable. Prints, on standard output: with --daemon, the server's \
                       pid; with --json, one document once the view is usable: {\"root\": ..., \
-                      \"mountpoint\": ..., \"pid\": ..., \"read_only\": ...}. Logs go to standard error.",
+                      \"mountpoint\": ..., \"pid\": ..., \"read_only\": ..., \"mounted\": true}; where a \
+                      read-write mount finds nothing left to migrate it mounts nothing and exits 0 (the view \
+                      has retired): {..., \"mounted\": false, \"reason\": ...}, no pid. Logs go to standard \
+                      error (or --log-file; with --daemon, the system log).",
         after_help = after_help("mount")
     )]
     Mount {
@@ -354,7 +362,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Per item: pending, moving, copying, registered, fallback, quarantined, failed (with reasons); totals
+    /// Per item: pending, moving, copying, registered, fallback, quarantined, failed, removed (with reasons); totals
     #[command(
         long_about = "Print each item's state, read from the disk (or, while a read-write view serves ROOT, \
                       the view's live progress), with the reason where there is one, and the totals. The \

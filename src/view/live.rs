@@ -921,6 +921,11 @@ impl Migrator {
             };
             item.source = source;
             item.action = action.into();
+            // Migrated by this view: graph2aufs's record says so now.
+            item.ours |= results[i].state != State::Removed;
+        }
+        if self.transform.repositories_done() {
+            doc.repositories = crate::plan::Repositories::Done;
         }
         let done = results
             .iter()

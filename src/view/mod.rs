@@ -449,11 +449,12 @@ fn recover_dead_view(path: &Path) -> Result<()> {
 /// The message of a read-write `mount` that does not mount because the
 /// view has nothing left to do, if so: every item is registered, or
 /// quarantined with its data out of the daemon's way (the view could do
-/// nothing for it either), and `repositories` needs no rename. A `failed`
-/// or `fallback` item, or one still to move, keeps the view.
+/// nothing for it either), or removed by the daemon since its migration,
+/// and `repositories` needs no rename. A `failed` or `fallback` item, or
+/// one still to move, keeps the view.
 fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
     let settled = |it: &plan::Item| match it.state {
-        plan::State::Registered => true,
+        plan::State::Registered | plan::State::Removed => true,
         plan::State::Quarantined => {
             !it.legacy_present && engine.registrations(it).map(|r| r.is_empty()).unwrap_or(false)
         }
@@ -466,12 +467,22 @@ fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
     if pending_tags || !plan.items.iter().all(settled) {
         return None;
     }
-    let quarantined = plan.items.iter().filter(|it| it.blocked()).count();
+    let count = |state: plan::State| plan.items.iter().filter(|it| it.state == state).count();
+    let mut settled = format!(
+        "{} registered",
+        crate::report::count(count(plan::State::Registered), "item")
+    );
+    for (state, word) in [
+        (plan::State::Removed, "removed by the daemon"),
+        (plan::State::Quarantined, "quarantined"),
+    ] {
+        if count(state) > 0 {
+            settled.push_str(&format!(", {} {word}", crate::report::thousands(count(state) as u64)));
+        }
+    }
     Some(format!(
-        "nothing left to migrate in {}: {} items registered, {quarantined} quarantined; not mounted \
-         (the view has retired: Docker runs on ROOT itself)",
+        "nothing left to migrate in {}: {settled}; not mounted (the view has retired: Docker runs on ROOT itself)",
         root.path().display(),
-        plan.items.len() - quarantined
     ))
 }
 
