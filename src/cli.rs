@@ -343,7 +343,8 @@ pub enum Command {
         /// permissions are checked as natively)
         #[arg(long)]
         allow_other: bool,
-        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]
+        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]; over io_uring, N/CPUs
+        /// (at least one) for each CPU's queue
         #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_THREADS))]
         threads: Option<u64>,
         /// Serve file data through graph2aufs instead of kernel FUSE passthrough

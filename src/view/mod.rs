@@ -280,6 +280,10 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     } else {
         SessionACL::Owner
     };
+    // Two per CPU (over io_uring: two per CPU's queue). Measured on 2 CPUs
+    // (1, 2, 4 threads, both transports): one request at a time is as fast
+    // with any of them, concurrent writes with fsyncs (8 writers) are
+    // fastest with 4; see scripts/bench THREAD_VARIANTS.
     config.n_threads = Some(
         opts.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)),
