@@ -259,7 +259,12 @@ impl Ring {
         let ents = (0..depth)
             .map(|i| {
                 // SAFETY: within the regions just mapped (depth slots each).
-                let (header, payload) = unsafe { (headers.ptr.add(i * HEADER_SZ), payloads.ptr.add(i * payload_len)) };
+                let (header, payload) = unsafe {
+                    (
+                        headers.ptr.add(i * HEADER_SZ),
+                        payloads.ptr.add(i * payload_len),
+                    )
+                };
                 Ent {
                     header,
                     payload,
@@ -336,7 +341,10 @@ impl Ring {
         let total: usize = data.iter().map(|s| s.len()).sum();
         let head = size_of::<abi::fuse_out_header>();
         if total < head {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "reply without header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "reply without header",
+            ));
         }
         let body = total - head;
         let mut out = [0u8; 16];
@@ -357,7 +365,9 @@ impl Ring {
             }
             // SAFETY: within the entry's payload buffer, which the kernel
             // does not touch until the commit below.
-            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), ent.payload.add(payload_at), s.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(s.as_ptr(), ent.payload.add(payload_at), s.len())
+            };
             payload_at += s.len();
             at += s.len();
         }
@@ -365,7 +375,10 @@ impl Ring {
         let mut error = i32::from_ne_bytes(out[4..8].try_into().unwrap());
         let mut payload_sz = body as u32;
         if body > self.payload_len {
-            error!("reply of {body} bytes exceeds the ring's payload of {}", self.payload_len);
+            error!(
+                "reply of {body} bytes exceeds the ring's payload of {}",
+                self.payload_len
+            );
             error = -libc::EIO;
             payload_sz = 0;
         }
@@ -374,7 +387,11 @@ impl Ring {
         // SAFETY: the entry's header, not the kernel's until the commit.
         unsafe {
             std::ptr::copy_nonoverlapping(out.as_ptr(), ent.header, head);
-            std::ptr::copy_nonoverlapping(payload_sz.to_ne_bytes().as_ptr(), ent.header.add(PAYLOAD_SZ_AT), 4);
+            std::ptr::copy_nonoverlapping(
+                payload_sz.to_ne_bytes().as_ptr(),
+                ent.header.add(PAYLOAD_SZ_AT),
+                4,
+            );
         }
         self.push(&self.command(i, FUSE_IO_URING_CMD_COMMIT_AND_FETCH))?;
         if self.thread.get() != Some(&std::thread::current().id()) {
@@ -394,10 +411,13 @@ impl Ring {
 
     /// The eventfd poll that wakes the ring thread for late replies.
     fn arm_wake(&self) -> io::Result<()> {
-        let poll = opcode::PollAdd::new(types::Fd(self.wake.as_fd().as_raw_fd()), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(WAKE);
+        let poll = opcode::PollAdd::new(
+            types::Fd(self.wake.as_fd().as_raw_fd()),
+            libc::POLLIN as u32,
+        )
+        .multi(true)
+        .build()
+        .user_data(WAKE);
         self.push(&squeue::Entry128::from(poll))
     }
 
@@ -413,14 +433,18 @@ impl Ring {
         let in_sz = size_of::<abi::fuse_in_header>();
         let (inh, _) = abi::fuse_in_header::read_from_prefix(&header[..])
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request header"))?;
-        let commit_id = u64::from_ne_bytes(header[COMMIT_ID_AT..COMMIT_ID_AT + 8].try_into().unwrap());
-        let payload_sz = u32::from_ne_bytes(header[PAYLOAD_SZ_AT..PAYLOAD_SZ_AT + 4].try_into().unwrap()) as usize;
+        let commit_id =
+            u64::from_ne_bytes(header[COMMIT_ID_AT..COMMIT_ID_AT + 8].try_into().unwrap());
+        let payload_sz =
+            u32::from_ne_bytes(header[PAYLOAD_SZ_AT..PAYLOAD_SZ_AT + 4].try_into().unwrap())
+                as usize;
         ent.commit_id.store(commit_id, Ordering::Relaxed);
         let len = inh.len as usize;
         // The kernel's `len` counts the header and every argument: the
         // fixed one (in `op_in`) is what the payload does not hold.
         let op_sz = len.checked_sub(in_sz + payload_sz);
-        let Some(op_sz) = op_sz.filter(|&n| n <= OP_IN_SZ && payload_sz <= self.payload_len && len <= buf.len())
+        let Some(op_sz) =
+            op_sz.filter(|&n| n <= OP_IN_SZ && payload_sz <= self.payload_len && len <= buf.len())
         else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -434,7 +458,13 @@ impl Ring {
         buf[in_sz..in_sz + op_sz].copy_from_slice(&header[IN_OUT_SZ..IN_OUT_SZ + op_sz]);
         // SAFETY: `payload_sz` bytes of the entry's payload (checked against
         // its size above), written by the kernel before the completion.
-        unsafe { std::ptr::copy_nonoverlapping(ent.payload, buf[in_sz + op_sz..].as_mut_ptr(), payload_sz) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                ent.payload,
+                buf[in_sz + op_sz..].as_mut_ptr(),
+                payload_sz,
+            )
+        };
         Ok(len)
     }
 }
@@ -464,7 +494,10 @@ fn pin_to(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            debug!("ring thread of CPU {cpu} not pinned: {}", io::Error::last_os_error());
+            debug!(
+                "ring thread of CPU {cpu} not pinned: {}",
+                io::Error::last_os_error()
+            );
         }
     }
 }
@@ -493,7 +526,10 @@ impl UringSender {
 
 /// The loop of a ring thread: registers the ring's entries, then serves
 /// the requests they deliver until every entry is released.
-pub(crate) fn ring_loop<FS: Filesystem>(ring: Arc<Ring>, se: &SessionEventLoop<FS>) -> io::Result<RingEnd> {
+pub(crate) fn ring_loop<FS: Filesystem>(
+    ring: Arc<Ring>,
+    se: &SessionEventLoop<FS>,
+) -> io::Result<RingEnd> {
     let _ = ring.thread.set(std::thread::current().id());
     pin_to(usize::from(ring.qid));
     for i in 0..ring.ents.len() {
@@ -509,7 +545,11 @@ pub(crate) fn ring_loop<FS: Filesystem>(ring: Arc<Ring>, se: &SessionEventLoop<F
     loop {
         match ring.ring.submit_and_wait(1) {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
         loop {
@@ -562,7 +602,11 @@ pub(crate) fn ring_loop<FS: Filesystem>(ring: Arc<Ring>, se: &SessionEventLoop<F
                 }
                 live -= 1;
                 if live == 0 {
-                    return Ok(if refused { RingEnd::Refused } else { RingEnd::Done });
+                    return Ok(if refused {
+                        RingEnd::Refused
+                    } else {
+                        RingEnd::Done
+                    });
                 }
                 continue;
             }
@@ -591,7 +635,12 @@ pub(crate) fn ring_loop<FS: Filesystem>(ring: Arc<Ring>, se: &SessionEventLoop<F
                     }
                 }
                 // (Logged by the parser.) Answered, so that the entry comes back.
-                None => ring.reply(i, &[IoSlice::new(eio(ring.ents[i].commit_id.load(Ordering::Relaxed)).as_bytes())])?,
+                None => ring.reply(
+                    i,
+                    &[IoSlice::new(
+                        eio(ring.ents[i].commit_id.load(Ordering::Relaxed)).as_bytes(),
+                    )],
+                )?,
             }
         }
     }

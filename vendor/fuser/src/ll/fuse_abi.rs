@@ -22,7 +22,6 @@
 
 #![warn(missing_debug_implementations)]
 #![allow(missing_docs)]
-
 #![allow(dead_code)] // (The kernel ABI: not every structure is used.)
 use num_enum::TryFromPrimitive;
 use zerocopy::FromBytes;
