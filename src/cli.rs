@@ -5,7 +5,7 @@
 //! own) uses the helpers: [`parse`], [`check_logging`], [`table`].
 
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -242,6 +242,27 @@ pub struct Copying {
     pub copy_rate: Option<u64>,
 }
 
+/// How FUSE requests reach a view (`mount --transport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// FUSE over io_uring where the kernel offers it, /dev/fuse otherwise
+    Auto,
+    /// FUSE over io_uring; the mount fails where the kernel does not offer it
+    Uring,
+    /// read(2) and write(2) on /dev/fuse
+    Classic,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::Uring => "uring",
+            Transport::Classic => "classic",
+        }
+    }
+}
+
 /// Most items in one batch: its record, held in memory, grows with it.
 pub const MAX_BATCH: u64 = 1_000_000;
 /// Most threads serving the view.
@@ -322,12 +343,18 @@ pub enum Command {
         /// permissions are checked as natively)
         #[arg(long)]
         allow_other: bool,
-        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]
+        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]; over io_uring, N/CPUs
+        /// (at least one) for each CPU's queue
         #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_THREADS))]
         threads: Option<u64>,
         /// Serve file data through graph2aufs instead of kernel FUSE passthrough
         #[arg(long)]
         no_passthrough: bool,
+        /// How FUSE requests reach the view: uring (FUSE over io_uring, Linux 6.14+, enabled by writing Y
+        /// to /sys/module/fuse/parameters/enable_uring), classic (/dev/fuse), or auto: uring where the
+        /// kernel offers it
+        #[arg(long, value_name = "T", value_enum, default_value_t = Transport::Auto)]
+        transport: Transport,
         /// Internal: the descriptor on which a --daemon parent waits for "ready".
         #[arg(long, hide = true)]
         ready_fd: Option<i32>,

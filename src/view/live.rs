@@ -74,6 +74,8 @@ pub struct Migrator {
     /// What `status` notes besides the plan's: sources of copied layers
     /// that could not be removed.
     notes: Mutex<Vec<crate::plan::Note>>,
+    /// How FUSE requests reach the view (`uring` or `classic`), once mounted.
+    pub transport: std::sync::OnceLock<&'static str>,
 }
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
@@ -168,6 +170,7 @@ impl Migrator {
             pauses: Default::default(),
             files,
             notes: Mutex::default(),
+            transport: std::sync::OnceLock::new(),
         }
     }
 
@@ -899,6 +902,7 @@ impl Migrator {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             finished,
+            transport: self.transport.get().map_or_else(String::new, |t| t.to_string()),
         }
     }
 
