@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The change path's operations, in the order `g2a-bench ops` runs them
 # (`open` also times an fsync of each opened, clean file).
-OPS = ["create", "lookup", "open", "fsync", "chmod", "chown", "utimes", "rename", "unlink", "mkdir", "rmdir"]
+OPS = ["create", "lookup", "open", "fsync", "write", "chmod", "chown", "utimes", "rename", "unlink", "mkdir", "rmdir"]
 OP_LABELS = {
     "mkdir": "mkdir",
     "rmdir": "rmdir",
@@ -22,6 +22,7 @@ OP_LABELS = {
     "lookup": "stat after the dentries are dropped (LOOKUP)",
     "open": "open O_WRONLY of an existing file",
     "fsync": "fsync of a clean file",
+    "write": "4 KiB pwrite + fsync of an existing file",
     "chmod": "chmod",
     "chown": "chown",
     "utimes": "utimes",

@@ -278,19 +278,22 @@ class Native(Contender):
 
 
 class G2aView(Contender):
-    def __init__(self, read_only):
+    def __init__(self, read_only, transport="classic"):
         super().__init__()
         self.read_only = read_only
-        self.name = "graph2aufs-ro" if read_only else "graph2aufs-rw"
+        self.transport = transport
+        self.name = ("graph2aufs-ro" if read_only else "graph2aufs-rw") + ("-uring" if transport == "uring" else "")
         self.writable = not read_only
         self.parts = ("tree", "usable", "memory") if read_only else ("tree", "ops", "breakdown", "usable", "memory")
+        if transport == "uring":
+            self.parts = ("tree", "ops")
         self.extra_args = []
         self.options = ("graph2aufs mount ROOT MP " + ("--read-only " if read_only else "") +
-                        "--foreground; the layer at MP/aufs/diff/<id>")
+                        f"--foreground --transport {transport}; the layer at MP/aufs/diff/<id>")
 
     def argv(self, tree, mp):
         return [f"{BIN}/graph2aufs", "mount", tree.root, mp, *(["--read-only"] if self.read_only else []),
-                "--foreground", *self.extra_args]
+                "--foreground", "--transport", self.transport, *self.extra_args]
 
     def target(self, tree, mp):
         return os.path.join(mp, "aufs", "diff", tree.id)
@@ -363,16 +366,20 @@ class NullFs(Contender):
     """The bare FUSE round trip: `g2a-bench nullfs`, a fuser server that
     keeps its tree in memory and answers at once (same INIT capabilities and
     thread count as graph2aufs's read-write view)."""
-    name = "fuse-null"
-    options = "g2a-bench nullfs MP (fuser 0.18, in memory, no I/O: the bare round trip)"
     parts = ("ops", "breakdown")
 
-    def __init__(self):
+    def __init__(self, transport="classic"):
         super().__init__()
+        self.transport = transport
+        self.name = "fuse-null" + ("-uring" if transport == "uring" else "")
+        self.options = (f"g2a-bench nullfs MP --transport {transport} (fuser 0.18, in memory, no I/O: the bare "
+                        "round trip)")
+        if transport == "uring":
+            self.parts = ("ops",)
         self.extra_args = []
 
     def argv(self, tree, mp):
-        return [f"{BIN}/g2a-bench", "nullfs", mp, *self.extra_args]
+        return [f"{BIN}/g2a-bench", "nullfs", mp, "--transport", self.transport, *self.extra_args]
 
     def describe(self):
         d = super().describe()
@@ -409,9 +416,55 @@ def git_describe():
 
 # Table columns, in order; rounds run the read-write view last (it migrates
 # the root underneath and rolls it back).
-CONTENDERS = [Native(), G2aView(True), G2aView(False), Bindfs(), Mergerfs(), FuseOverlayfs(), NullFs()]
+CONTENDERS = [Native(), G2aView(True), G2aView(False), Bindfs(), Mergerfs(), FuseOverlayfs(), NullFs(),
+              G2aView(False, "uring"), NullFs("uring")]
+
+
+def thread_variants():
+    """THREAD_VARIANTS=1,2,4: the read-write view and the bare server with
+    each of these --threads, over /dev/fuse and io_uring (ops part only),
+    named like graph2aufs-rw-uring-t2."""
+    out = []
+    for n in filter(None, os.environ.get("THREAD_VARIANTS", "").split(",")):
+        for make in (lambda t: G2aView(False, t), NullFs):
+            for transport in ("classic", "uring"):
+                c = make(transport)
+                c.name += f"-t{int(n)}"
+                c.options += f" --threads {int(n)}"
+                c.extra_args = ["--threads", str(int(n))]
+                c.parts = ("ops",)
+                out.append(c)
+    return out
+
+
+CONTENDERS += thread_variants()
 CONTENDERS = [c for c in CONTENDERS if not ONLY or c.name in ONLY or c.name == "native"]
-ROUND_ORDER = sorted(CONTENDERS, key=lambda c: c.name == "graph2aufs-rw")
+ROUND_ORDER = sorted(CONTENDERS, key=lambda c: c.name.startswith("graph2aufs-rw"))
+URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
+
+
+def uring_on():
+    """FUSE over io_uring offered by the kernel for the run, if a contender
+    uses it: returns the value to restore (None: nothing to restore). A
+    kernel without it marks those contenders unavailable."""
+    if not any(getattr(c, "transport", "classic") == "uring" for c in CONTENDERS):
+        return None
+    if not os.path.exists(URING_PARAM):
+        for c in CONTENDERS:
+            if getattr(c, "transport", "classic") == "uring":
+                c.unavailable = f"no {URING_PARAM} (a kernel without CONFIG_FUSE_IO_URING, Linux 6.14+)"
+        return None
+    with open(URING_PARAM) as f:
+        found = f.read().strip()
+    with open(URING_PARAM, "w") as f:
+        f.write("Y\n")
+    return found
+
+
+def uring_restore(found):
+    if found is not None:
+        with open(URING_PARAM, "w") as f:
+            f.write(found + "\n")
 
 
 # ---------------------------------------------------------------- results
@@ -1348,6 +1401,7 @@ def main():
     mach = machine()
     parts = {"tree": tree_part, "ops": ops_part, "breakdown": breakdown_part, "usable": usable_part,
              "memory": memory_part, "copy": copy_part}
+    uring_found = uring_on()
     try:
         for part in ALL_PARTS:
             if part in PARTS:
@@ -1360,6 +1414,7 @@ def main():
                 log(f"{part} done in {load['seconds']} s, load {load['start']} -> {load['end']}")
     finally:
         cleanup()
+        uring_restore(uring_found)
     report(time.monotonic() - t0, mach)
 
 

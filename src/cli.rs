@@ -5,12 +5,12 @@
 //! own) uses the helpers: [`parse`], [`check_logging`], [`table`].
 
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Item states, one vocabulary everywhere (`status`, `--json`, logs).
-pub const STATES: [(&str, &str); 7] = [
+pub const STATES: [(&str, &str); 8] = [
     ("pending", "not migrated yet"),
     ("moving", "its data is being moved into aufs/diff (under a live view)"),
     (
@@ -32,6 +32,11 @@ pub const STATES: [(&str, &str); 7] = [
     (
         "failed",
         "not migrated this time (with the reason); the next run tries again",
+    ),
+    (
+        "removed",
+        "migrated by graph2aufs, then removed by the daemon (an interrupted docker rm or rmi left its graph/ or \
+         containers/ directory): reported, never made again",
     ),
 ];
 
@@ -237,6 +242,27 @@ pub struct Copying {
     pub copy_rate: Option<u64>,
 }
 
+/// How FUSE requests reach a view (`mount --transport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// FUSE over io_uring where the kernel offers it, /dev/fuse otherwise
+    Auto,
+    /// FUSE over io_uring; the mount fails where the kernel does not offer it
+    Uring,
+    /// read(2) and write(2) on /dev/fuse
+    Classic,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::Uring => "uring",
+            Transport::Classic => "classic",
+        }
+    }
+}
+
 /// Most items in one batch: its record, held in memory, grows with it.
 pub const MAX_BATCH: u64 = 1_000_000;
 /// Most threads serving the view.
@@ -289,7 +315,10 @@ pub enum Command {
                       system. Serves in the foreground until SIGINT, SIGTERM or umount; --daemon returns \
                       once the view is usable. Prints, on standard output: with --daemon, the server's \
                       pid; with --json, one document once the view is usable: {\"root\": ..., \
-                      \"mountpoint\": ..., \"pid\": ..., \"read_only\": ...}. Logs go to standard error.",
+                      \"mountpoint\": ..., \"pid\": ..., \"read_only\": ..., \"mounted\": true}; where a \
+                      read-write mount finds nothing left to migrate it mounts nothing and exits 0 (the view \
+                      has retired): {..., \"mounted\": false, \"reason\": ...}, no pid. Logs go to standard \
+                      error (or --log-file; with --daemon, the system log).",
         after_help = after_help("mount")
     )]
     Mount {
@@ -314,12 +343,18 @@ pub enum Command {
         /// permissions are checked as natively)
         #[arg(long)]
         allow_other: bool,
-        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]
+        /// Threads serving the view, 1 to 1024 [default: twice the number of CPUs]; over io_uring, N/CPUs
+        /// (at least one) for each CPU's queue
         #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_THREADS))]
         threads: Option<u64>,
         /// Serve file data through graph2aufs instead of kernel FUSE passthrough
         #[arg(long)]
         no_passthrough: bool,
+        /// How FUSE requests reach the view: uring (FUSE over io_uring, Linux 6.14+, enabled by writing Y
+        /// to /sys/module/fuse/parameters/enable_uring), classic (/dev/fuse), or auto: uring where the
+        /// kernel offers it
+        #[arg(long, value_name = "T", value_enum, default_value_t = Transport::Auto)]
+        transport: Transport,
         /// Internal: the descriptor on which a --daemon parent waits for "ready".
         #[arg(long, hide = true)]
         ready_fd: Option<i32>,
@@ -328,7 +363,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Per item: pending, moving, copying, registered, fallback, quarantined, failed (with reasons); totals
+    /// Per item: pending, moving, copying, registered, fallback, quarantined, failed, removed (with reasons); totals
     #[command(
         long_about = "Print each item's state, read from the disk (or, while a read-write view serves ROOT, \
                       the view's live progress), with the reason where there is one, and the totals. The \

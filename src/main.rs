@@ -101,6 +101,7 @@ fn run(command: Command) -> Result<u8> {
             allow_other,
             threads,
             no_passthrough,
+            transport,
             ready_fd,
             log_file,
             copying: Copying { copy_rate },
@@ -117,6 +118,7 @@ fn run(command: Command) -> Result<u8> {
             threads: threads.map(|t| usize::try_from(t).expect("--threads is at most MAX_THREADS")),
             ready_fd,
             no_passthrough,
+            transport,
             json: output.json,
         }),
         Command::Status { report } => {

@@ -230,6 +230,10 @@ pub struct LiveState {
     pub updated: u64,
     /// Every item is migrated: the view is pure passthrough.
     pub finished: bool,
+    /// How FUSE requests reach the view: `uring` (FUSE over io_uring) or
+    /// `classic` (/dev/fuse); absent until the view is mounted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub transport: String,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -43,6 +43,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
             "--allow-other",
             "--threads",
             "--no-passthrough",
+            "--transport",
             "--copy-rate",
             "--json",
         ],

@@ -555,6 +555,48 @@ fn a_read_write_mount_of_a_migrated_root_does_not_mount_and_exits_0() {
     unmount_cleanly(view);
 }
 
+/// A container the daemon removed after its migration (an interrupted
+/// `docker rm`: `containers/<id>` left, its driver layers gone) is settled
+/// too: the view has nothing to do for it, so it retires (it used to mount
+/// again at every boot).
+#[test]
+fn a_read_write_mount_of_a_migrated_root_with_a_removed_container_retires() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let fx = Fixture::new(141);
+    let root = fx.migrated_copy();
+    let (cid, _, _) = fx
+        .summary
+        .containers
+        .iter()
+        .find(|c| c.2)
+        .expect("a started container")
+        .clone();
+    for name in [cid.clone(), format!("{cid}-init")] {
+        for d in ["diff", "mnt"] {
+            fs::remove_dir_all(root.join("aufs").join(d).join(&name)).unwrap();
+        }
+        fs::remove_file(root.join("aufs/layers").join(&name)).unwrap();
+    }
+    assert!(root.join("containers").join(&cid).is_dir());
+    let before = snapshot(&root);
+    let _guard = Daemon::watch(&root, 0);
+    let r = run([os("mount"), root.as_os_str(), os("--daemon"), os("--json")]);
+    if viewed(&root) {
+        lazy_umount(&root);
+    }
+    r.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}:\n{r}"));
+    assert_eq!(doc["mounted"], false, "the view retires:\n{r}");
+    let reason = doc["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(RETIRED) && reason.contains("1 removed by the daemon"),
+        "it says why: {reason}"
+    );
+    assert_same(&before, &snapshot(&root), "ROOT before and after the retired mount");
+}
+
 #[test]
 fn a_read_write_mount_with_items_left_to_migrate_mounts() {
     if !require_root_and_fuse() {

@@ -913,10 +913,31 @@ fn live_status_says_where_data_is_once_migrated() {
         );
     }
     view.unmount();
-    // As `status` says once the view is gone.
+    // As `status` says once the view is gone, field by field: where the
+    // data is, what is left to do, that graph2aufs migrated it, and that
+    // `repositories` was renamed (the live status used to keep the plan's
+    // "rename" and `ours` as they were at mount).
     let (_, offline) = run_json(["status".as_ref(), root.as_os_str(), "--json".as_ref()]);
+    assert_eq!(
+        offline["repositories"], status["repositories"],
+        "[{test}] live {status}\noffline {offline}"
+    );
+    assert_eq!(offline["repositories"]["action"], "done", "{offline}");
+    let fields = |doc: &Value| -> Vec<String> {
+        let items = doc["items"].as_array().expect("items").iter();
+        items
+            .map(|it| {
+                format!(
+                    "{} {} {} {} ours={}",
+                    it["id"], it["state"], it["source"], it["action"], it["ours"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(fields(&status), fields(&offline), "[{test}] live and offline status");
     for it in offline["items"].as_array().expect("items") {
         assert_eq!(it["source"], "native", "{it}");
+        assert_eq!(it["ours"], true, "{it}");
     }
 }
 

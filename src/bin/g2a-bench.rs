@@ -1,7 +1,7 @@
 //! Benchmark helpers of `scripts/bench` (not installed; not part of the
 //! product):
 //!
-//! - `g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd]`: a minimal
+//! - `g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd] [--transport T]`: a minimal
 //!   fuser server that keeps its whole tree in memory and answers every
 //!   request at once. The change path's per-operation latency through it is
 //!   the bare FUSE round trip on this machine (kernel transport plus fuser's
@@ -9,7 +9,8 @@
 //!   the kernel for the same INIT capabilities as graph2aufs's read-write
 //!   view and answers `getxattr` with ENODATA (not ENOSYS), so the kernel
 //!   sends it the same requests (`security.capability` before a chown).
-//!   Runs until unmounted.
+//!   `--transport classic|uring|auto` as graph2aufs's `mount` (default
+//!   classic, the bare fuser baseline). Runs until unmounted.
 //! - `g2a-bench ops DIR [--count N] [--ops LIST]`: per-operation latency of
 //!   the change path in a new directory under DIR: each system call timed
 //!   alone, N entries per operation. Prints one JSON document.
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd]\n       \
-         g2a-bench ops DIR [--count N] [--ops create,lookup,open,chmod,chown,utimes,rename,unlink,mkdir,rmdir]\n       (open also times an fsync of each opened file)"
+        "usage: g2a-bench nullfs MOUNTPOINT [--threads N] [--clone-fd] [--transport classic|uring|auto]\n       \
+         g2a-bench ops DIR [--count N] [--ops create,lookup,open,write,chmod,chown,utimes,rename,unlink,mkdir,rmdir]\n       (open also times an fsync of each opened file; write a 4 KiB pwrite + fsync)"
     );
     std::process::exit(2)
 }
@@ -45,7 +46,7 @@ fn main() {
             "--clone-fd" => {
                 opts.insert("clone-fd".into(), "1".into());
             }
-            "--threads" | "--count" | "--ops" => {
+            "--threads" | "--count" | "--ops" | "--transport" => {
                 let v = it.next().unwrap_or_else(|| usage());
                 opts.insert(a[2..].to_string(), v.clone());
             }
@@ -59,6 +60,12 @@ fn main() {
             path,
             opts.get("threads").map(|t| t.parse().unwrap_or_else(|_| usage())),
             opts.contains_key("clone-fd"),
+            match opts.get("transport").map(String::as_str) {
+                None | Some("classic") => fuser::Transport::Classic,
+                Some("uring") => fuser::Transport::Uring,
+                Some("auto") => fuser::Transport::Auto,
+                Some(_) => usage(),
+            },
         ),
         "ops" => ops(
             path,
@@ -491,7 +498,7 @@ impl Filesystem for NullFs {
     }
 }
 
-fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool) -> io::Result<()> {
+fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool, transport: fuser::Transport) -> io::Result<()> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("g2a-nullfs".into()),
@@ -504,13 +511,15 @@ fn nullfs(mp: &str, threads: Option<usize>, clone_fd: bool) -> io::Result<()> {
     // graph2aufs's default: two threads per CPU.
     config.n_threads = Some(threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)));
     config.clone_fd = clone_fd;
+    config.transport = transport;
     let session = Session::new(NullFs::new(), mp, &config)?;
+    eprintln!("g2a-bench nullfs: transport {:?}", session.transport());
     session.run()
 }
 
 // ---------------------------------------------------------------- ops
 
-const DEFAULT_OPS: &str = "create,lookup,open,chmod,chown,utimes,rename,unlink,mkdir,rmdir";
+const DEFAULT_OPS: &str = "create,lookup,open,write,chmod,chown,utimes,rename,unlink,mkdir,rmdir";
 
 fn cstr(s: &str) -> CString {
     CString::new(s).expect("no NUL in generated names")
@@ -598,7 +607,10 @@ fn ops(dir: &str, n: usize, list: &str) -> io::Result<()> {
     // SAFETY (all calls below): `d` is a directory descriptor, names are
     // NUL-terminated, descriptors are our own.
     for op in list.split(',').filter(|s| !s.is_empty()) {
-        let need_files = matches!(op, "lookup" | "open" | "chmod" | "chown" | "utimes" | "rename");
+        let need_files = matches!(
+            op,
+            "lookup" | "open" | "write" | "chmod" | "chown" | "utimes" | "rename"
+        );
         if need_files && !state_files {
             return Err(io::Error::other(format!(
                 "{op} needs the files of `create` (in that order)"
@@ -675,6 +687,33 @@ fn ops(dir: &str, n: usize, list: &str) -> io::Result<()> {
                 }
                 out.insert("fsync".into(), Lat(f).json());
                 Lat(o)
+            }
+            "write" => {
+                // open(O_WRONLY) and close untimed; a 4 KiB pwrite at 0 and
+                // the fsync that makes it durable, timed together.
+                let page = [0x5au8; 4096];
+                let mut v = Vec::with_capacity(n);
+                for x in &files {
+                    let fd = check(
+                        unsafe { libc::openat(d, x.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) },
+                        "open",
+                        x,
+                    )?;
+                    let t = Instant::now();
+                    let w = unsafe { libc::pwrite(fd, page.as_ptr().cast(), page.len(), 0) };
+                    let r = match w {
+                        w if w == page.len() as isize => check(unsafe { libc::fsync(fd) }, "fsync", x),
+                        w if w < 0 => check(-1, "pwrite", x),
+                        w => Err(io::Error::other(format!(
+                            "pwrite {}: {w} bytes written",
+                            x.to_string_lossy()
+                        ))),
+                    };
+                    v.push(t.elapsed().as_nanos() as u64);
+                    unsafe { libc::close(fd) };
+                    r?;
+                }
+                Lat(v)
             }
             "chmod" => each(&files, |x| {
                 check(unsafe { libc::fchmodat(d, x.as_ptr(), 0o600, 0) }, "chmod", x).map(drop)

@@ -58,6 +58,7 @@ pub(super) fn run_detached(opts: &MountOptions) -> Result<u8> {
     if let Some(t) = opts.threads {
         cmd.arg("--threads").arg(t.to_string());
     }
+    cmd.arg("--transport").arg(opts.transport.name());
     if opts.copy_rate > 0 {
         cmd.arg("--copy-rate").arg(opts.copy_rate.to_string());
     }

@@ -71,6 +71,8 @@ pub struct Migrator {
     /// What `status` notes besides the plan's: sources of copied layers
     /// that could not be removed.
     notes: Mutex<Vec<crate::plan::Note>>,
+    /// How FUSE requests reach the view (`uring` or `classic`), once mounted.
+    pub transport: std::sync::OnceLock<&'static str>,
 }
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
@@ -166,6 +168,7 @@ impl Migrator {
             pauses: Default::default(),
             files,
             notes: Mutex::default(),
+            transport: std::sync::OnceLock::new(),
         }
     }
 
@@ -893,6 +896,7 @@ impl Migrator {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             finished,
+            transport: self.transport.get().map_or_else(String::new, |t| t.to_string()),
         }
     }
 
@@ -913,6 +917,11 @@ impl Migrator {
             };
             item.source = source;
             item.action = action.into();
+            // Migrated by this view: graph2aufs's record says so now.
+            item.ours |= results[i].state != State::Removed;
+        }
+        if self.transform.repositories_done() {
+            doc.repositories = crate::plan::Repositories::Done;
         }
         let done = results
             .iter()

@@ -48,6 +48,8 @@ pub struct MountOptions {
     pub json: bool,
     /// Where the server's logs go (appended to).
     pub log_file: Option<PathBuf>,
+    /// How FUSE requests reach the view (`--transport`).
+    pub transport: crate::cli::Transport,
 }
 
 fn check_fuse() -> Result<()> {
@@ -131,6 +133,13 @@ pub fn mount(opts: MountOptions) -> Result<u8> {
         return Err(Error::Usage("--threads 0: the view needs at least one thread".into()));
     }
     check_fuse()?;
+    if opts.transport == crate::cli::Transport::Uring && !fuser::uring_enabled() {
+        return Err(Error::Env(
+            "--transport uring: this kernel does not offer FUSE over io_uring (it needs Linux 6.14 or later \
+             built with CONFIG_FUSE_IO_URING, enabled by `echo Y > /sys/module/fuse/parameters/enable_uring`)"
+                .into(),
+        ));
+    }
     if opts.daemon && opts.ready_fd.is_none() {
         return daemon::run_detached(&opts);
     }
@@ -189,8 +198,21 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         )),
         _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
     })?;
+    let transport = match session.transport() {
+        fuser::Transport::Uring => "uring",
+        _ => "classic",
+    };
+    log::info!(
+        "FUSE transport: {transport}{}",
+        if transport == "uring" {
+            " (FUSE over io_uring)"
+        } else {
+            " (/dev/fuse)"
+        }
+    );
     if let Some(m) = &migrator {
         m.set_notifier(session.notifier());
+        let _ = m.transport.set(transport);
     }
     let handle = unmount_on_signals(&mut session)?;
     let desc = format!(
@@ -370,10 +392,19 @@ fn session_config(opts: &MountOptions, restricted: &restrictions::Restrictions) 
     } else {
         SessionACL::Owner
     };
+    // Two per CPU (over io_uring: two per CPU's queue). Measured on 2 CPUs
+    // (1, 2, 4 threads, both transports): one request at a time is as fast
+    // with any of them, concurrent writes with fsyncs (8 writers) are
+    // fastest with 4; see scripts/bench THREAD_VARIANTS.
     config.n_threads = Some(
         opts.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2)),
     );
+    config.transport = match opts.transport {
+        crate::cli::Transport::Auto => fuser::Transport::Auto,
+        crate::cli::Transport::Uring => fuser::Transport::Uring,
+        crate::cli::Transport::Classic => fuser::Transport::Classic,
+    };
     config
 }
 
@@ -504,11 +535,12 @@ fn recover_dead_view(path: &Path) -> Result<()> {
 /// The message of a read-write `mount` that does not mount because the
 /// view has nothing left to do, if so: every item is registered, or
 /// quarantined with its data out of the daemon's way (the view could do
-/// nothing for it either), and `repositories` needs no rename. A `failed`
-/// or `fallback` item, or one still to move, keeps the view.
+/// nothing for it either), or removed by the daemon since its migration,
+/// and `repositories` needs no rename. A `failed` or `fallback` item, or
+/// one still to move, keeps the view.
 fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
     let settled = |it: &item::Item| match it.state {
-        item::State::Registered => true,
+        item::State::Registered | item::State::Removed => true,
         item::State::Quarantined => {
             !it.legacy_present && engine.registrations(it).map(|r| r.is_empty()).unwrap_or(false)
         }
@@ -521,12 +553,22 @@ fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
     if pending_tags || !plan.items.iter().all(settled) {
         return None;
     }
-    let quarantined = plan.items.iter().filter(|it| it.blocked()).count();
+    let count = |state: item::State| plan.items.iter().filter(|it| it.state == state).count();
+    let mut settled = format!(
+        "{} registered",
+        crate::units::count(count(item::State::Registered), "item")
+    );
+    for (state, word) in [
+        (item::State::Removed, "removed by the daemon"),
+        (item::State::Quarantined, "quarantined"),
+    ] {
+        if count(state) > 0 {
+            settled.push_str(&format!(", {} {word}", crate::units::thousands(count(state) as u64)));
+        }
+    }
     Some(format!(
-        "nothing left to migrate in {}: {} items registered, {quarantined} quarantined; not mounted \
-         (the view has retired: Docker runs on ROOT itself)",
+        "nothing left to migrate in {}: {settled}; not mounted (the view has retired: Docker runs on ROOT itself)",
         root.path().display(),
-        plan.items.len() - quarantined
     ))
 }
 

@@ -104,8 +104,18 @@ impl View {
     /// item of the background migration; the mount lives at most `bound`.
     #[track_caller]
     pub fn start(f: &Fixture, item_delay_ms: u64, bound: Duration) -> View {
+        View::start_with(f, item_delay_ms, bound, &[])
+    }
+
+    /// Like [`View::start`], with `extra` arguments to `mount`.
+    #[track_caller]
+    pub fn start_with(f: &Fixture, item_delay_ms: u64, bound: Duration, extra: &[&str]) -> View {
         let mut cmd = Command::new(bin());
-        cmd.arg("mount").arg(&f.root).arg(&f.root).arg("--foreground");
+        cmd.arg("mount")
+            .arg(&f.root)
+            .arg(&f.root)
+            .arg("--foreground")
+            .args(extra);
         cmd.env("GRAPH2AUFS_ITEM_DELAY_MS", item_delay_ms.to_string())
             .env("RUST_LOG", "info");
         View {
