@@ -255,6 +255,14 @@ pub(crate) struct LinkCopy {
 /// Hard links already copied, by source inode.
 pub(crate) type Links = HashMap<(u64, u64), LinkCopy>;
 
+/// Which source directory each directory of a copy was copied from: the
+/// source's (device, inode number) by the copy's. A directory renamed (or
+/// exchanged with another) in the source moves with its entries, whose
+/// status change times stay as they were: only this tells that the copy at
+/// a path is of another directory than the source's now there (see
+/// [`crate::resync`]).
+pub type Origins = HashMap<(u64, u64), (u64, u64)>;
+
 /// A file of a layer that is hard-linked outside the layer too (a dedup
 /// tool run over the Docker root does that): a copy to another file system
 /// keeps the links inside the layer; the names outside keep the original
@@ -270,9 +278,12 @@ pub struct OutsideLink {
 }
 
 /// Copies the entries of directory `src` into the (empty) directory `dst`.
-/// `dst`'s own owner, mode, xattrs and times are the caller's.
-pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<()> {
-    copy_dir(src, dst, pace, &mut HashMap::new(), &mut PathBuf::new())
+/// `dst`'s own owner, mode, xattrs and times are the caller's. The answer:
+/// the source directory of each directory copied.
+pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<Origins> {
+    let mut origins = Origins::new();
+    copy_dir(src, dst, pace, &mut HashMap::new(), &mut origins, &mut PathBuf::new())?;
+    Ok(origins)
 }
 
 /// Copies a directory's own owner, mode, xattrs and times onto another.
@@ -288,16 +299,24 @@ pub fn copy_dir_attrs(
 
 /// Copies the entries of `src` into `dst`; `path`: where `src` is below
 /// the top of the copy.
-fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links, path: &mut PathBuf) -> io::Result<()> {
+fn copy_dir(
+    src: &OwnedFd,
+    dst: &Arc<OwnedFd>,
+    pace: &Pace,
+    links: &mut Links,
+    origins: &mut Origins,
+    path: &mut PathBuf,
+) -> io::Result<()> {
     for (name, st) in entries(src)? {
         path.push(&name);
-        let r = copy_dir_entry(src, &name, &st, dst, pace, links, path);
+        let r = copy_dir_entry(src, &name, &st, dst, pace, links, origins, path);
         path.pop();
         r?;
     }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy_dir_entry(
     src: &OwnedFd,
     name: &OsStr,
@@ -305,9 +324,11 @@ fn copy_dir_entry(
     dst: &Arc<OwnedFd>,
     pace: &Pace,
     links: &mut Links,
+    origins: &mut Origins,
     path: &mut PathBuf,
 ) -> io::Result<()> {
-    if ftype(st) != FileType::Directory && st.st_nlink > 1 {
+    let linked = ftype(st) != FileType::Directory && st.st_nlink > 1;
+    if linked {
         if let Some(l) = links.get_mut(&(st.st_dev, st.st_ino)) {
             rfs::linkat(l.dir.as_fd(), &l.name, dst.as_fd(), name, AtFlags::empty()).map_err(|e| at(name, e.into()))?;
             l.names += 1;
@@ -322,11 +343,17 @@ fn copy_dir_entry(
         };
         links.insert((st.st_dev, st.st_ino), first);
     }
-    match copy_entry(src, name, st, dst, name, pace, links, path) {
+    match copy_entry(src, name, st, dst, name, pace, links, origins, path) {
         // Removed or replaced in the source while copied (under a live
         // view): left out, as if listed a moment later (a later pass,
-        // or the comparison, sees to the rest).
-        Err(_) if changed_since_listed(src, name, st)? => sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e)),
+        // or the comparison, sees to the rest). A further name of the same
+        // file met later is then copied as its first.
+        Err(_) if changed_since_listed(src, name, st)? => {
+            if linked {
+                links.remove(&(st.st_dev, st.st_ino));
+            }
+            sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e))
+        }
         r => r.map_err(|e| at(name, e)),
     }
 }
@@ -342,8 +369,9 @@ pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
 /// a directory with everything below it (hard links within it recorded in
-/// `links`; `path`: the entry's path below the top of the copy), with its
-/// owner, mode, xattrs and times.
+/// `links`, the source of each directory copied in `origins`; `path`: the
+/// entry's path below the top of the copy), with its owner, mode, xattrs
+/// and times.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_entry(
     src: &OwnedFd,
@@ -353,6 +381,7 @@ pub(crate) fn copy_entry(
     dname: &OsStr,
     pace: &Pace,
     links: &mut Links,
+    origins: &mut Origins,
     path: &mut PathBuf,
 ) -> io::Result<()> {
     let attrs = xattrs(src, name)?;
@@ -362,7 +391,9 @@ pub(crate) fn copy_entry(
             rfs::mkdirat(dst.as_fd(), dname, Mode::from_raw_mode(0o700))?;
             let sub_src = sys::open_dir_required(src, name)?;
             let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), dname)?);
-            copy_dir(&sub_src, &sub_dst, pace, links, path)?;
+            let copy = rfs::fstat(sub_dst.as_fd())?;
+            origins.insert((copy.st_dev, copy.st_ino), (st.st_dev, st.st_ino));
+            copy_dir(&sub_src, &sub_dst, pace, links, origins, path)?;
         }
         FileType::RegularFile => {
             let from = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
@@ -450,11 +481,20 @@ pub fn compare_remains(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String
 /// Like [`compare`], for a source still being changed: entries changed
 /// (their status change time) at or after `since` are left out (a later
 /// [`crate::resync`] copies and checks them again), and so are the listings
-/// and attributes of directories changed then, and link counts (names
-/// listed at different moments do not add up: the last pass counts them).
-pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io::Result<Option<String>> {
+/// and attributes of directories changed then, link counts (names listed
+/// at different moments do not add up: the last pass counts them), and
+/// every directory whose copy is not of the source directory now at its
+/// name (`origins`: one moved there, or exchanged with another, keeps its
+/// entries' status change times; the last pass copies it anew).
+pub fn compare_unchanged(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    since: (i64, i64),
+    origins: &Origins,
+) -> io::Result<Option<String>> {
     let check = Check {
         since: Some(since),
+        origins: Some(origins),
         ..Check::default()
     };
     compare_tree(src, dst, check).map(|c| c.differs)
@@ -462,11 +502,14 @@ pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io:
 
 /// What a comparison leaves out.
 #[derive(Default, Clone, Copy)]
-struct Check {
+struct Check<'a> {
     /// The source is what a stopped removal left (see [`compare_remains`]).
     remains: bool,
     /// Entries changed since then are left out (see [`compare_unchanged`]).
     since: Option<(i64, i64)>,
+    /// Directories whose copy is of another source directory are left out
+    /// (see [`compare_unchanged`]).
+    origins: Option<&'a Origins>,
     /// The trees are a directory inside a layer (see [`compare_subtree`]).
     subtree: bool,
 }
@@ -498,7 +541,7 @@ struct Seen {
     skipped: bool,
 }
 
-fn compare_tree(src: &OwnedFd, dst: &OwnedFd, check: Check) -> io::Result<Comparison> {
+fn compare_tree(src: &OwnedFd, dst: &OwnedFd, check: Check<'_>) -> io::Result<Comparison> {
     let mut links = HashMap::new();
     let differs = compare_dir(src, dst, &mut PathBuf::new(), &mut links, check)?;
     if differs.is_some() {
@@ -550,7 +593,7 @@ fn compare_dir(
     dst: &OwnedFd,
     at: &mut PathBuf,
     links: &mut HashMap<(u64, u64), Seen>,
-    check: Check,
+    check: Check<'_>,
 ) -> io::Result<Option<String>> {
     let here_err = |at: &PathBuf, e: io::Error| {
         if at.as_os_str().is_empty() {
@@ -596,6 +639,15 @@ fn compare_dir(
             if linked {
                 seen(&at.join(name), true);
             }
+            continue;
+        }
+        // A copy of another directory than the one now there (moved or
+        // exchanged since): copied anew by the last pass, and checked then.
+        if dir
+            && check
+                .origins
+                .is_some_and(|o| o.get(&(d.st_dev, d.st_ino)) != Some(&(s.st_dev, s.st_ino)))
+        {
             continue;
         }
         at.push(name);
@@ -962,6 +1014,19 @@ mod tests {
             d,
             "d/f2: the link counts differ (3 in the source, 2 of them in the tree, 3 in the copy)"
         );
+        // Its two names in the tree made two files in the copy (alike in
+        // all but links): a difference, and no link outside.
+        fs::remove_file(t.path().join("stray")).unwrap();
+        let m = fs::metadata(dst.join("f")).unwrap();
+        fs::remove_file(dst.join("d/f2")).unwrap();
+        fs::copy(dst.join("f"), dst.join("d/f2")).unwrap();
+        let f = File::options().write(true).open(dst.join("d/f2")).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(m.modified().unwrap()))
+            .unwrap();
+        copy_dir_attrs(&open(&src), OsStr::new("d"), &open(&dst), OsStr::new("d")).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(c.differs.as_deref(), Some("f: a hard link is not one in the copy"));
+        assert_eq!(c.outside, []);
     }
 
     #[test]
@@ -985,6 +1050,36 @@ mod tests {
             d.as_deref(),
             Some("x: the link counts differ (1 in the source, 1 of them in the tree, 2 in the copy)")
         );
+    }
+
+    #[test]
+    fn a_hard_link_whose_first_name_went_while_copied_is_copied_from_its_next_name() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("b")).unwrap();
+        // Copied first, slowly (64 KiB at 64 KiB/s): the source changes
+        // meanwhile, after it was listed.
+        fs::write(src.join("0slow"), vec![1u8; 64 << 10]).unwrap();
+        fs::write(src.join("a"), "linked").unwrap();
+        fs::hard_link(src.join("a"), src.join("b/link")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        let mover = {
+            let src = src.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                // Its first name goes (its copy is left out) before the
+                // directory of its other names is listed.
+                fs::rename(src.join("a"), src.join("b/moved")).unwrap();
+            })
+        };
+        let copied = copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::new(64 << 10));
+        mover.join().unwrap();
+        copied.unwrap();
+        // (A copy of a source that changed: `b`'s times are as listed.)
+        assert!(!dst.join("a").exists());
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+        assert_eq!(ino("b/link"), ino("b/moved"));
     }
 
     #[test]

@@ -294,8 +294,15 @@ fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile(
     );
     let (mut copying_at, mut switched_at) = (None, None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    // (Diagnosis: `TRUST_RW_CHECK_EVERY=N` compares the trees every N
+    // operations, to find the first that made them drift apart.)
+    let check_every: Option<usize> = std::env::var("TRUST_RW_CHECK_EVERY").ok().and_then(|v| v.parse().ok());
     while switched_at.is_none_or(|m| d.tally.ops < m + OPS) {
         d.step();
+        if let Some(n) = check_every.filter(|&n| d.tally.ops % n == 0) {
+            let what = format!("checked every {n} operations (copying at {copying_at:?}, switched at {switched_at:?})");
+            d.compare_trees(&scene.dir.path().join("native"), &layer, &what);
+        }
         if switched_at.is_none() && d.tally.ops % 8 == 0 {
             if copying_at.is_none() && scene.state(&id) == "copying" {
                 copying_at = Some(d.tally.ops);

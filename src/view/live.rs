@@ -521,7 +521,8 @@ impl Migrator {
                 break;
             }
         }
-        let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, stamp.since())
+        let checked = job
+            .compare_unchanged(stamp.since())
             .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
         if let Some(d) = checked {
             return Err(other(format!(
