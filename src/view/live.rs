@@ -50,6 +50,10 @@ pub struct Migrator {
     /// Test hook (`GRAPH2AUFS_ITEM_DELAY_MS`): a pause before each item of
     /// the background migration, so tests can act while it runs.
     item_delay: Duration,
+    /// Test hook (`GRAPH2AUFS_SWITCH_DELAY_MS`): a pause between a copy's
+    /// last catch-up (and its check) and its switch, so tests can change
+    /// the layer then.
+    switch_delay: Duration,
     /// A progress bar on the terminal (a foreground mount).
     pub progress_bar: bool,
     /// Held (written) while a copied layer switches to its copy: lookups
@@ -78,6 +82,11 @@ pub struct Migrator {
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
 const PAUSES: usize = 16;
+
+/// A test hook's pause: milliseconds in environment variable `name`.
+fn env_ms(name: &str) -> Duration {
+    Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+}
 
 fn other(msg: String) -> io::Error {
     io::Error::other(msg)
@@ -153,12 +162,8 @@ impl Migrator {
             stop: AtomicBool::new(false),
             mountpoint: mountpoint.display().to_string(),
             started: SystemTime::now(),
-            item_delay: Duration::from_millis(
-                std::env::var("GRAPH2AUFS_ITEM_DELAY_MS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            ),
+            item_delay: env_ms("GRAPH2AUFS_ITEM_DELAY_MS"),
+            switch_delay: env_ms("GRAPH2AUFS_SWITCH_DELAY_MS"),
             progress_bar: false,
             switch: std::sync::RwLock::new(()),
             notifier: Mutex::new(None),
@@ -529,6 +534,14 @@ impl Migrator {
                 "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
                 it.legacy_path()
             )));
+        }
+        if !self.switch_delay.is_zero() {
+            log::info!(
+                "{} caught up with its copy: switching in {} ms (GRAPH2AUFS_SWITCH_DELAY_MS)",
+                it.legacy_path(),
+                self.switch_delay.as_millis()
+            );
+            std::thread::sleep(self.switch_delay);
         }
         if self.stop.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
