@@ -53,10 +53,16 @@ impl Pace {
         *self.started.lock().expect("never poisoned") = None;
     }
 
-    fn account(&self, n: u64) -> io::Result<()> {
-        if self.stop.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped"));
+    /// `Interrupted` once the copy is to stop (see [`Pace::stop`]).
+    pub fn check(&self) -> io::Result<()> {
+        match self.stop.load(Ordering::Relaxed) {
+            true => Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped")),
+            false => Ok(()),
         }
+    }
+
+    fn account(&self, n: u64) -> io::Result<()> {
+        self.check()?;
         let start = *self
             .started
             .lock()
@@ -65,13 +71,19 @@ impl Pace {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if self.rate > 0 {
             let due = Duration::from_secs_f64(done as f64 / self.rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
+            // (In slices: a stop is heard within one.)
+            while let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait.min(STOP_SLICE));
+                self.check()?;
             }
         }
         Ok(())
     }
 }
+
+/// How long a paced copy sleeps at most before it checks whether it is to
+/// stop.
+const STOP_SLICE: Duration = Duration::from_millis(50);
 
 /// What a tree needs on the destination: bytes of blocks, and inodes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,9 +122,13 @@ pub fn size(dir: &OwnedFd) -> io::Result<Size> {
     let mut seen = std::collections::HashSet::new();
     for (name, st) in entries(dir)? {
         if ftype(&st) == FileType::Directory {
-            let sub = sys::open_dir_required(dir, &name)
-                .and_then(|d| size(&d))
-                .map_err(|e| at(&name, e))?;
+            let sub = match sys::open_dir_required(dir, &name).and_then(|d| size(&d)) {
+                Ok(sub) => sub,
+                // Moved or removed meanwhile (a live source): its copy's
+                // size is counted where it is now, or not at all.
+                Err(_) if changed_since_listed(dir, &name, &st)? => continue,
+                Err(e) => return Err(at(&name, e)),
+            };
             s.bytes += sub.bytes;
             s.data += sub.data;
             s.inodes += sub.inodes;
@@ -308,6 +324,7 @@ fn copy_dir(
     path: &mut PathBuf,
 ) -> io::Result<()> {
     for (name, st) in entries(src)? {
+        pace.check()?;
         path.push(&name);
         let r = copy_dir_entry(src, &name, &st, dst, pace, links, origins, path);
         path.pop();

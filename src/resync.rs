@@ -213,6 +213,7 @@ impl<'a> Pass<'a> {
             touched = true;
         }
         for (name, s) in &a {
+            self.pace.check()?;
             self.at.push(name);
             let r = self.entry(src, name, s, dst, b.get(name));
             self.at.pop();

@@ -1099,3 +1099,93 @@ fn directories_moved_and_files_linked_in_a_layer_while_it_is_copied_and_before_i
     );
     drop(aufs);
 }
+
+#[test]
+fn an_unmount_or_sigterm_stops_a_copy_at_once_leaves_the_item_pending_and_the_next_mount_finishes() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    // 8 MiB at 1 MiB/s: a copy of 8 s at least.
+    let f = Fixture::new(&opts(29, 3, 1, 8), 8);
+    let space = TmpFs::new(256);
+    let aufs = BindAt::new(space.path(), &f.root.join("aufs"));
+    let big = f.summary.images[0].clone();
+    let mount = |rate: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&f.root).arg(&f.root).arg("--foreground");
+        if let Some(r) = rate {
+            cmd.args(["--copy-rate", r]);
+        }
+        Mount::start_command(cmd, &f.root, BOUND)
+    };
+    let partial = || -> Vec<String> {
+        fs::read_dir(f.root.join("aufs/diff"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".graph2aufs-tmp-"))
+            .collect()
+    };
+    for how in ["unmount", "SIGTERM"] {
+        let view = mount(Some("1M"));
+        wait_state(&f.root, &big, "copying", &view);
+        // (Under way: some of it copied, most of it not.)
+        thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let log = match how {
+            "unmount" => {
+                let log = view.log();
+                assert!(view.unmount().success(), "{how}: the server failed:\n{log}");
+                log
+            }
+            _ => {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(view.pid() as i32).unwrap(),
+                    rustix::process::Signal::TERM,
+                )
+                .unwrap();
+                let status = view.wait_exit(Duration::from_secs(30)).expect("exits after SIGTERM");
+                assert!(status.success(), "{how}: the server failed:\n{}", view.log());
+                view.log()
+            }
+        };
+        let took = t.elapsed();
+        loud(&format!(
+            "{how} during a copy: the server exited in {:.2} s",
+            took.as_secs_f64()
+        ));
+        assert!(
+            took < Duration::from_secs(3),
+            "{how}: the server took {took:?} to exit (the copy had 5 s or more left):\n{log}"
+        );
+        let it = item_status(&f.root, &big);
+        assert_eq!(it["state"], "pending", "{how}: {it}");
+        assert_eq!(
+            partial(),
+            Vec::<String>::new(),
+            "{how}: a partial copy is left in aufs/diff"
+        );
+        assert!(f.root.join("graph").join(&big).join("layer/big.bin").exists());
+    }
+    // The next mount copies it again, whole.
+    let view = mount(None);
+    wait_state(&f.root, &big, "registered", &view);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = run_command(
+            g2a(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
+            RUN_TIMEOUT,
+        );
+        if st.json()["live"]["finished"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished:\n{}", view.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    view.unmount();
+    assert_as_reference(
+        &f,
+        "a copy stopped twice by the view's end, then finished by a third mount",
+    );
+    drop(aufs);
+    drop(space);
+}

@@ -78,7 +78,17 @@ pub struct Migrator {
     /// What `status` notes besides the plan's: sources of copied layers
     /// that could not be removed.
     notes: Mutex<Vec<crate::plan::Note>>,
+    /// What `status` says besides the plan's as info (no problem): files of
+    /// layers copied by this view hard-linked outside their layer.
+    info: Mutex<Vec<crate::plan::Note>>,
+    /// Whether the background migration runs (see [`Migrator::unmounted`]).
+    running: Mutex<bool>,
+    ended: std::sync::Condvar,
 }
+
+/// How long an unmounted view waits for its background migration to stop
+/// (an interrupted copy removes what it copied) before it exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
 const PAUSES: usize = 16;
@@ -173,6 +183,9 @@ impl Migrator {
             pauses: Default::default(),
             files,
             notes: Mutex::default(),
+            info: Mutex::default(),
+            running: Mutex::new(false),
+            ended: std::sync::Condvar::new(),
         }
     }
 
@@ -195,8 +208,13 @@ impl Migrator {
         *self.invalidate.lock().expect("never poisoned") = Some(tx);
     }
 
+    /// The view is going: the background migration stops, a copy under
+    /// way at once (see [`Migrator::unmounted`]).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some((_, pace, ..)) = &*self.copying.lock().expect("never poisoned") {
+            pace.stop.store(true, Ordering::SeqCst);
+        }
     }
 
     fn set_result(&self, i: usize, state: State, reason: Option<String>) {
@@ -455,6 +473,10 @@ impl Migrator {
                 Some(job) => {
                     let total = engine.copy_total.load(Ordering::Relaxed);
                     *self.copying.lock().expect("never poisoned") = Some((i, job.pace.clone(), total, Instant::now()));
+                    // (An unmount just before: stopped at once.)
+                    if self.stop.load(Ordering::SeqCst) {
+                        job.pace.stop.store(true, Ordering::SeqCst);
+                    }
                     job
                 }
                 None => {
@@ -577,7 +599,7 @@ impl Migrator {
         // place; nothing fails after.
         let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
         let noted = engine.put_copy_in_place(it, job)?;
-        self.notes.lock().expect("never poisoned").extend(noted);
+        self.info.lock().expect("never poisoned").extend(noted);
         self.arrived(i);
         let (rebound, reopened) = (nodes.len(), files.len());
         for (node, backing, key) in nodes {
@@ -707,6 +729,19 @@ impl Migrator {
     /// items again and again with a growing pause until they move or the
     /// view is unmounted.
     pub fn run(self: Arc<Self>) {
+        *self.running.lock().expect("never poisoned") = true;
+        // (Also when it panics: the view does not wait for it then.)
+        struct Ended<'a>(&'a Migrator);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                *self.0.running.lock().expect("never poisoned") = false;
+                self.0.ended.notify_all();
+            }
+        }
+        let _ended = Ended(&self);
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
         let t0 = Instant::now();
         let plan = &self.transform.plan;
         let todo: Vec<usize> = (0..plan.items.len())
@@ -749,6 +784,16 @@ impl Migrator {
                 }
                 match self.copy_live(i) {
                     Ok(_) => {}
+                    // Stopped by the unmount: the copy is removed, the item
+                    // left pending (the next mount copies it again).
+                    Err(e) if self.stop.load(Ordering::SeqCst) => {
+                        log::info!(
+                            "the copy of {} stopped ({e}): the view is going; the item stays pending",
+                            plan.items[i].legacy_path()
+                        );
+                        self.set_result(i, State::Pending, None);
+                        return self.finish_batch();
+                    }
                     Err(e) => {
                         failed.push(i);
                         let mut engine = self.engine.lock().expect("never poisoned");
@@ -953,6 +998,11 @@ impl Migrator {
         }
         doc.notes
             .extend(self.notes.lock().expect("never poisoned").iter().cloned());
+        for n in self.info.lock().expect("never poisoned").iter() {
+            if !doc.info.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
+                doc.info.push(n.clone());
+            }
+        }
         self.store(&doc);
     }
 
@@ -979,8 +1029,21 @@ impl Migrator {
         }
     }
 
-    /// The view is going: the status says so.
+    /// The view is going: once the background migration has stopped (a
+    /// copy under way removed; [`STOP_GRACE`] at most), the status says so.
     pub fn unmounted(&self) {
+        let running = self.running.lock().expect("never poisoned");
+        let (running, waited) = self
+            .ended
+            .wait_timeout_while(running, STOP_GRACE, |r| *r)
+            .expect("never poisoned");
+        if waited.timed_out() {
+            log::warn!(
+                "the background migration did not stop within {} s of the unmount",
+                STOP_GRACE.as_secs()
+            );
+        }
+        drop(running);
         let own = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
         if let Err(e) = own.and_then(|d| sys::unlink(&d, STATUS_FILE)) {
             log::debug!("removing the live status: {e}");
