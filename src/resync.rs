@@ -30,9 +30,20 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where the copy of a source inode is: its directory, its name there, and
-/// its status.
-pub type Found = HashMap<(u64, u64), (Arc<OwnedFd>, OsString, Stat)>;
+/// Where the copy of a source inode is: its directory and its name there;
+/// and the source's birth time, as the view keys inodes (an inode number
+/// reused is another file: see [`born`]).
+pub type Found = HashMap<(u64, u64), (Arc<OwnedFd>, OsString, u64)>;
+
+/// The birth time of entry `name` of `dir` as the view keys inodes with it
+/// (0 where the file system keeps none).
+pub fn born(dir: &OwnedFd, name: &OsStr) -> io::Result<u64> {
+    let x = rfs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, rfs::StatxFlags::BTIME)?;
+    Ok(match x.stx_mask & rfs::StatxFlags::BTIME.bits() != 0 {
+        true => (x.stx_btime.tv_sec as u64) << 30 ^ x.stx_btime.tv_nsec as u64,
+        false => 0,
+    })
+}
 
 /// A pass over a copy.
 pub struct Pass<'a> {
@@ -255,7 +266,7 @@ impl<'a> Pass<'a> {
                     self.changed += 1;
                     touched = true;
                 }
-                self.note(key, dst, name)?;
+                self.note(key, src, dst, name)?;
                 return Ok(touched);
             }
         }
@@ -300,7 +311,7 @@ impl<'a> Pass<'a> {
             };
             self.links.insert(key, first);
         }
-        self.note(key, dst, name)?;
+        self.note(key, src, dst, name)?;
         Ok(touched)
     }
 
@@ -394,7 +405,7 @@ impl<'a> Pass<'a> {
     /// whole to `dst`.
     fn note_tree(&mut self, src: &OwnedFd, dst: &Arc<OwnedFd>) -> io::Result<()> {
         for (name, s) in copy::entries(src)? {
-            self.note((s.st_dev, s.st_ino), dst, &name)?;
+            self.note((s.st_dev, s.st_ino), src, dst, &name)?;
             if ftype(&s) == FileType::Directory {
                 let sub_src = sys::open_dir_required(src, &name)?;
                 let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), &name)?);
@@ -404,11 +415,10 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    fn note(&mut self, key: (u64, u64), dst: &Arc<OwnedFd>, name: &OsStr) -> io::Result<()> {
-        if self.want.contains(&key) {
-            if let Some(st) = sys::lstat(dst.as_fd(), name)? {
-                self.found.insert(key, (dst.clone(), name.to_os_string(), st));
-            }
+    fn note(&mut self, key: (u64, u64), src: &OwnedFd, dst: &Arc<OwnedFd>, name: &OsStr) -> io::Result<()> {
+        if self.want.contains(&key) && sys::lstat(dst.as_fd(), name)?.is_some() {
+            self.found
+                .insert(key, (dst.clone(), name.to_os_string(), born(src, name)?));
         }
         Ok(())
     }

@@ -301,6 +301,20 @@ fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile(
         d.step();
         if let Some(n) = check_every.filter(|&n| d.tally.ops % n == 0) {
             let what = format!("checked every {n} operations (copying at {copying_at:?}, switched at {switched_at:?})");
+            let on_disk = scene.root.join("aufs/diff").join(&id);
+            if switched_at.is_some() && on_disk.is_dir() {
+                // (Also on the disk, past the view, where the layer is.)
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    d.compare_trees(
+                        &scene.dir.path().join("native"),
+                        &on_disk,
+                        &format!("{what}, on the disk"),
+                    )
+                }));
+                if r.is_err() {
+                    loud("(the copy on the disk differs: see above)");
+                }
+            }
             d.compare_trees(&scene.dir.path().join("native"), &layer, &what);
         }
         if switched_at.is_none() && d.tally.ops % 8 == 0 {

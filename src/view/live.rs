@@ -644,13 +644,15 @@ impl Migrator {
         for (node, key) in nodes {
             // (A node held by a descriptor of its own, its name gone, whose
             // inode has another name in the layer switches to that.)
-            let Key::Real(dev, ino, _) = key else { continue };
+            // (A node of a file gone whose inode number a new file of the
+            // layer took is not that file's: it keeps its source inode.)
+            let Key::Real(dev, ino, born) = key else { continue };
             let (dir, name) = if (*dev, *ino) == top {
                 (diff.clone(), top_name.to_os_string())
             } else {
                 match found.get(&(*dev, *ino)) {
-                    Some((dir, name, _)) => (dir.clone(), name.clone()),
-                    None => continue,
+                    Some((dir, name, b)) if b == born => (dir.clone(), name.clone()),
+                    _ => continue,
                 }
             };
             let (ft, new_key) = super::fs::identity(&dir, &name)?;

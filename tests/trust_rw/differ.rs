@@ -132,7 +132,12 @@ impl Differ {
         }
         *self.tally.kinds.entry(op_name(&op)).or_default() += 1;
         self.history.push_back((i, op, a));
-        if self.history.len() > 30 {
+        if self.history.len()
+            > std::env::var("TRUST_RW_HISTORY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+        {
             self.history.pop_front();
         }
     }
