@@ -1653,3 +1653,76 @@ fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
         "the default ACL should replace the umask natively: {lines:#?}"
     );
 }
+
+/// A node the kernel keeps for a file of a layer that went (removed behind
+/// the view), whose inode number a new file of the layer then took, is not
+/// the new file's: at the switch to the copy it must not become a second
+/// node of the new file's copy (its names would then be split between two
+/// node ids: a hard link made through the view showed as another file).
+#[test]
+fn a_node_of_a_file_gone_whose_inode_number_was_reused_is_not_switched_to_the_new_files_copy() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_root_and_fuse() {
+        return;
+    }
+    // (ext4 on both sides: a freed inode number is taken by the next file
+    // made in the same directory.)
+    let disk = LoopFs::new(1024, "ext4");
+    let scene = Scene::new_in(disk.path(), &options(31, 6, 1));
+    let space = LoopFs::new(1024, "ext4");
+    let aufs = BindAt::new(space.path(), &scene.root.join("aufs"));
+    let id = scene.summary.images[3].clone();
+    let legacy = scene.root.join("graph").join(&id).join("layer");
+    fs::write(legacy.join("ballast"), vec![7u8; 2 << 20]).unwrap();
+    let view = scene.mount_with(
+        &["--copy-rate", "1M"],
+        &[("RUST_LOG", "info"), ("GRAPH2AUFS_SWITCH_DELAY_MS", "1500")],
+    );
+    let layer = scene.mp.join("aufs/diff").join(&id);
+    let caught_up = format!("graph/{id}/layer caught up with its copy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !view.log().contains(&caught_up) {
+        assert!(std::time::Instant::now() < deadline, "never caught up:\n{}", view.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Between its last catch-up and its switch: a file the kernel knows
+    // (held by an O_PATH descriptor: no open reaches the view, which holds
+    // nothing of it), removed behind the view; a new file takes its inode
+    // number.
+    fs::write(layer.join("old"), "the old file").unwrap();
+    let held = rustix::fs::open(
+        layer.join("old"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let old_ino = fs::metadata(legacy.join("old")).unwrap().ino();
+    fs::remove_file(legacy.join("old")).unwrap();
+    fs::write(layer.join("new"), "new").unwrap();
+    let new_ino = fs::metadata(legacy.join("new")).unwrap().ino();
+    if new_ino != old_ino {
+        loud(&format!("inode {old_ino} was not reused ({new_ino}): nothing to check"));
+        drop(held);
+        view.unmount();
+        drop(aufs);
+        return;
+    }
+    scene.wait_finished(&view);
+    // What the kernel holds of the old file is never the new file.
+    if let Ok(st) = rustix::fs::fstat(&held) {
+        assert_ne!(st.st_size, 3, "the old file's node shows the new file:\n{}", view.log());
+    }
+    drop(held);
+    // A second name of the new file, through the view: the same file.
+    fs::hard_link(layer.join("new"), layer.join("new-link")).unwrap();
+    let m = |n: &str| fs::metadata(layer.join(n)).unwrap();
+    assert_eq!((m("new").nlink(), m("new-link").nlink()), (2, 2));
+    assert_eq!(
+        m("new").ino(),
+        m("new-link").ino(),
+        "one file, two node ids:\n{}",
+        view.log()
+    );
+    view.unmount();
+    drop(aufs);
+}
