@@ -550,20 +550,22 @@ fn cell(f: &Fixture, on: FsType, aufs: Aufs, mode: Mode) {
     assert_same(&reference_aufs, &f.aufs(&p.root, aufs_on), &format!("{what}: aufs/"));
     assert_same(&f.reference.1, &rest(&p.root, on), &format!("{what}: the rest of ROOT"));
     sparse_kept(f, &p.root, &what);
-    // Notes: exactly the files linked out of a layer that was copied.
+    // Info (never notes): exactly the files linked out of a layer that was
+    // copied.
     let status = run_command(p.g2a("status", &["--json"]), RUN_TIMEOUT).json();
-    let notes: Vec<&str> = status["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["reason"].as_str().unwrap().contains("hard-linked outside its layer"))
-        .map(|n| n["path"].as_str().unwrap())
-        .collect();
+    let outside = |field: &str| -> Vec<String> {
+        (status[field].as_array().map_or(&[][..], Vec::as_slice).iter())
+            .filter(|n| n["reason"].as_str().unwrap().contains("hard-linked outside its layer"))
+            .map(|n| n["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(outside("notes"), Vec::<String>::new(), "{what}: notes");
+    let notes = outside("info");
     let expected = match copied {
         true => 2, // the shared file in each of its two layers
         false => 0,
     };
-    assert_eq!(notes.len(), expected, "{what}: notes {notes:?}");
+    assert_eq!(notes.len(), expected, "{what}: info {notes:?}");
     // Rollback: the original exactly, or a refusal that changes nothing.
     let migrated = p.whole();
     let r = run_command(p.g2a("rollback", &["--json"]), RUN_TIMEOUT);
