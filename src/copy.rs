@@ -376,11 +376,14 @@ fn copy_dir_entry(
 }
 
 /// Whether entry `name` of `dir`, listed with status `st`, is gone or
-/// has changed since (another inode, or a status change).
+/// has changed since (another inode, a status change, another size or
+/// modification time: two changes within one tick of the kernel's coarse
+/// clock leave the status change time as it was).
 pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io::Result<bool> {
+    let what = |s: &Stat| (s.st_ino, s.st_mode, ctime(s), s.st_size, (s.st_mtime, s.st_mtime_nsec));
     Ok(match sys::lstat(dir, name)? {
         None => true,
-        Some(now) => (now.st_ino, now.st_mode, ctime(&now)) != (st.st_ino, st.st_mode, ctime(st)),
+        Some(now) => what(&now) != what(st),
     })
 }
 
@@ -1097,6 +1100,20 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let ino = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
         assert_eq!(ino("b/link"), ino("b/moved"));
+    }
+
+    #[test]
+    fn a_file_truncated_within_the_tick_of_its_listing_has_changed_since() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "longer").unwrap();
+        let dir = open(t.path());
+        let st = sys::lstat(&dir, OsStr::new("f")).unwrap().unwrap();
+        assert!(!changed_since_listed(&dir, OsStr::new("f"), &st).unwrap());
+        // (As listed a moment before a truncation in the same tick of the
+        // coarse clock: its status change time then stays as it was.)
+        let mut listed = st;
+        listed.st_size += 3;
+        assert!(changed_since_listed(&dir, OsStr::new("f"), &listed).unwrap());
     }
 
     #[test]

@@ -163,6 +163,15 @@ impl Differ {
         self.view.clock = clock;
     }
 
+    /// Status change times from now on are the run's "recent" ones (those
+    /// of a layer copied to another file system are its copy's, which no
+    /// copy can keep as they were).
+    pub fn restart_ctime_clock(&mut self) {
+        let start = Clock::now().start_ns;
+        self.native.clock.ctime_start_ns = start;
+        self.view.clock.ctime_start_ns = start;
+    }
+
     /// Closes every descriptor the run holds open, the trees' own
     /// included: the view can be unmounted, and only trees compared.
     pub fn release(&mut self) {
