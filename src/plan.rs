@@ -189,6 +189,10 @@ pub struct Plan {
     pub repositories: Repositories,
     /// Anomalies that block nothing (ignored entries, dangling tags).
     pub notes: Vec<Note>,
+    /// Findings that are no problem at all (severity `info`): files of
+    /// migrated layers hard-linked outside their layer too, whose copy
+    /// keeps the links inside.
+    pub info: Vec<Note>,
     index: HashMap<LayerId, usize>,
 }
 
@@ -459,7 +463,6 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             reason: r.clone(),
         })
         .collect();
-    notes.extend(outside_link_notes(record));
     // Images: own checks, then ancestors, iteratively (chains may be deep).
     let mut index: HashMap<LayerId, usize> = HashMap::new();
     for (i, img) in scan.images.iter().enumerate() {
@@ -661,6 +664,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
         items,
         repositories: Repositories::Absent,
         notes: Vec::new(),
+        info: outside_link_notes(record),
         index: plan_index,
     };
     // States of unblocked items, derived from the disk.
