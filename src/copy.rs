@@ -53,10 +53,16 @@ impl Pace {
         *self.started.lock().expect("never poisoned") = None;
     }
 
-    fn account(&self, n: u64) -> io::Result<()> {
-        if self.stop.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped"));
+    /// `Interrupted` once the copy is to stop (see [`Pace::stop`]).
+    pub fn check(&self) -> io::Result<()> {
+        match self.stop.load(Ordering::Relaxed) {
+            true => Err(io::Error::new(io::ErrorKind::Interrupted, "the copy was stopped")),
+            false => Ok(()),
         }
+    }
+
+    fn account(&self, n: u64) -> io::Result<()> {
+        self.check()?;
         let start = *self
             .started
             .lock()
@@ -65,13 +71,19 @@ impl Pace {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if self.rate > 0 {
             let due = Duration::from_secs_f64(done as f64 / self.rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
+            // (In slices: a stop is heard within one.)
+            while let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait.min(STOP_SLICE));
+                self.check()?;
             }
         }
         Ok(())
     }
 }
+
+/// How long a paced copy sleeps at most before it checks whether it is to
+/// stop.
+const STOP_SLICE: Duration = Duration::from_millis(50);
 
 /// What a tree needs on the destination: bytes of blocks, and inodes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,9 +122,13 @@ pub fn size(dir: &OwnedFd) -> io::Result<Size> {
     let mut seen = std::collections::HashSet::new();
     for (name, st) in entries(dir)? {
         if ftype(&st) == FileType::Directory {
-            let sub = sys::open_dir_required(dir, &name)
-                .and_then(|d| size(&d))
-                .map_err(|e| at(&name, e))?;
+            let sub = match sys::open_dir_required(dir, &name).and_then(|d| size(&d)) {
+                Ok(sub) => sub,
+                // Moved or removed meanwhile (a live source): its copy's
+                // size is counted where it is now, or not at all.
+                Err(_) if changed_since_listed(dir, &name, &st)? => continue,
+                Err(e) => return Err(at(&name, e)),
+            };
             s.bytes += sub.bytes;
             s.data += sub.data;
             s.inodes += sub.inodes;
@@ -255,6 +271,14 @@ pub(crate) struct LinkCopy {
 /// Hard links already copied, by source inode.
 pub(crate) type Links = HashMap<(u64, u64), LinkCopy>;
 
+/// Which source directory each directory of a copy was copied from: the
+/// source's (device, inode number) by the copy's. A directory renamed (or
+/// exchanged with another) in the source moves with its entries, whose
+/// status change times stay as they were: only this tells that the copy at
+/// a path is of another directory than the source's now there (see
+/// [`crate::resync`]).
+pub type Origins = HashMap<(u64, u64), (u64, u64)>;
+
 /// A file of a layer that is hard-linked outside the layer too (a dedup
 /// tool run over the Docker root does that): a copy to another file system
 /// keeps the links inside the layer; the names outside keep the original
@@ -270,9 +294,12 @@ pub struct OutsideLink {
 }
 
 /// Copies the entries of directory `src` into the (empty) directory `dst`.
-/// `dst`'s own owner, mode, xattrs and times are the caller's.
-pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<()> {
-    copy_dir(src, dst, pace, &mut HashMap::new(), &mut PathBuf::new())
+/// `dst`'s own owner, mode, xattrs and times are the caller's. The answer:
+/// the source directory of each directory copied.
+pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<Origins> {
+    let mut origins = Origins::new();
+    copy_dir(src, dst, pace, &mut HashMap::new(), &mut origins, &mut PathBuf::new())?;
+    Ok(origins)
 }
 
 /// Copies a directory's own owner, mode, xattrs and times onto another.
@@ -288,16 +315,25 @@ pub fn copy_dir_attrs(
 
 /// Copies the entries of `src` into `dst`; `path`: where `src` is below
 /// the top of the copy.
-fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace, links: &mut Links, path: &mut PathBuf) -> io::Result<()> {
+fn copy_dir(
+    src: &OwnedFd,
+    dst: &Arc<OwnedFd>,
+    pace: &Pace,
+    links: &mut Links,
+    origins: &mut Origins,
+    path: &mut PathBuf,
+) -> io::Result<()> {
     for (name, st) in entries(src)? {
+        pace.check()?;
         path.push(&name);
-        let r = copy_dir_entry(src, &name, &st, dst, pace, links, path);
+        let r = copy_dir_entry(src, &name, &st, dst, pace, links, origins, path);
         path.pop();
         r?;
     }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy_dir_entry(
     src: &OwnedFd,
     name: &OsStr,
@@ -305,9 +341,11 @@ fn copy_dir_entry(
     dst: &Arc<OwnedFd>,
     pace: &Pace,
     links: &mut Links,
+    origins: &mut Origins,
     path: &mut PathBuf,
 ) -> io::Result<()> {
-    if ftype(st) != FileType::Directory && st.st_nlink > 1 {
+    let linked = ftype(st) != FileType::Directory && st.st_nlink > 1;
+    if linked {
         if let Some(l) = links.get_mut(&(st.st_dev, st.st_ino)) {
             rfs::linkat(l.dir.as_fd(), &l.name, dst.as_fd(), name, AtFlags::empty()).map_err(|e| at(name, e.into()))?;
             l.names += 1;
@@ -322,28 +360,38 @@ fn copy_dir_entry(
         };
         links.insert((st.st_dev, st.st_ino), first);
     }
-    match copy_entry(src, name, st, dst, name, pace, links, path) {
+    match copy_entry(src, name, st, dst, name, pace, links, origins, path) {
         // Removed or replaced in the source while copied (under a live
         // view): left out, as if listed a moment later (a later pass,
-        // or the comparison, sees to the rest).
-        Err(_) if changed_since_listed(src, name, st)? => sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e)),
+        // or the comparison, sees to the rest). A further name of the same
+        // file met later is then copied as its first.
+        Err(_) if changed_since_listed(src, name, st)? => {
+            if linked {
+                links.remove(&(st.st_dev, st.st_ino));
+            }
+            sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e))
+        }
         r => r.map_err(|e| at(name, e)),
     }
 }
 
 /// Whether entry `name` of `dir`, listed with status `st`, is gone or
-/// has changed since (another inode, or a status change).
+/// has changed since (another inode, a status change, another size or
+/// modification time: two changes within one tick of the kernel's coarse
+/// clock leave the status change time as it was).
 pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io::Result<bool> {
+    let what = |s: &Stat| (s.st_ino, s.st_mode, ctime(s), s.st_size, (s.st_mtime, s.st_mtime_nsec));
     Ok(match sys::lstat(dir, name)? {
         None => true,
-        Some(now) => (now.st_ino, now.st_mode, ctime(&now)) != (st.st_ino, st.st_mode, ctime(st)),
+        Some(now) => what(&now) != what(st),
     })
 }
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
 /// a directory with everything below it (hard links within it recorded in
-/// `links`; `path`: the entry's path below the top of the copy), with its
-/// owner, mode, xattrs and times.
+/// `links`, the source of each directory copied in `origins`; `path`: the
+/// entry's path below the top of the copy), with its owner, mode, xattrs
+/// and times.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_entry(
     src: &OwnedFd,
@@ -353,6 +401,7 @@ pub(crate) fn copy_entry(
     dname: &OsStr,
     pace: &Pace,
     links: &mut Links,
+    origins: &mut Origins,
     path: &mut PathBuf,
 ) -> io::Result<()> {
     let attrs = xattrs(src, name)?;
@@ -362,7 +411,9 @@ pub(crate) fn copy_entry(
             rfs::mkdirat(dst.as_fd(), dname, Mode::from_raw_mode(0o700))?;
             let sub_src = sys::open_dir_required(src, name)?;
             let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), dname)?);
-            copy_dir(&sub_src, &sub_dst, pace, links, path)?;
+            let copy = rfs::fstat(sub_dst.as_fd())?;
+            origins.insert((copy.st_dev, copy.st_ino), (st.st_dev, st.st_ino));
+            copy_dir(&sub_src, &sub_dst, pace, links, origins, path)?;
         }
         FileType::RegularFile => {
             let from = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
@@ -450,11 +501,20 @@ pub fn compare_remains(src: &OwnedFd, dst: &OwnedFd) -> io::Result<Option<String
 /// Like [`compare`], for a source still being changed: entries changed
 /// (their status change time) at or after `since` are left out (a later
 /// [`crate::resync`] copies and checks them again), and so are the listings
-/// and attributes of directories changed then, and link counts (names
-/// listed at different moments do not add up: the last pass counts them).
-pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io::Result<Option<String>> {
+/// and attributes of directories changed then, link counts (names listed
+/// at different moments do not add up: the last pass counts them), and
+/// every directory whose copy is not of the source directory now at its
+/// name (`origins`: one moved there, or exchanged with another, keeps its
+/// entries' status change times; the last pass copies it anew).
+pub fn compare_unchanged(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    since: (i64, i64),
+    origins: &Origins,
+) -> io::Result<Option<String>> {
     let check = Check {
         since: Some(since),
+        origins: Some(origins),
         ..Check::default()
     };
     compare_tree(src, dst, check).map(|c| c.differs)
@@ -462,11 +522,14 @@ pub fn compare_unchanged(src: &OwnedFd, dst: &OwnedFd, since: (i64, i64)) -> io:
 
 /// What a comparison leaves out.
 #[derive(Default, Clone, Copy)]
-struct Check {
+struct Check<'a> {
     /// The source is what a stopped removal left (see [`compare_remains`]).
     remains: bool,
     /// Entries changed since then are left out (see [`compare_unchanged`]).
     since: Option<(i64, i64)>,
+    /// Directories whose copy is of another source directory are left out
+    /// (see [`compare_unchanged`]).
+    origins: Option<&'a Origins>,
     /// The trees are a directory inside a layer (see [`compare_subtree`]).
     subtree: bool,
 }
@@ -498,7 +561,7 @@ struct Seen {
     skipped: bool,
 }
 
-fn compare_tree(src: &OwnedFd, dst: &OwnedFd, check: Check) -> io::Result<Comparison> {
+fn compare_tree(src: &OwnedFd, dst: &OwnedFd, check: Check<'_>) -> io::Result<Comparison> {
     let mut links = HashMap::new();
     let differs = compare_dir(src, dst, &mut PathBuf::new(), &mut links, check)?;
     if differs.is_some() {
@@ -550,7 +613,7 @@ fn compare_dir(
     dst: &OwnedFd,
     at: &mut PathBuf,
     links: &mut HashMap<(u64, u64), Seen>,
-    check: Check,
+    check: Check<'_>,
 ) -> io::Result<Option<String>> {
     let here_err = |at: &PathBuf, e: io::Error| {
         if at.as_os_str().is_empty() {
@@ -596,6 +659,15 @@ fn compare_dir(
             if linked {
                 seen(&at.join(name), true);
             }
+            continue;
+        }
+        // A copy of another directory than the one now there (moved or
+        // exchanged since): copied anew by the last pass, and checked then.
+        if dir
+            && check
+                .origins
+                .is_some_and(|o| o.get(&(d.st_dev, d.st_ino)) != Some(&(s.st_dev, s.st_ino)))
+        {
             continue;
         }
         at.push(name);
@@ -962,6 +1034,19 @@ mod tests {
             d,
             "d/f2: the link counts differ (3 in the source, 2 of them in the tree, 3 in the copy)"
         );
+        // Its two names in the tree made two files in the copy (alike in
+        // all but links): a difference, and no link outside.
+        fs::remove_file(t.path().join("stray")).unwrap();
+        let m = fs::metadata(dst.join("f")).unwrap();
+        fs::remove_file(dst.join("d/f2")).unwrap();
+        fs::copy(dst.join("f"), dst.join("d/f2")).unwrap();
+        let f = File::options().write(true).open(dst.join("d/f2")).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(m.modified().unwrap()))
+            .unwrap();
+        copy_dir_attrs(&open(&src), OsStr::new("d"), &open(&dst), OsStr::new("d")).unwrap();
+        let c = compare_copy(&open(&src), &open(&dst)).unwrap();
+        assert_eq!(c.differs.as_deref(), Some("f: a hard link is not one in the copy"));
+        assert_eq!(c.outside, []);
     }
 
     #[test]
@@ -985,6 +1070,50 @@ mod tests {
             d.as_deref(),
             Some("x: the link counts differ (1 in the source, 1 of them in the tree, 2 in the copy)")
         );
+    }
+
+    #[test]
+    fn a_hard_link_whose_first_name_went_while_copied_is_copied_from_its_next_name() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        fs::create_dir_all(src.join("b")).unwrap();
+        // Copied first, slowly (64 KiB at 64 KiB/s): the source changes
+        // meanwhile, after it was listed.
+        fs::write(src.join("0slow"), vec![1u8; 64 << 10]).unwrap();
+        fs::write(src.join("a"), "linked").unwrap();
+        fs::hard_link(src.join("a"), src.join("b/link")).unwrap();
+        fs::create_dir(&dst).unwrap();
+        let mover = {
+            let src = src.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                // Its first name goes (its copy is left out) before the
+                // directory of its other names is listed.
+                fs::rename(src.join("a"), src.join("b/moved")).unwrap();
+            })
+        };
+        let copied = copy_tree(&open(&src), &Arc::new(open(&dst)), &Pace::new(64 << 10));
+        mover.join().unwrap();
+        copied.unwrap();
+        // (A copy of a source that changed: `b`'s times are as listed.)
+        assert!(!dst.join("a").exists());
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &str| fs::metadata(dst.join(p)).unwrap().ino();
+        assert_eq!(ino("b/link"), ino("b/moved"));
+    }
+
+    #[test]
+    fn a_file_truncated_within_the_tick_of_its_listing_has_changed_since() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "longer").unwrap();
+        let dir = open(t.path());
+        let st = sys::lstat(&dir, OsStr::new("f")).unwrap().unwrap();
+        assert!(!changed_since_listed(&dir, OsStr::new("f"), &st).unwrap());
+        // (As listed a moment before a truncation in the same tick of the
+        // coarse clock: its status change time then stays as it was.)
+        let mut listed = st;
+        listed.st_size += 3;
+        assert!(changed_since_listed(&dir, OsStr::new("f"), &listed).unwrap());
     }
 
     #[test]

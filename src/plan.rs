@@ -45,6 +45,10 @@ pub struct Plan {
     pub repositories: Repositories,
     /// Anomalies that block nothing (ignored entries, dangling tags).
     pub notes: Vec<Note>,
+    /// Findings that are no problem at all (severity `info`): files of
+    /// migrated layers hard-linked outside their layer too, whose copy
+    /// keeps the links inside.
+    pub info: Vec<Note>,
     index: HashMap<LayerId, usize>,
 }
 
@@ -315,7 +319,6 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             reason: r.clone(),
         })
         .collect();
-    notes.extend(outside_link_notes(record));
     let images = resolve_images(scan, record);
     let order = parents_first(&images);
     let mut plan = items(scan, record, &images, &order);
@@ -583,6 +586,7 @@ fn items(scan: &Scan, record: &Record, images: &Images, order: &[usize]) -> Plan
         items,
         repositories: Repositories::Absent,
         notes: Vec::new(),
+        info: outside_link_notes(record),
         index: plan_index,
     }
 }

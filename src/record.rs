@@ -87,7 +87,7 @@ pub struct RecordItem {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub data_mtime: Option<(i64, i64)>,
     /// Files of its layer hard-linked outside the layer too: its copy to
-    /// another file system has only the links inside (reported as notes).
+    /// another file system has only the links inside (reported as info).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub outside_links: Vec<OutsideLink>,
 }

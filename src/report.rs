@@ -243,6 +243,10 @@ pub struct Document {
     pub totals: BTreeMap<String, usize>,
     pub repositories: Repositories,
     pub notes: Vec<Note>,
+    /// Findings that are no problem (never counted as one: see
+    /// [`Plan::info`]).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub info: Vec<Note>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub elapsed_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -282,12 +286,14 @@ impl Document {
             totals,
             repositories: plan.repositories.clone(),
             notes: plan.notes.clone(),
+            info: plan.info.clone(),
             elapsed_s: None,
             live: None,
         }
     }
 
-    /// Problems found: quarantined or failed items, or notes.
+    /// Problems found: quarantined or failed items, or notes (`info` is
+    /// none).
     pub fn has_problems(&self) -> bool {
         self.totals["quarantined"] + self.totals["failed"] > 0
             || matches!(self.repositories, Repositories::Conflict(_) | Repositories::SetAside(_))
@@ -335,6 +341,12 @@ impl Document {
         }
         for n in &self.notes {
             println!("  note        {}: {}", n.path, n.reason);
+        }
+        if !self.info.is_empty() {
+            println!("  info (no problem):");
+            for n in &self.info {
+                println!("    {}: {}", n.path, n.reason);
+            }
         }
         // (A repositories conflict is among the notes above.)
         if self.repositories == Repositories::Rename {

@@ -994,3 +994,198 @@ fn rollback_with_aufs_dir_restores_root_exactly_and_removes_only_what_graph2aufs
     // The operator's directory stays, emptied of what graph2aufs made.
     assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "left in the --aufs-dir");
 }
+
+#[test]
+fn directories_moved_and_files_linked_in_a_layer_while_it_is_copied_and_before_its_switch_are_copied_exactly() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let f = Fixture::new(&opts(28, 4, 1, 10), 8);
+    // (A pause between the copy's last catch-up and its switch: the layer
+    // is changed then too.)
+    let (aufs, view) = copying_view(&f, &[("RUST_LOG", "info"), ("GRAPH2AUFS_SWITCH_DELAY_MS", "1500")]);
+    let big = f.summary.images[0].clone();
+    // (`0t`: copied before the rest of the layer, which takes a few
+    // seconds: changed after its copy.)
+    let (t, mirror) = (
+        f.root.join("aufs/diff").join(&big).join("0t"),
+        f.dir.path().join("mirror"),
+    );
+    // Each change made through the view and to a native mirror.
+    let both = |op: &dyn Fn(&Path)| {
+        op(&t);
+        op(&mirror);
+    };
+    let exchange = |a: &str, b: &str| {
+        both(&|r| {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                r.join(a),
+                rustix::fs::CWD,
+                r.join(b),
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .unwrap_or_else(|e| panic!("exchanging {a} and {b} in {}: {e}", r.display()))
+        })
+    };
+    let rename = |a: &str, b: &str| both(&|r| fs::rename(r.join(a), r.join(b)).unwrap());
+    let link = |a: &str, b: &str| both(&|r| fs::hard_link(r.join(a), r.join(b)).unwrap());
+    let unlink = |a: &str| both(&|r| fs::remove_file(r.join(a)).unwrap());
+    // Pairs of directories of files alike but for their content (same
+    // size, mode and times), some hard-linked: a copy taken for another's
+    // is told by its content or links only.
+    both(&|r| {
+        let files = [
+            ("u/f", "uuuu"),
+            ("v/f", "vvvv"),
+            ("m/k", "kkkk"),
+            ("w/f", "wwww"),
+            ("x/f", "xxxx"),
+            ("y/f", "yyyy"),
+            ("y2/f", "zzzz"),
+            ("p/q", "qqqq"),
+        ];
+        for (p, body) in files {
+            fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
+            fs::write(r.join(p), body).unwrap();
+            let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_400_000_000);
+            let file = fs::File::options().write(true).open(r.join(p)).unwrap();
+            file.set_times(fs::FileTimes::new().set_modified(when)).unwrap();
+        }
+        for d in ["n", "r", "z"] {
+            fs::create_dir(r.join(d)).unwrap();
+        }
+        fs::hard_link(r.join("y/f"), r.join("z/g")).unwrap();
+    });
+    wait_state(&f.root, &big, "copying", &view);
+    // While it is copied: directories exchanged, one moved over an empty
+    // one (their entries keep their status change times), a link made.
+    exchange("u", "v");
+    rename("m", "n");
+    link("u/f", "l1");
+    // Between its last catch-up and its switch: the same again.
+    let caught_up = format!("graph/{big}/layer caught up with its copy");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !view.log().contains(&caught_up) {
+        assert!(Instant::now() < deadline, "never caught up:\n{}", view.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    exchange("w", "x");
+    exchange("y", "y2");
+    rename("p", "r");
+    link("y/f", "l2");
+    unlink("l1");
+    assert!(
+        !view.log().contains(&format!("graph/{big}/layer switched")),
+        "the changes came after the switch:\n{}",
+        view.log()
+    );
+    wait_state(&f.root, &big, "registered", &view);
+    loud(&switch_line(&view, &big));
+    view.unmount();
+    let on_disk = f.root.join("aufs/diff").join(&big).join("0t");
+    // (Directories' times are those of changes made a moment apart.)
+    let dirs_untimed = |t: Tree| {
+        t.normalized(|_, e| {
+            if e.kind == Kind::Dir {
+                e.mtime_ns = 0
+            }
+        })
+    };
+    assert_same(
+        &dirs_untimed(snapshot(&mirror)),
+        &dirs_untimed(snapshot(&on_disk)),
+        "the layer's copy after its switch",
+    );
+    drop(aufs);
+}
+
+#[test]
+fn an_unmount_or_sigterm_stops_a_copy_at_once_leaves_the_item_pending_and_the_next_mount_finishes() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    // 8 MiB at 1 MiB/s: a copy of 8 s at least.
+    let f = Fixture::new(&opts(29, 3, 1, 8), 8);
+    let space = TmpFs::new(256);
+    let aufs = BindAt::new(space.path(), &f.root.join("aufs"));
+    let big = f.summary.images[0].clone();
+    let mount = |rate: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&f.root).arg(&f.root).arg("--foreground");
+        if let Some(r) = rate {
+            cmd.args(["--copy-rate", r]);
+        }
+        Mount::start_command(cmd, &f.root, BOUND)
+    };
+    let partial = || -> Vec<String> {
+        fs::read_dir(f.root.join("aufs/diff"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".graph2aufs-tmp-"))
+            .collect()
+    };
+    for how in ["unmount", "SIGTERM"] {
+        let view = mount(Some("1M"));
+        wait_state(&f.root, &big, "copying", &view);
+        // (Under way: some of it copied, most of it not.)
+        thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let log = match how {
+            "unmount" => {
+                let log = view.log();
+                assert!(view.unmount().success(), "{how}: the server failed:\n{log}");
+                log
+            }
+            _ => {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(view.pid() as i32).unwrap(),
+                    rustix::process::Signal::TERM,
+                )
+                .unwrap();
+                let status = view.wait_exit(Duration::from_secs(30)).expect("exits after SIGTERM");
+                assert!(status.success(), "{how}: the server failed:\n{}", view.log());
+                view.log()
+            }
+        };
+        let took = t.elapsed();
+        loud(&format!(
+            "{how} during a copy: the server exited in {:.2} s",
+            took.as_secs_f64()
+        ));
+        assert!(
+            took < Duration::from_secs(3),
+            "{how}: the server took {took:?} to exit (the copy had 5 s or more left):\n{log}"
+        );
+        let it = item_status(&f.root, &big);
+        assert_eq!(it["state"], "pending", "{how}: {it}");
+        assert_eq!(
+            partial(),
+            Vec::<String>::new(),
+            "{how}: a partial copy is left in aufs/diff"
+        );
+        assert!(f.root.join("graph").join(&big).join("layer/big.bin").exists());
+    }
+    // The next mount copies it again, whole.
+    let view = mount(None);
+    wait_state(&f.root, &big, "registered", &view);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = run_command(
+            g2a(["status".as_ref(), f.root.as_os_str(), "--json".as_ref()]),
+            RUN_TIMEOUT,
+        );
+        if st.json()["live"]["finished"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished:\n{}", view.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    view.unmount();
+    assert_as_reference(
+        &f,
+        "a copy stopped twice by the view's end, then finished by a third mount",
+    );
+    drop(aufs);
+    drop(space);
+}

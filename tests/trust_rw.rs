@@ -294,14 +294,38 @@ fn differential_in_a_layer_copied_to_another_file_system_and_switched_meanwhile(
     );
     let (mut copying_at, mut switched_at) = (None, None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    // (Diagnosis: `TRUST_RW_CHECK_EVERY=N` compares the trees every N
+    // operations, to find the first that made them drift apart.)
+    let check_every: Option<usize> = std::env::var("TRUST_RW_CHECK_EVERY").ok().and_then(|v| v.parse().ok());
     while switched_at.is_none_or(|m| d.tally.ops < m + OPS) {
         d.step();
+        if let Some(n) = check_every.filter(|&n| d.tally.ops % n == 0) {
+            let what = format!("checked every {n} operations (copying at {copying_at:?}, switched at {switched_at:?})");
+            let on_disk = scene.root.join("aufs/diff").join(&id);
+            if switched_at.is_some() && on_disk.is_dir() {
+                // (Also on the disk, past the view, where the layer is.)
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    d.compare_trees(
+                        &scene.dir.path().join("native"),
+                        &on_disk,
+                        &format!("{what}, on the disk"),
+                    )
+                }));
+                if r.is_err() {
+                    loud("(the copy on the disk differs: see above)");
+                }
+            }
+            d.compare_trees(&scene.dir.path().join("native"), &layer, &what);
+        }
         if switched_at.is_none() && d.tally.ops % 8 == 0 {
             if copying_at.is_none() && scene.state(&id) == "copying" {
                 copying_at = Some(d.tally.ops);
             }
             if fs::symlink_metadata(&legacy).is_err() {
                 switched_at = Some(d.tally.ops);
+                // The copy made every entry anew (its ctimes are the
+                // copy's): from here on, a ctime is recent if changed since.
+                d.restart_ctime_clock();
             }
         }
         assert!(
@@ -1238,7 +1262,10 @@ fn a_file_replaced_behind_the_view_never_takes_over_a_new_file_through_it() {
 /// Every entry under `root` with its attributes, all times exact and
 /// directory link counts included.
 fn exact_stats(root: &Path) -> Vec<(P, ops::St)> {
-    let clock = Clock { start_ns: i128::MAX };
+    let clock = Clock {
+        start_ns: i128::MAX,
+        ctime_start_ns: i128::MAX,
+    };
     let base = rustix::fs::open(
         root,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
@@ -1631,4 +1658,77 @@ fn acls_grant_access_and_default_acls_replace_the_umask_as_natively() {
             .any(|l| l.starts_with("acl-dir/f:") && l.contains("mode ok \"664\"")),
         "the default ACL should replace the umask natively: {lines:#?}"
     );
+}
+
+/// A node the kernel keeps for a file of a layer that went (removed behind
+/// the view), whose inode number a new file of the layer then took, is not
+/// the new file's: at the switch to the copy it must not become a second
+/// node of the new file's copy (its names would then be split between two
+/// node ids: a hard link made through the view showed as another file).
+#[test]
+fn a_node_of_a_file_gone_whose_inode_number_was_reused_is_not_switched_to_the_new_files_copy() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_root_and_fuse() {
+        return;
+    }
+    // (ext4 on both sides: a freed inode number is taken by the next file
+    // made in the same directory.)
+    let disk = LoopFs::new(1024, "ext4");
+    let scene = Scene::new_in(disk.path(), &options(31, 6, 1));
+    let space = LoopFs::new(1024, "ext4");
+    let aufs = BindAt::new(space.path(), &scene.root.join("aufs"));
+    let id = scene.summary.images[3].clone();
+    let legacy = scene.root.join("graph").join(&id).join("layer");
+    fs::write(legacy.join("ballast"), vec![7u8; 2 << 20]).unwrap();
+    let view = scene.mount_with(
+        &["--copy-rate", "1M"],
+        &[("RUST_LOG", "info"), ("GRAPH2AUFS_SWITCH_DELAY_MS", "1500")],
+    );
+    let layer = scene.mp.join("aufs/diff").join(&id);
+    let caught_up = format!("graph/{id}/layer caught up with its copy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !view.log().contains(&caught_up) {
+        assert!(std::time::Instant::now() < deadline, "never caught up:\n{}", view.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Between its last catch-up and its switch: a file the kernel knows
+    // (held by an O_PATH descriptor: no open reaches the view, which holds
+    // nothing of it), removed behind the view; a new file takes its inode
+    // number.
+    fs::write(layer.join("old"), "the old file").unwrap();
+    let held = rustix::fs::open(
+        layer.join("old"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let old_ino = fs::metadata(legacy.join("old")).unwrap().ino();
+    fs::remove_file(legacy.join("old")).unwrap();
+    fs::write(layer.join("new"), "new").unwrap();
+    let new_ino = fs::metadata(legacy.join("new")).unwrap().ino();
+    if new_ino != old_ino {
+        loud(&format!("inode {old_ino} was not reused ({new_ino}): nothing to check"));
+        drop(held);
+        view.unmount();
+        drop(aufs);
+        return;
+    }
+    scene.wait_finished(&view);
+    // What the kernel holds of the old file is never the new file.
+    if let Ok(st) = rustix::fs::fstat(&held) {
+        assert_ne!(st.st_size, 3, "the old file's node shows the new file:\n{}", view.log());
+    }
+    drop(held);
+    // A second name of the new file, through the view: the same file.
+    fs::hard_link(layer.join("new"), layer.join("new-link")).unwrap();
+    let m = |n: &str| fs::metadata(layer.join(n)).unwrap();
+    assert_eq!((m("new").nlink(), m("new-link").nlink()), (2, 2));
+    assert_eq!(
+        m("new").ino(),
+        m("new-link").ino(),
+        "one file, two node ids:\n{}",
+        view.log()
+    );
+    view.unmount();
+    drop(aufs);
 }

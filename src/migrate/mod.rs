@@ -492,6 +492,7 @@ impl<'r> Engine<'r> {
             pace: self.pace.clone(),
             faults: self.faults.clone(),
             outside: Default::default(),
+            origins: Default::default(),
         })
     }
 
@@ -854,6 +855,9 @@ pub struct CopyJob {
     /// What the last check of the copy found about files hard-linked out
     /// of the layer (recorded when the copy goes in place).
     outside: std::sync::Mutex<Vec<crate::copy::OutsideLink>>,
+    /// The source directory of each directory of the copy (see
+    /// [`crate::copy::Origins`]).
+    origins: std::sync::Mutex<crate::copy::Origins>,
 }
 
 impl CopyJob {
@@ -867,7 +871,7 @@ impl CopyJob {
             let src = sys::open_dir_required(&self.parent, self.leaf)?;
             let dst = std::sync::Arc::new(sys::open_dir_required(&self.diff, &self.tmp)?);
             let t = std::time::Instant::now();
-            crate::copy::copy_tree(&src, &dst, &self.pace)?;
+            *self.origins.lock().expect("never poisoned") = crate::copy::copy_tree(&src, &dst, &self.pace)?;
             crate::copy::copy_dir_attrs(&self.parent, OsStr::new(self.leaf), &self.diff, &self.tmp)?;
             let copied = t.elapsed();
             sys::syncfs(&self.diff)?;
@@ -901,7 +905,7 @@ impl CopyJob {
     pub fn resync<'p>(&self, mut pass: crate::resync::Pass<'p>) -> io::Result<crate::resync::Pass<'p>> {
         let r = (|| {
             let dst = std::sync::Arc::new(self.copy()?);
-            pass.run(&self.source()?, &dst)?;
+            pass.run(&self.source()?, &dst, &mut self.origins.lock().expect("never poisoned"))?;
             if pass.verifies() {
                 *self.outside.lock().expect("never poisoned") = pass.outside();
             }
@@ -911,6 +915,12 @@ impl CopyJob {
         })();
         r.map_err(|e| io::Error::new(e.kind(), format!("bringing the copy of {} up to date: {e}", self.what)))?;
         Ok(pass)
+    }
+
+    /// [`crate::copy::compare_unchanged`] of the copy and its source.
+    pub fn compare_unchanged(&self, since: (i64, i64)) -> io::Result<Option<String>> {
+        let origins = self.origins.lock().expect("never poisoned");
+        crate::copy::compare_unchanged(&self.source()?, &self.copy()?, since, &origins)
     }
 
     /// Files of the layer hard-linked outside it too, as its last check

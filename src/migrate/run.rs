@@ -126,11 +126,11 @@ pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
     bar.finish_and_clear();
     engine.rename_repositories(&plan)?;
     engine.sync()?;
-    // Notes of this run's copies (the plan has those of earlier runs).
+    // Info of this run's copies (the plan has that of earlier runs).
     let mut plan = plan;
     for n in plan::outside_link_notes(&engine.record) {
-        if !plan.notes.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
-            plan.notes.push(n);
+        if !plan.info.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
+            plan.info.push(n);
         }
     }
     let repositories = plan.repositories.clone();

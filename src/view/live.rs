@@ -48,6 +48,10 @@ pub struct Migrator {
     /// Test hook (`GRAPH2AUFS_ITEM_DELAY_MS`): a pause before each item of
     /// the background migration, so tests can act while it runs.
     item_delay: Duration,
+    /// Test hook (`GRAPH2AUFS_SWITCH_DELAY_MS`): a pause between a copy's
+    /// last catch-up (and its check) and its switch, so tests can change
+    /// the layer then.
+    switch_delay: Duration,
     /// A progress bar on the terminal (a foreground mount).
     pub progress_bar: bool,
     /// Held (written) while a copied layer switches to its copy: lookups
@@ -73,10 +77,25 @@ pub struct Migrator {
     notes: Mutex<Vec<crate::plan::Note>>,
     /// How FUSE requests reach the view (`uring` or `classic`), once mounted.
     pub transport: std::sync::OnceLock<&'static str>,
+    /// What `status` says besides the plan's as info (no problem): files of
+    /// layers copied by this view hard-linked outside their layer.
+    info: Mutex<Vec<crate::plan::Note>>,
+    /// Whether the background migration runs (see [`Migrator::unmounted`]).
+    running: Mutex<bool>,
+    ended: std::sync::Condvar,
 }
+
+/// How long an unmounted view waits for its background migration to stop
+/// (an interrupted copy removes what it copied) before it exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Write pauses, each shared by the layers whose index it is modulo this.
 const PAUSES: usize = 16;
+
+/// A test hook's pause: milliseconds in environment variable `name`.
+fn env_ms(name: &str) -> Duration {
+    Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+}
 
 fn other(msg: String) -> io::Error {
     io::Error::other(msg)
@@ -154,12 +173,8 @@ impl Migrator {
             stop: AtomicBool::new(false),
             mountpoint: mountpoint.display().to_string(),
             started: SystemTime::now(),
-            item_delay: Duration::from_millis(
-                std::env::var("GRAPH2AUFS_ITEM_DELAY_MS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            ),
+            item_delay: env_ms("GRAPH2AUFS_ITEM_DELAY_MS"),
+            switch_delay: env_ms("GRAPH2AUFS_SWITCH_DELAY_MS"),
             progress_bar: false,
             switch: std::sync::RwLock::new(()),
             copying: Mutex::new(None),
@@ -169,6 +184,9 @@ impl Migrator {
             files,
             notes: Mutex::default(),
             transport: std::sync::OnceLock::new(),
+            info: Mutex::default(),
+            running: Mutex::new(false),
+            ended: std::sync::Condvar::new(),
         }
     }
 
@@ -190,8 +208,13 @@ impl Migrator {
         *self.invalidate.lock().expect("never poisoned") = Some(tx);
     }
 
+    /// The view is going: the background migration stops, a copy under
+    /// way at once (see [`Migrator::unmounted`]).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some((_, pace, ..)) = &*self.copying.lock().expect("never poisoned") {
+            pace.stop.store(true, Ordering::SeqCst);
+        }
     }
 
     fn set_result(&self, i: usize, state: State, reason: Option<String>) {
@@ -450,6 +473,10 @@ impl Migrator {
                 Some(job) => {
                     let total = engine.copy_total.load(Ordering::Relaxed);
                     *self.copying.lock().expect("never poisoned") = Some((i, job.pace.clone(), total, Instant::now()));
+                    // (An unmount just before: stopped at once.)
+                    if self.stop.load(Ordering::SeqCst) {
+                        job.pace.stop.store(true, Ordering::SeqCst);
+                    }
                     job
                 }
                 None => {
@@ -521,13 +548,22 @@ impl Migrator {
                 break;
             }
         }
-        let checked = crate::copy::compare_unchanged(&job.source()?, &job.copy()?, stamp.since())
+        let checked = job
+            .compare_unchanged(stamp.since())
             .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
         if let Some(d) = checked {
             return Err(other(format!(
                 "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
                 it.legacy_path()
             )));
+        }
+        if !self.switch_delay.is_zero() {
+            log::info!(
+                "{} caught up with its copy: switching in {} ms (GRAPH2AUFS_SWITCH_DELAY_MS)",
+                it.legacy_path(),
+                self.switch_delay.as_millis()
+            );
+            std::thread::sleep(self.switch_delay);
         }
         if self.stop.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "the view is going"));
@@ -563,7 +599,7 @@ impl Migrator {
         // place; nothing fails after.
         let (nodes, files) = self.prepare_switch(&engine, &nodes, &pass.found, (top, job.tmp_name()))?;
         let noted = engine.put_copy_in_place(it, job)?;
-        self.notes.lock().expect("never poisoned").extend(noted);
+        self.info.lock().expect("never poisoned").extend(noted);
         self.arrived(i);
         let (rebound, reopened) = (nodes.len(), files.len());
         for (node, backing, key) in nodes {
@@ -608,13 +644,15 @@ impl Migrator {
         for (node, key) in nodes {
             // (A node held by a descriptor of its own, its name gone, whose
             // inode has another name in the layer switches to that.)
-            let Key::Real(dev, ino, _) = key else { continue };
+            // (A node of a file gone whose inode number a new file of the
+            // layer took is not that file's: it keeps its source inode.)
+            let Key::Real(dev, ino, born) = key else { continue };
             let (dir, name) = if (*dev, *ino) == top {
                 (diff.clone(), top_name.to_os_string())
             } else {
                 match found.get(&(*dev, *ino)) {
-                    Some((dir, name, _)) => (dir.clone(), name.clone()),
-                    None => continue,
+                    Some((dir, name, b)) if b == born => (dir.clone(), name.clone()),
+                    _ => continue,
                 }
             };
             let (ft, new_key) = super::backing::identity(&dir, &name)?;
@@ -693,6 +731,19 @@ impl Migrator {
     /// items again and again with a growing pause until they move or the
     /// view is unmounted.
     pub fn run(self: Arc<Self>) {
+        *self.running.lock().expect("never poisoned") = true;
+        // (Also when it panics: the view does not wait for it then.)
+        struct Ended<'a>(&'a Migrator);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                *self.0.running.lock().expect("never poisoned") = false;
+                self.0.ended.notify_all();
+            }
+        }
+        let _ended = Ended(&self);
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
         let t0 = Instant::now();
         let plan = &self.transform.plan;
         let todo: Vec<usize> = (0..plan.items.len())
@@ -735,6 +786,16 @@ impl Migrator {
                 }
                 match self.copy_live(i) {
                     Ok(_) => {}
+                    // Stopped by the unmount: the copy is removed, the item
+                    // left pending (the next mount copies it again).
+                    Err(e) if self.stop.load(Ordering::SeqCst) => {
+                        log::info!(
+                            "the copy of {} stopped ({e}): the view is going; the item stays pending",
+                            plan.items[i].legacy_path()
+                        );
+                        self.set_result(i, State::Pending, None);
+                        return self.finish_batch();
+                    }
                     Err(e) => {
                         failed.push(i);
                         let mut engine = self.engine.lock().expect("never poisoned");
@@ -944,6 +1005,11 @@ impl Migrator {
         }
         doc.notes
             .extend(self.notes.lock().expect("never poisoned").iter().cloned());
+        for n in self.info.lock().expect("never poisoned").iter() {
+            if !doc.info.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
+                doc.info.push(n.clone());
+            }
+        }
         self.store(&doc);
     }
 
@@ -970,8 +1036,21 @@ impl Migrator {
         }
     }
 
-    /// The view is going: the status says so.
+    /// The view is going: once the background migration has stopped (a
+    /// copy under way removed; [`STOP_GRACE`] at most), the status says so.
     pub fn unmounted(&self) {
+        let running = self.running.lock().expect("never poisoned");
+        let (running, waited) = self
+            .ended
+            .wait_timeout_while(running, STOP_GRACE, |r| *r)
+            .expect("never poisoned");
+        if waited.timed_out() {
+            log::warn!(
+                "the background migration did not stop within {} s of the unmount",
+                STOP_GRACE.as_secs()
+            );
+        }
+        drop(running);
         let own = sys::open_dir_required(self.root.fd(), crate::root::OWN_DIR);
         if let Err(e) = own.and_then(|d| sys::unlink(&d, STATUS_FILE)) {
             log::debug!("removing the live status: {e}");

@@ -132,7 +132,12 @@ impl Differ {
         }
         *self.tally.kinds.entry(op_name(&op)).or_default() += 1;
         self.history.push_back((i, op, a));
-        if self.history.len() > 30 {
+        if self.history.len()
+            > std::env::var("TRUST_RW_HISTORY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+        {
             self.history.pop_front();
         }
     }
@@ -156,6 +161,15 @@ impl Differ {
         let clock = Clock::now();
         self.native.clock = clock;
         self.view.clock = clock;
+    }
+
+    /// Status change times from now on are the run's "recent" ones (those
+    /// of a layer copied to another file system are its copy's, which no
+    /// copy can keep as they were).
+    pub fn restart_ctime_clock(&mut self) {
+        let start = Clock::now().start_ns;
+        self.native.clock.ctime_start_ns = start;
+        self.view.clock.ctime_start_ns = start;
     }
 
     /// Closes every descriptor the run holds open, the trees' own

@@ -348,6 +348,9 @@ fn kind_char(ft: FileType) -> char {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     pub start_ns: i128,
+    /// The same for status change times (later once a layer was copied to
+    /// another file system: a copy cannot keep them).
+    pub ctime_start_ns: i128,
 }
 
 impl Clock {
@@ -357,8 +360,10 @@ impl Clock {
     /// whatever happens after is not (15 ms of margin).
     pub fn now() -> Clock {
         std::thread::sleep(std::time::Duration::from_millis(30));
+        let start_ns = now_ns() - 15_000_000;
         Clock {
-            start_ns: now_ns() - 15_000_000,
+            start_ns,
+            ctime_start_ns: start_ns,
         }
     }
 
@@ -395,7 +400,10 @@ impl Clock {
             } else {
                 self.time(s.st_mtime, s.st_mtime_nsec as i64)
             },
-            ctime_recent: ft == FileType::Fifo || self.is_recent(s.st_ctime, s.st_ctime_nsec as i64),
+            ctime_recent: ft == FileType::Fifo || {
+                let t = i128::from(s.st_ctime) * 1_000_000_000 + i128::from(s.st_ctime_nsec as i64);
+                self.is_recent(s.st_ctime, s.st_ctime_nsec as i64) && t >= self.ctime_start_ns
+            },
         }
     }
 }
