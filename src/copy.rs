@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,8 +93,8 @@ pub struct Size {
     pub inodes: u64,
 }
 
-pub(crate) fn proc_entry(dir: &impl AsRawFd, name: &OsStr) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
+pub(crate) fn proc_entry(dir: &impl AsFd, name: &OsStr) -> PathBuf {
+    sys::proc::entry_path(dir, name)
 }
 
 pub(crate) fn entries(dir: &OwnedFd) -> io::Result<Vec<(OsString, Stat)>> {

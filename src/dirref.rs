@@ -13,14 +13,12 @@
 //! Where handles cannot be used (no CAP_DAC_READ_SEARCH, a file system
 //! without them), the descriptor is simply kept.
 
+use crate::sys;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-
-/// Bytes of a handle graph2aufs accepts (the kernel's MAX_HANDLE_SZ).
-const MAX_HANDLE: usize = 128;
 
 /// A directory, by descriptor while in use and by file handle otherwise.
 pub struct DirRef {
@@ -162,25 +160,13 @@ impl Pool {
 }
 
 fn handle_of(fd: &OwnedFd) -> Option<Handle> {
-    let mut buf = HandleBuf::new();
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: `buf` holds a `struct file_handle` header whose
-    // `handle_bytes` says how many bytes follow it; the path is an empty
-    // NUL-terminated string and `fd` a valid descriptor.
-    let r = unsafe {
-        libc::name_to_handle_at(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mount_id,
-            libc::AT_EMPTY_PATH,
-        )
+    let (mount_id, kind, bytes) = match sys::handle::name_to_handle(fd) {
+        Ok(h) => h,
+        Err(e) => {
+            log::debug!("no file handle: {e}");
+            return None;
+        }
     };
-    if r != 0 {
-        log::debug!("no file handle: {}", io::Error::last_os_error());
-        return None;
-    }
-    let (kind, bytes) = (buf.kind(), Box::<[u8]>::from(buf.bytes()));
     let mut mounts = POOL.mounts.lock().expect("never poisoned");
     match mounts.get(&mount_id) {
         Some(None) => return None,
@@ -224,61 +210,7 @@ fn handle_of(fd: &OwnedFd) -> Option<Handle> {
 }
 
 fn open_by_handle(h: &Handle) -> io::Result<OwnedFd> {
-    let mut buf = HandleBuf::from(h.kind, &h.bytes);
-    // SAFETY: `buf` is a well-formed `struct file_handle` made by
-    // `name_to_handle_at`; the mount descriptor is valid while `h` lives.
-    let fd = unsafe {
-        libc::open_by_handle_at(
-            h.mount.fd.as_raw_fd(),
-            buf.as_mut_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// A `struct file_handle` with room for the largest handle, 4-byte aligned.
-struct HandleBuf([u32; 2 + MAX_HANDLE / 4]);
-
-impl HandleBuf {
-    fn new() -> HandleBuf {
-        let mut b = HandleBuf([0; 2 + MAX_HANDLE / 4]);
-        b.0[0] = MAX_HANDLE as u32;
-        b
-    }
-
-    fn from(kind: i32, bytes: &[u8]) -> HandleBuf {
-        let mut b = HandleBuf::new();
-        b.0[0] = bytes.len() as u32;
-        b.0[1] = kind as u32;
-        b.payload_mut()[..bytes.len()].copy_from_slice(bytes);
-        b
-    }
-
-    fn as_mut_ptr(&mut self) -> *mut libc::file_handle {
-        self.0.as_mut_ptr().cast()
-    }
-
-    fn kind(&self) -> i32 {
-        self.0[1] as i32
-    }
-
-    fn bytes(&self) -> &[u8] {
-        let n = (self.0[0] as usize).min(MAX_HANDLE);
-        // SAFETY: the payload is the `MAX_HANDLE` bytes after the two
-        // header words, inside the array.
-        let all = unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(2).cast::<u8>(), MAX_HANDLE) };
-        &all[..n]
-    }
-
-    fn payload_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().add(2).cast::<u8>(), MAX_HANDLE) }
-    }
+    sys::handle::open_by_handle(&h.mount.fd, h.kind, &h.bytes)
 }
 
 #[cfg(test)]

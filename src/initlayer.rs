@@ -9,7 +9,7 @@
 //! ([`InitLayer::of_image`]), so `migrate`, both views and `rollback` agree.
 
 use crate::sys;
-use crate::union::{Entry, Leaf, UnionDir, OPAQUE};
+use crate::union::{Entry, Leaf, UnionDir, Virtual, OPAQUE};
 use rustix::fs::{self as rfs, Mode, OFlags, Timespec};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -107,7 +107,7 @@ pub struct ImageAt(BTreeMap<&'static str, InImage>);
 
 impl ImageAt {
     /// Looks at the merged tree of `root` (the image's layers).
-    pub fn look(root: &UnionDir) -> io::Result<ImageAt> {
+    pub fn look<V: Virtual + Clone>(root: &UnionDir<V>) -> io::Result<ImageAt> {
         let mut at = BTreeMap::new();
         for (path, _) in SETUP {
             let mut dir = Some(root.clone());
@@ -155,7 +155,7 @@ impl InitLayer {
     /// `image_chain` (layer roots, the image first), created at `time`.
     pub fn compute(image_chain: &[Arc<crate::dirref::DirRef>], time: Timespec) -> io::Result<InitLayer> {
         Ok(InitLayer::of_image(
-            &ImageAt::look(&UnionDir::of_layers(image_chain))?,
+            &ImageAt::look(&UnionDir::<InitLayer>::of_layers(image_chain))?,
             time,
         ))
     }
@@ -306,6 +306,27 @@ fn created(path: Vec<OsString>, kind: InitKind, time: Timespec) -> InitEntry {
         gid: 0,
         atime: time,
         mtime: time,
+    }
+}
+
+/// An init layer not yet on the disk takes part in merged views as a
+/// branch held in memory.
+impl Virtual for InitLayer {
+    fn find(&self, path: &[OsString]) -> Option<usize> {
+        InitLayer::find(self, path)
+    }
+
+    fn file_type(&self, index: usize) -> rustix::fs::FileType {
+        self.entries[index].file_type()
+    }
+
+    fn list(&self, dir: &[OsString]) -> Vec<(OsString, rustix::fs::FileType)> {
+        self.children(dir)
+            .map(|i| {
+                let e = &self.entries[i];
+                (e.path.last().cloned().unwrap_or_default(), e.file_type())
+            })
+            .collect()
     }
 }
 

@@ -1,6 +1,35 @@
-//! The aufs driver's layout (FORMATS.md 2): chains as `layers/` files.
+//! The aufs driver's layout (FORMATS.md 2): its three directories, and
+//! chains as `layers/` files.
 
 use crate::id::LayerId;
+
+/// One of the aufs driver's directories under `aufs/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AufsDir {
+    /// `diff/<id>`: a layer's data.
+    Diff,
+    /// `layers/<id>`: its chain of ancestors.
+    Layers,
+    /// `mnt/<id>`: where the driver mounts it.
+    Mnt,
+}
+
+impl AufsDir {
+    pub const ALL: [AufsDir; 3] = [AufsDir::Diff, AufsDir::Layers, AufsDir::Mnt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AufsDir::Diff => "diff",
+            AufsDir::Layers => "layers",
+            AufsDir::Mnt => "mnt",
+        }
+    }
+
+    /// The directory named `name`, if it is one of the three.
+    pub fn of_name(name: &[u8]) -> Option<AufsDir> {
+        AufsDir::ALL.into_iter().find(|d| d.name().as_bytes() == name)
+    }
+}
 
 /// The bytes of a `layers/<id>` file: the ancestors, nearest first, one per
 /// line, every line ending in a newline; a base layer's file is empty.

@@ -23,9 +23,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Mount { .. }) {
         // Reports piped into `head` end quietly, as other tools do. (The
         // mount server keeps Rust's default: a closed pipe must not kill it.)
-        // SAFETY: setting a signal's disposition to the default has no
-        // preconditions; no other thread runs yet.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        graph2aufs::sys::process::default_sigpipe();
     }
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),

@@ -5,8 +5,9 @@
 
 use crate::dirref::DirRef;
 use crate::initlayer::InitLayer;
+use crate::item::Item;
 use crate::legacy::Dirs;
-use crate::plan::{Item, Plan};
+use crate::plan::Plan;
 use crate::sys::{self, Kind};
 use std::ffi::OsString;
 use std::io;

@@ -4,6 +4,7 @@
 //! view all derive what they do from this one function.
 
 use crate::id::LayerId;
+use crate::item::{Copied, Item, ItemKind, Source, State};
 use crate::layout;
 use crate::legacy::{ContainerScan, ImageScan, Places, Scan};
 use crate::names::escape_os;
@@ -12,151 +13,6 @@ use crate::sys::Kind;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsString;
-
-/// Item states: one vocabulary everywhere (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Pending,
-    Moving,
-    Copying,
-    Registered,
-    Fallback,
-    Quarantined,
-    Failed,
-    /// Registered by graph2aufs, then removed by the daemon (its
-    /// `aufs/diff/<id>` is gone): reported, never recreated.
-    Removed,
-}
-
-impl State {
-    /// Every state, in the order reports list them.
-    pub const ALL: [State; 8] = [
-        State::Pending,
-        State::Moving,
-        State::Copying,
-        State::Registered,
-        State::Fallback,
-        State::Quarantined,
-        State::Failed,
-        State::Removed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Moving => "moving",
-            State::Copying => "copying",
-            State::Registered => "registered",
-            State::Fallback => "fallback",
-            State::Quarantined => "quarantined",
-            State::Failed => "failed",
-            State::Removed => "removed",
-        }
-    }
-
-    /// Nothing is left to do for an item in this state: migrated, or
-    /// removed by the daemon since.
-    pub fn settled(self) -> bool {
-        matches!(self, State::Registered | State::Removed)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemKind {
-    Image,
-    Container,
-}
-
-/// Where an item's data is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// `graph/<id>/layer` or `containers/<id>/rw`, to be renamed.
-    Legacy,
-    /// The legacy directory, with a Docker 1.8 symlink at `aufs/diff/<id>`.
-    Fallback,
-    /// Already at `aufs/diff/<id>`.
-    Native,
-    /// Under `.graph2aufs/quarantine/`.
-    Quarantine,
-    /// A container that never ran: it gets an empty rw layer.
-    Empty,
-    /// Nowhere usable (only for blocked items).
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub kind: ItemKind,
-    /// The directory name (`graph/<name>` or `containers/<name>`).
-    pub name: OsString,
-    /// The validated id (the name), unless the name is not a safe id.
-    pub id: Option<LayerId>,
-    /// Image: index of its parent image; container: index of its image.
-    pub parent: Option<usize>,
-    pub state: State,
-    pub reason: Option<String>,
-    pub source: Source,
-    /// Whether the legacy place holds something to quarantine.
-    pub legacy_present: bool,
-    /// True when graph2aufs's record says it migrated this item.
-    pub ours: bool,
-    /// A container's creation time (mtime of its config.json): the time of
-    /// the entries its init layer creates.
-    pub created: rustix::fs::Timespec,
-    /// Its data was copied to `aufs/diff` on another file system and the
-    /// copy recorded (shared by the plan's clones: a run sets it).
-    pub copied: Copied,
-}
-
-/// See [`Item::copied`]. Once set, `aufs/diff/<id>` holds the data, complete
-/// and checked, even while what is left of the source is removed.
-#[derive(Debug, Clone, Default)]
-pub struct Copied(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Copied {
-    pub fn new(v: bool) -> Copied {
-        Copied(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(v)))
-    }
-    pub fn get(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    pub fn set(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Item {
-    pub fn blocked(&self) -> bool {
-        self.state == State::Quarantined
-    }
-    /// Removed by the daemon after graph2aufs registered it: nothing of it
-    /// is shown, moved or made again.
-    pub fn removed(&self) -> bool {
-        self.state == State::Removed
-    }
-    /// `graph/<name>/layer` or `containers/<name>/rw`, relative to ROOT.
-    pub fn legacy_path(&self) -> String {
-        match self.kind {
-            ItemKind::Image => format!("graph/{}/layer", escape_os(&self.name)),
-            ItemKind::Container => format!("containers/{}/rw", escape_os(&self.name)),
-        }
-    }
-    pub fn legacy_leaf(&self) -> &'static str {
-        match self.kind {
-            ItemKind::Image => "layer",
-            ItemKind::Container => "rw",
-        }
-    }
-    pub fn legacy_parent_dir(&self) -> &'static str {
-        match self.kind {
-            ItemKind::Image => "graph",
-            ItemKind::Container => "containers",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase", tag = "action", content = "reason")]
@@ -285,7 +141,8 @@ fn placement(p: &Places, legacy_rel: &str, native_rel: &str, swapped: bool, copi
         )),
         (Kind::Missing, Kind::Missing) if p.quarantine == Kind::Dir => Ok(Source::Quarantine),
         (Kind::Missing, Kind::Missing) if p.quarantine.exists() => Err(format!(
-            ".graph2aufs/quarantine/{legacy_rel} is {}",
+            "{}/{legacy_rel} is {}",
+            crate::root::QUARANTINE,
             p.quarantine.describe()
         )),
         (Kind::Missing, Kind::Missing) => Ok(Source::None),
@@ -454,7 +311,6 @@ pub fn item_outside_link_notes(key: &str, e: &crate::record::RecordItem) -> Vec<
 
 /// Decides everything about ROOT from its scan and graph2aufs's record.
 pub fn plan(scan: &Scan, record: &Record) -> Plan {
-    let ours = |k: ItemKind, n: &OsString| record.has(k, n);
     let mut notes: Vec<Note> = scan
         .ignored
         .iter()
@@ -463,18 +319,57 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             reason: r.clone(),
         })
         .collect();
-    // Images: own checks, then ancestors, iteratively (chains may be deep).
+    let images = resolve_images(scan, record);
+    let order = parents_first(&images);
+    let mut plan = items(scan, record, &images, &order);
+    derive_states(&mut plan, scan, record, &order);
+    notes.extend(tag_notes(scan, &plan));
+    plan.repositories = repositories(scan);
+    if let Repositories::Conflict(why) | Repositories::SetAside(why) = &plan.repositories {
+        notes.push(Note {
+            path: "repositories".into(),
+            reason: why.clone(),
+        });
+    }
+    plan.notes = notes;
+    plan
+}
+
+/// Whether the record says the item's data was copied to another file
+/// system.
+fn copied(record: &Record, kind: ItemKind, name: &OsString) -> bool {
+    record
+        .items
+        .get(&crate::record::key(kind, name))
+        .is_some_and(|e| e.copied)
+}
+
+/// The scanned images, each resolved: its own checks, then its ancestors.
+struct Images {
+    /// By scanned image: its id index.
+    index: HashMap<LayerId, usize>,
+    /// Its own checks: its parent's id (if any) and where its data is.
+    own: Vec<Result<(Option<LayerId>, Source), String>>,
+    /// Whether it and every ancestor can be migrated.
+    res: Vec<Res>,
+    /// Its parent (by scanned image).
+    parent_of: Vec<Option<usize>>,
+}
+
+/// Checks each image, then its ancestors, iteratively (chains may be
+/// deep): a missing parent, a parent cycle, a blocked or removed ancestor
+/// blocks it.
+fn resolve_images(scan: &Scan, record: &Record) -> Images {
     let mut index: HashMap<LayerId, usize> = HashMap::new();
     for (i, img) in scan.images.iter().enumerate() {
         if let Ok(id) = &img.id {
             index.insert(id.clone(), i);
         }
     }
-    let copied = |k: ItemKind, n: &OsString| record.items.get(&crate::record::key(k, n)).is_some_and(|e| e.copied);
     let own: Vec<Result<(Option<LayerId>, Source), String>> = scan
         .images
         .iter()
-        .map(|img| image_own(img, copied(ItemKind::Image, &img.name)))
+        .map(|img| image_own(img, copied(record, ItemKind::Image, &img.name)))
         .collect();
     let n = scan.images.len();
     let mut res: Vec<Res> = scan
@@ -550,7 +445,20 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             };
         }
     }
-    // Order images parents first: depth via parent pointers (memoized).
+    Images {
+        index,
+        own,
+        res,
+        parent_of,
+    }
+}
+
+/// The order of the images in the plan (by scanned image): parents before
+/// children, by depth through parent pointers (memoized; a blocked image
+/// counts as a base layer), then in scan order.
+fn parents_first(images: &Images) -> Vec<usize> {
+    let Images { res, parent_of, .. } = images;
+    let n = res.len();
     let mut depth = vec![usize::MAX; n];
     for i in 0..n {
         let mut path = Vec::new();
@@ -572,13 +480,27 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
     }
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (if depth[i] == usize::MAX { 0 } else { depth[i] }, i));
+    order
+}
+
+/// The plan's items: images in `order`, then containers, each with its
+/// state as its checks and its parents' decide.
+fn items(scan: &Scan, record: &Record, images: &Images, order: &[usize]) -> Plan {
+    let Images {
+        index,
+        own,
+        res,
+        parent_of,
+    } = images;
+    let n = scan.images.len();
+    let ours = |k: ItemKind, n: &OsString| record.has(k, n);
     let mut new_pos = vec![0; n];
     for (pos, &i) in order.iter().enumerate() {
         new_pos[i] = pos;
     }
     let mut items: Vec<Item> = Vec::with_capacity(n + scan.containers.len());
     let mut plan_index: HashMap<LayerId, usize> = HashMap::new();
-    for &i in &order {
+    for &i in order {
         let img = &scan.images[i];
         let (state, reason, source, parent) = match (&res[i], &own[i]) {
             (Res::Ok, Ok((_, source))) => (State::Pending, None, *source, parent_of[i].map(|p| new_pos[p])),
@@ -607,14 +529,14 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             source,
             legacy_present: img.places.legacy.exists(),
             ours: ours(ItemKind::Image, &img.name),
-            copied: Copied::new(copied(ItemKind::Image, &img.name)),
+            copied: Copied::new(copied(record, ItemKind::Image, &img.name)),
             created: rustix::fs::Timespec { tv_sec: 0, tv_nsec: 0 },
         });
     }
     for c in &scan.containers {
         let own = match removed(record, ItemKind::Container, &c.name, &c.places) {
             Some(why) => Err(Res::Removed(why)),
-            None => container_own(c, &index, copied(ItemKind::Container, &c.name)).map_err(Res::Blocked),
+            None => container_own(c, index, copied(record, ItemKind::Container, &c.name)).map_err(Res::Blocked),
         };
         let (state, reason, source, parent) = match own {
             Err(Res::Removed(why)) => (State::Removed, Some(why), Source::None, None),
@@ -656,18 +578,22 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             source,
             legacy_present: c.places.legacy.exists(),
             ours: ours(ItemKind::Container, &c.name),
-            copied: Copied::new(copied(ItemKind::Container, &c.name)),
+            copied: Copied::new(copied(record, ItemKind::Container, &c.name)),
             created: c.created,
         });
     }
-    let mut plan = Plan {
+    Plan {
         items,
         repositories: Repositories::Absent,
         notes: Vec::new(),
         info: outside_link_notes(record),
         index: plan_index,
-    };
-    // States of unblocked items, derived from the disk.
+    }
+}
+
+/// The states of unblocked items, derived from the disk (registered,
+/// fallback) and from the record (failed in the last run).
+fn derive_states(plan: &mut Plan, scan: &Scan, record: &Record, order: &[usize]) {
     let n_images = scan.images.len();
     for pos in 0..plan.items.len() {
         if plan.items[pos].blocked() || plan.items[pos].removed() {
@@ -703,7 +629,11 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             }
         }
     }
-    // Tags that name no usable image.
+}
+
+/// Notes on the tags that name no usable image.
+fn tag_notes(scan: &Scan, plan: &Plan) -> Vec<Note> {
+    let mut notes = Vec::new();
     if let Ok(tags) = &scan.repositories.tags {
         for (tag, id) in tags {
             let usable = LayerId::parse(id.as_bytes())
@@ -718,8 +648,13 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
             }
         }
     }
+    notes
+}
+
+/// What becomes of `repositories` (and `repositories-aufs`).
+fn repositories(scan: &Scan) -> Repositories {
     let r = &scan.repositories;
-    plan.repositories = match (&r.legacy, &r.aufs) {
+    match (&r.legacy, &r.aufs) {
         (Kind::Missing, Kind::Missing) => Repositories::Absent,
         (Kind::Missing, _) => Repositories::Done,
         (Kind::Other("regular file"), Kind::Missing) => match &r.tags {
@@ -732,15 +667,7 @@ pub fn plan(scan: &Scan, record: &Record) -> Plan {
                 .into(),
         ),
         (other, _) => Repositories::Conflict(format!("repositories is {}, not a file", other.describe())),
-    };
-    if let Repositories::Conflict(why) | Repositories::SetAside(why) = &plan.repositories {
-        notes.push(Note {
-            path: "repositories".into(),
-            reason: why.clone(),
-        });
     }
-    plan.notes = notes;
-    plan
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! settled (early items cost more: the first record write and sync, cold
 //! caches), never as a wild guess from the first few items.
 
-use crate::report::{count, duration, items_per_second, thousands};
+use crate::units::{count, duration, items_per_second, thousands};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::fmt::Write;
 use std::time::Duration;
@@ -76,7 +76,7 @@ pub fn summary(bar: &ProgressBar) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{bytes, bytes_per_second};
+    use crate::units::{bytes, bytes_per_second};
 
     #[test]
     fn rates_are_whole_numbers_with_units() {

@@ -5,14 +5,13 @@
 //! actually is, is always read from the disk.
 
 use crate::error::{Result, Step};
-use crate::plan::ItemKind;
-use crate::root::Root;
+use crate::item::ItemKind;
+use crate::root::{Root, OWN_DIR, RECORD, RECORD_FILE};
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 
-const FILE: &str = ".graph2aufs/record.json";
 const VERSION: u32 = 1;
 
 /// An entry graph2aufs replaced: its content (escaped) and mtime.
@@ -123,17 +122,13 @@ pub struct Record {
 }
 
 pub fn key(kind: ItemKind, name: &OsStr) -> String {
-    let k = match kind {
-        ItemKind::Image => "image",
-        ItemKind::Container => "container",
-    };
-    format!("{k}/{}", crate::names::escape_os(name))
+    format!("{kind}/{}", crate::names::escape_os(name))
 }
 
 impl Record {
     /// Reads the record; an absent one is empty. Reading never writes.
     pub fn load(root: &Root) -> Result<Record> {
-        let bytes = match sys::read_file(root.fd(), FILE, 256 << 20) {
+        let bytes = match sys::read_file(root.fd(), RECORD, 256 << 20) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Record {
@@ -143,15 +138,15 @@ impl Record {
             }
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) => {
                 return Err(crate::error::Error::Env(format!(
-                    "{}/{FILE}: .graph2aufs or its record is a symlink (refused: nothing is followed out of ROOT)",
+                    "{}/{RECORD}: .graph2aufs or its record is a symlink (refused: nothing is followed out of ROOT)",
                     root.path().display()
                 )))
             }
-            Err(e) => return Err(e).step(|| format!("reading {}/{FILE}", root.path().display())),
+            Err(e) => return Err(e).step(|| format!("reading {}/{RECORD}", root.path().display())),
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             crate::error::Error::Env(format!(
-                "{}/{FILE} is damaged ({e}); move it aside to start a new record",
+                "{}/{RECORD} is damaged ({e}); move it aside to start a new record",
                 root.path().display()
             ))
         })
@@ -159,10 +154,10 @@ impl Record {
 
     /// Writes the record atomically and durably.
     pub fn save(&self, root: &Root) -> Result<()> {
-        let dir = sys::open_dir_required(root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
+        let dir = sys::open_dir_required(root.fd(), OWN_DIR).step(|| format!("opening {OWN_DIR}"))?;
         let bytes = serde_json::to_vec(self).expect("a record always serializes");
-        sys::write_atomic(&dir, "record.json", &bytes, 0o600, true)
-            .step(|| format!("writing {}/{FILE}", root.path().display()))
+        sys::write_atomic(&dir, RECORD_FILE, &bytes, 0o600, true)
+            .step(|| format!("writing {}/{RECORD}", root.path().display()))
     }
 
     pub fn has(&self, kind: ItemKind, name: &OsStr) -> bool {
@@ -170,6 +165,6 @@ impl Record {
     }
 
     pub fn exists(root: &Root) -> bool {
-        matches!(sys::lstat(root.fd(), FILE), Ok(Some(_)))
+        matches!(sys::lstat(root.fd(), RECORD), Ok(Some(_)))
     }
 }

@@ -21,7 +21,7 @@
 //! (a link outside the layer is not copied: see [`crate::copy::OutsideLink`]).
 
 use crate::copy::{self, ctime, ftype, Links, Pace};
-use crate::sys::{self, at};
+use crate::sys::{self, at, clock, clock::Clock};
 use rustix::fs::{self as rfs, AtFlags, FileType, Stat};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -95,22 +95,14 @@ pub struct Stamp {
     offset: i128,
 }
 
-fn clock(id: libc::clockid_t) -> i128 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which `t` is.
-    let r = unsafe { libc::clock_gettime(id, &mut t) };
-    assert_eq!(r, 0, "the clocks used are always there on Linux");
-    t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
-}
-
 fn offset() -> i128 {
-    clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC)
+    clock::nanos(Clock::Realtime) - clock::nanos(Clock::Monotonic)
 }
 
 /// Now.
 pub fn stamp() -> Stamp {
     Stamp {
-        time: clock(libc::CLOCK_REALTIME_COARSE),
+        time: clock::nanos(Clock::RealtimeCoarse),
         offset: offset(),
     }
 }
@@ -386,8 +378,7 @@ impl<'a> Pass<'a> {
                 // (What is below it, once the pass is over.)
                 let sub_src = sys::open_dir_required(src, name)?;
                 let sub_dst = sys::open_dir_required(dst.as_ref(), name)?;
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&sub_src);
-                let shown = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                let shown = std::fs::read_link(sys::proc::fd_path(&sub_src))
                     .map(|p| p.into_os_string())
                     .unwrap_or(name.to_os_string());
                 self.to_check.push((sub_src, sub_dst, shown));
@@ -452,7 +443,7 @@ pub fn set_attrs_exact(src: &OwnedFd, name: &OsStr, s: &Stat, dst: &OwnedFd, dna
 /// entry's own name may be as long as a name can be: not derived from it).
 fn spare_name(dst: &OwnedFd) -> io::Result<OsString> {
     for n in 0u32.. {
-        let t = OsString::from(format!(".graph2aufs-tmp-resync.{n}"));
+        let t = OsString::from(format!("{}resync.{n}", sys::TEMP_PREFIX));
         if sys::lstat(dst, &t)?.is_none() {
             return Ok(t);
         }

@@ -4,12 +4,14 @@
 
 use crate::error::{Result, Step};
 use crate::initlayer::InitKind;
+use crate::item::{self, ItemKind};
 use crate::layout;
+use crate::layout::AufsDir;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::{escape_os, unescape};
-use crate::plan::{self, ItemKind, Note, Plan};
+use crate::plan::{self, Note, Plan};
 use crate::record::{self, Record, RecordItem, Saved};
-use crate::root::Root;
+use crate::root::{Root, LOCK_FILE, OWN_DIR, QUARANTINE, QUARANTINE_AUFS, RECORD_FILE, STATUS_FILE};
 use crate::sys::{self, Context, Kind};
 use rustix::fs::{FileType, Timespec};
 use serde::Serialize;
@@ -148,7 +150,7 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
         }
     }
     if rb.record.repositories_set_aside {
-        let q = sys::open_dir(root.fd(), ".graph2aufs/quarantine").step(|| "opening the quarantine".into())?;
+        let q = sys::open_dir(root.fd(), QUARANTINE).step(|| "opening the quarantine".into())?;
         let result = match q {
             Some(q) if sys::lstat(&q, "repositories").ok().flatten().is_some() => {
                 sys::rename_noreplace(&q, "repositories", root.fd(), "repositories")
@@ -161,7 +163,7 @@ pub fn rollback(root: &Root) -> Result<RollbackReport> {
                 report.restored.push("repositories".into());
             }
             Err(e) => report.refused.push(Note {
-                path: ".graph2aufs/quarantine/repositories".into(),
+                path: format!("{QUARANTINE}/repositories"),
                 reason: format!("cannot become repositories again: {e}"),
             }),
         }
@@ -183,7 +185,7 @@ impl Rollback<'_> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "aufs/diff does not exist"))
     }
 
-    fn legacy_parent(&self, it: &plan::Item) -> io::Result<OwnedFd> {
+    fn legacy_parent(&self, it: &item::Item) -> io::Result<OwnedFd> {
         let d = self.dirs.legacy(it.kind).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -198,7 +200,7 @@ impl Rollback<'_> {
         })
     }
 
-    fn unquarantine(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn unquarantine(&mut self, it: &item::Item) -> io::Result<()> {
         let q = self.dirs.quarantine(it.kind);
         let dst = self.legacy_parent(it)?;
         if let Some(qd) = q.and_then(|q| sys::open_dir(q, &it.name).ok().flatten()) {
@@ -214,21 +216,18 @@ impl Rollback<'_> {
             if it.kind == ItemKind::Container {
                 names.push(id.init_layer().to_os_string());
             }
-            for (sub, dir) in [
-                ("diff", &self.dirs.diff),
-                ("layers", &self.dirs.layers),
-                ("mnt", &self.dirs.mnt),
-            ] {
+            for sub in AufsDir::ALL {
                 let (Some(dir), Some(q)) = (
-                    dir,
-                    sys::open_dir(self.root.fd(), format!(".graph2aufs/quarantine/aufs/{sub}"))?,
+                    self.dirs.aufs(sub),
+                    sys::open_dir(self.root.fd(), format!("{QUARANTINE_AUFS}/{}", sub.name()))?,
                 ) else {
                     continue;
                 };
                 for n in &names {
                     if sys::lstat(&q, n)?.is_some() {
-                        sys::rename_noreplace(&q, n, dir, n)
-                            .context(|| format!("moving aufs/{sub}/{} back from the quarantine", escape_os(n)))?;
+                        sys::rename_noreplace(&q, n, dir, n).context(|| {
+                            format!("moving aufs/{}/{} back from the quarantine", sub.name(), escape_os(n))
+                        })?;
                     }
                 }
             }
@@ -244,14 +243,14 @@ impl Rollback<'_> {
 
     /// Whether the quarantine took legacy data of this item (recorded as the
     /// directory mtime it changed).
-    fn had_legacy(&self, it: &plan::Item) -> bool {
+    fn had_legacy(&self, it: &item::Item) -> bool {
         self.record
             .items
             .get(&record::key(it.kind, &it.name))
             .is_some_and(|e| e.moved_legacy)
     }
 
-    fn restore_dir_mtime(&self, it: &plan::Item) -> io::Result<()> {
+    fn restore_dir_mtime(&self, it: &item::Item) -> io::Result<()> {
         let entry = self.record.items.get(&record::key(it.kind, &it.name));
         if let Some((s, ns)) = entry.and_then(|e| e.dir_mtime) {
             if let Some(p) = self.dirs.legacy(it.kind) {
@@ -415,7 +414,7 @@ impl Rollback<'_> {
     fn unregister(&self, name: &OsStr, prior_layers: Option<&Saved>, prior_mnt: bool) -> io::Result<()> {
         if let Some(layers) = &self.dirs.layers {
             // A layers/ file migrate set aside (too large for the record).
-            let aside = sys::open_dir(self.root.fd(), ".graph2aufs/quarantine/aufs/layers")?
+            let aside = sys::open_dir(self.root.fd(), format!("{QUARANTINE_AUFS}/layers"))?
                 .filter(|d| matches!(sys::lstat(d, name), Ok(Some(_))));
             match (aside, prior_layers) {
                 (Some(aside), _) => sys::rename_over(&aside, name, layers, name)?,
@@ -463,30 +462,28 @@ impl Rollback<'_> {
         }
         // Items' directories the quarantine emptied (a later run migrated
         // them from there).
-        for rel in [".graph2aufs/quarantine/graph", ".graph2aufs/quarantine/containers"] {
-            if let Ok(Some(q)) = sys::open_dir(root.fd(), rel) {
+        for kind in [ItemKind::Image, ItemKind::Container] {
+            let rel = format!("{QUARANTINE}/{}", kind.legacy_dir());
+            if let Ok(Some(q)) = sys::open_dir(root.fd(), &rel) {
                 for (name, _) in sys::list_dir(&q).unwrap_or_default() {
                     let _ = sys::rmdir(&q, &name);
                 }
             }
         }
-        for rel in [
-            ".graph2aufs/quarantine/graph",
-            ".graph2aufs/quarantine/containers",
-            ".graph2aufs/quarantine/aufs/diff",
-            ".graph2aufs/quarantine/aufs/layers",
-            ".graph2aufs/quarantine/aufs/mnt",
-            ".graph2aufs/quarantine/aufs",
-            ".graph2aufs/quarantine",
-        ] {
-            let _ = rustix::fs::unlinkat(root.fd(), rel, rustix::fs::AtFlags::REMOVEDIR);
+        let emptied = [ItemKind::Image, ItemKind::Container]
+            .map(|kind| format!("{QUARANTINE}/{}", kind.legacy_dir()))
+            .into_iter()
+            .chain(AufsDir::ALL.map(|sub| format!("{QUARANTINE_AUFS}/{}", sub.name())))
+            .chain([QUARANTINE_AUFS.to_string(), QUARANTINE.to_string()]);
+        for rel in emptied {
+            let _ = rustix::fs::unlinkat(root.fd(), &rel, rustix::fs::AtFlags::REMOVEDIR);
         }
-        if let Some(own) = sys::open_dir(root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())? {
-            for f in ["record.json", crate::view::live::STATUS_FILE, "lock"] {
+        if let Some(own) = sys::open_dir(root.fd(), OWN_DIR).step(|| format!("opening {OWN_DIR}"))? {
+            for f in [RECORD_FILE, STATUS_FILE, LOCK_FILE] {
                 let _ = sys::unlink(&own, f);
             }
         }
-        let _ = sys::rmdir(root.fd(), ".graph2aufs");
+        let _ = sys::rmdir(root.fd(), OWN_DIR);
         let mut mtimes: Vec<_> = self.record.mtimes.iter().collect();
         mtimes.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.len()));
         for (rel, t) in mtimes {

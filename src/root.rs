@@ -10,9 +10,30 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// graph2aufs's own directory under ROOT.
+/// A path under graph2aufs's own directory, relative to ROOT:
+/// `own!("lock")` is `.graph2aufs/lock`.
+macro_rules! own {
+    ($rel:literal) => {
+        concat!(".graph2aufs/", $rel)
+    };
+}
+
+/// graph2aufs's own directory under ROOT (its name begins with
+/// [`crate::id::OWN_PREFIX`], which no layer id may).
 pub const OWN_DIR: &str = ".graph2aufs";
-pub const QUARANTINE: &str = ".graph2aufs/quarantine";
+/// The files in it: the per-ROOT lock (with ROOT's mtime from before
+/// graph2aufs first changed it), the record, and the live view's status.
+pub const LOCK_FILE: &str = "lock";
+pub const RECORD_FILE: &str = "record.json";
+pub const STATUS_FILE: &str = "status.json";
+/// The same, relative to ROOT.
+pub const LOCK: &str = own!("lock");
+pub const RECORD: &str = own!("record.json");
+/// Where blocked items, their aufs registrations and a set-aside
+/// `repositories` go, relative to ROOT; `quarantine/aufs/` holds `diff`,
+/// `layers` and `mnt` entries.
+pub const QUARANTINE: &str = own!("quarantine");
+pub const QUARANTINE_AUFS: &str = own!("quarantine/aufs");
 
 pub struct Root {
     path: PathBuf,
@@ -161,7 +182,7 @@ impl Root {
     }
 
     /// The same ROOT reached through another descriptor of it (a private,
-    /// read-only copy of its mount, see `sys::read_only_noatime_clone`),
+    /// read-only copy of its mount, see `sys::mount::read_only_noatime_clone`),
     /// and of its `--aufs-dir` if `aufs` is given.
     pub fn through(self, fd: OwnedFd, aufs: Option<OwnedFd>) -> Root {
         let aufs = match (self.aufs, aufs) {
@@ -303,12 +324,12 @@ impl Root {
             return Ok(());
         };
         let names = sys::list_dir(&own).step(|| format!("listing {OWN_DIR}"))?;
-        if names.len() != 1 || names[0].0 != "lock" {
+        if names.len() != 1 || names[0].0 != LOCK_FILE {
             return Ok(());
         }
         let _lock = self.lock()?;
         let saved = self.saved_mtime();
-        sys::unlink(&own, "lock").step(|| format!("removing {OWN_DIR}/lock"))?;
+        sys::unlink(&own, LOCK_FILE).step(|| format!("removing {LOCK}"))?;
         sys::rmdir(self.fd(), OWN_DIR).step(|| format!("removing {OWN_DIR}"))?;
         if let (Some(t), Ok(Some(st))) = (saved, sys::lstat(self.fd(), ".")) {
             sys::set_times(self.fd(), ".", sys::atime(&st), t).step(|| "restoring ROOT's mtime".into())?;
@@ -319,7 +340,7 @@ impl Root {
     /// ROOT's mtime from before graph2aufs first created `.graph2aufs` (kept
     /// in the lock file), if it is there.
     fn saved_mtime(&self) -> Option<rustix::fs::Timespec> {
-        let b = sys::read_file(self.fd(), ".graph2aufs/lock", 64).ok()?;
+        let b = sys::read_file(self.fd(), LOCK, 64).ok()?;
         let s = String::from_utf8(b).ok()?;
         let mut it = s.split_whitespace().map(|x| x.parse::<i64>());
         Some(rustix::fs::Timespec {
@@ -340,12 +361,12 @@ impl Root {
             .step(|| format!("creating {}/{OWN_DIR}", self.path.display()))?;
         let fd = rfs::openat(
             self.fd(),
-            ".graph2aufs/lock",
+            LOCK,
             OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
         .map_err(std::io::Error::from)
-        .step(|| format!("opening {}/.graph2aufs/lock", self.path.display()))?;
+        .step(|| format!("opening {}/{LOCK}", self.path.display()))?;
         let asked = std::time::Instant::now();
         let mut said = false;
         loop {

@@ -1,12 +1,11 @@
 //! aufs union semantics over layer directories (docs/FORMATS.md 3): whiteouts
 //! `.wh.<name>`, opaque directories `.wh..wh..opq`, and aufs's own
 //! `.wh..wh.*` entries, which are never visible. Used to build init layers
-//! (which depend on the image's merged tree) and by the read-only view's
+//! (which depend on the image's merged tree) and by the views'
 //! merged root filesystems, where a container's init layer, not yet on
 //! disk, takes part as a virtual branch.
 
 use crate::dirref::DirRef;
-use crate::initlayer::InitLayer;
 use crate::sys;
 use rustix::fs::{FileType, Stat};
 use std::collections::HashSet;
@@ -19,32 +18,44 @@ pub const WHITEOUT: &[u8] = b".wh.";
 pub const META: &[u8] = b".wh..wh.";
 pub const OPAQUE: &str = ".wh..wh..opq";
 
+/// A branch held in memory, not on the disk (a container's init layer
+/// before it is written, see `initlayer`): its entries, each found by its
+/// path below the branch's root.
+pub trait Virtual: std::fmt::Debug {
+    /// The index of the entry at `path`, if there is one.
+    fn find(&self, path: &[OsString]) -> Option<usize>;
+    /// The type of the entry at `index`.
+    fn file_type(&self, index: usize) -> FileType;
+    /// The name and type of each entry directly below the directory `dir`.
+    fn list(&self, dir: &[OsString]) -> Vec<(OsString, FileType)>;
+}
+
 /// A branch's directory at some path: a real directory, or a directory of
-/// an init layer held in memory.
+/// a branch `V` held in memory.
 #[derive(Debug, Clone)]
-pub enum Src {
+pub enum Src<V> {
     Real(Arc<DirRef>),
-    Init(Arc<InitLayer>, Vec<OsString>),
+    Init(Arc<V>, Vec<OsString>),
 }
 
 /// What a branch has under a name.
 #[derive(Debug, Clone)]
-pub enum Leaf {
+pub enum Leaf<V> {
     Real { parent: Arc<DirRef>, stat: Stat },
-    Init { layer: Arc<InitLayer>, index: usize },
+    Init { layer: Arc<V>, index: usize },
 }
 
-impl Leaf {
+impl<V: Virtual> Leaf<V> {
     pub fn file_type(&self) -> FileType {
         match self {
             Leaf::Real { stat, .. } => FileType::from_raw_mode(stat.st_mode),
-            Leaf::Init { layer, index } => layer.entries[*index].file_type(),
+            Leaf::Init { layer, index } => layer.file_type(*index),
         }
     }
 }
 
-impl Src {
-    fn lookup(&self, name: &OsStr) -> io::Result<Option<Leaf>> {
+impl<V: Virtual> Src<V> {
+    fn lookup(&self, name: &OsStr) -> io::Result<Option<Leaf<V>>> {
         match self {
             Src::Real(d) => Ok(sys::lstat(&*d.fd()?, name)?.map(|stat| Leaf::Real {
                 parent: d.clone(),
@@ -75,7 +86,7 @@ impl Src {
         }
     }
 
-    fn child(&self, name: &OsStr) -> io::Result<Src> {
+    fn child(&self, name: &OsStr) -> io::Result<Src<V>> {
         match self {
             Src::Real(d) => Ok(Src::Real(DirRef::new(sys::open_dir_required(&*d.fd()?, name)?))),
             Src::Init(layer, dir) => {
@@ -89,38 +100,32 @@ impl Src {
     fn list(&self) -> io::Result<Vec<(OsString, FileType)>> {
         match self {
             Src::Real(d) => sys::list_dir(&*d.fd()?),
-            Src::Init(layer, dir) => Ok(layer
-                .children(dir)
-                .map(|i| {
-                    let e = &layer.entries[i];
-                    (e.path.last().cloned().unwrap_or_default(), e.file_type())
-                })
-                .collect()),
+            Src::Init(layer, dir) => Ok(layer.list(dir)),
         }
     }
 }
 
 /// One branch's directory contributing to a merged directory.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub struct Part<V> {
     /// Index of the branch (0 = top).
     pub branch: usize,
-    pub src: Src,
+    pub src: Src<V>,
 }
 
 /// A merged directory: the directories of that path in each branch, top
 /// first, already cut below an opaque one or a whiteout.
 #[derive(Debug, Clone)]
-pub struct UnionDir {
-    pub parts: Vec<Part>,
+pub struct UnionDir<V> {
+    pub parts: Vec<Part<V>>,
 }
 
 /// What a name resolves to in a merged directory; a directory carries its
 /// topmost branch's entry for its attributes.
 #[derive(Debug, Clone)]
-pub enum Entry {
-    Dir(UnionDir, Leaf),
-    Leaf(Leaf),
+pub enum Entry<V> {
+    Dir(UnionDir<V>, Leaf<V>),
+    Leaf(Leaf<V>),
 }
 
 fn whiteout_of(name: &OsStr) -> OsString {
@@ -129,13 +134,13 @@ fn whiteout_of(name: &OsStr) -> OsString {
     w
 }
 
-impl UnionDir {
+impl<V: Virtual> UnionDir<V> {
     /// The merged root of `branches` (top first). Every branch takes part:
     /// an opaque marker at a branch's root hides nothing (aufs tests
     /// opaqueness only on directories it looks up, never on the roots it was
     /// given, and Docker's aufs `Changes` skips the marker as aufs metadata;
     /// docs/FORMATS.md 3.1).
-    pub fn root(branches: Vec<Src>) -> UnionDir {
+    pub fn root(branches: Vec<Src<V>>) -> UnionDir<V> {
         let parts = branches
             .into_iter()
             .enumerate()
@@ -145,17 +150,17 @@ impl UnionDir {
     }
 
     /// The merged root of real layer directories.
-    pub fn of_layers(layers: &[Arc<DirRef>]) -> UnionDir {
+    pub fn of_layers(layers: &[Arc<DirRef>]) -> UnionDir<V> {
         UnionDir::root(layers.iter().map(|d| Src::Real(d.clone())).collect())
     }
 
     /// Looks `name` up, aufs-style. Never follows a symlink.
-    pub fn lookup(&self, name: &OsStr) -> io::Result<Option<Entry>> {
+    pub fn lookup(&self, name: &OsStr) -> io::Result<Option<Entry<V>>> {
         if name.as_bytes().starts_with(WHITEOUT) || name == "." || name == ".." {
             return Ok(None);
         }
         let wh = whiteout_of(name);
-        let mut found: Option<(Leaf, Vec<Part>)> = None;
+        let mut found: Option<(Leaf<V>, Vec<Part<V>>)> = None;
         for part in &self.parts {
             if part.src.has(&wh)? {
                 break;

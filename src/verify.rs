@@ -1,10 +1,11 @@
 //! `verify`: is ROOT a complete, consistent aufs layout? Reads only.
 
 use crate::error::{Result, Step};
+use crate::item::{self, State};
 use crate::layout;
 use crate::legacy::{self, Dirs, LAYERS_CAP};
 use crate::names::{escape, escape_os};
-use crate::plan::{self, Note, Repositories, State};
+use crate::plan::{self, Note, Repositories};
 use crate::record::Record;
 use crate::root::Root;
 use crate::sys::{self, Kind};
@@ -114,7 +115,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
             }
         }
         for name in &diff_names {
-            if name.as_encoded_bytes().starts_with(b".graph2aufs") {
+            if name.as_encoded_bytes().starts_with(crate::id::OWN_PREFIX.as_bytes()) {
                 continue;
             }
             if let Some(mnt) = &dirs.mnt {
@@ -124,7 +125,7 @@ pub fn verify(root: &Root) -> Result<Verdict> {
             }
         }
     }
-    let images = plan.items.iter().filter(|i| i.kind == plan::ItemKind::Image).count();
+    let images = plan.items.iter().filter(|i| i.kind == item::ItemKind::Image).count();
     Ok(Verdict {
         root: crate::names::escape_os(root.path().as_os_str()),
         ok: problems.is_empty(),

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use cli::Genroot;
 use g2a_genroot::generate_until;
-use graph2aufs::report::{count, print_error_json};
+use graph2aufs::report::print_error_json;
+use graph2aufs::units::count;
 
 fn main() -> ExitCode {
     let args: Genroot = graph2aufs::cli::parse();

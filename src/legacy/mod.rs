@@ -5,8 +5,10 @@
 pub mod json;
 
 use crate::id::{BadId, LayerId, OWN_PREFIX};
-use crate::plan::ItemKind;
+use crate::item::ItemKind;
+use crate::layout::AufsDir;
 use crate::root::Root;
+use crate::root::QUARANTINE;
 use crate::sys::{self, Kind};
 use json::{ContainerConfig, ImageJson, JSON_CAP};
 use rustix::fs::{FileType, Timespec};
@@ -115,6 +117,15 @@ impl Dirs {
         }
     }
 
+    /// `aufs/diff`, `aufs/layers` or `aufs/mnt`, if it is there.
+    pub fn aufs(&self, d: AufsDir) -> Option<&OwnedFd> {
+        match d {
+            AufsDir::Diff => self.diff.as_ref(),
+            AufsDir::Layers => self.layers.as_ref(),
+            AufsDir::Mnt => self.mnt.as_ref(),
+        }
+    }
+
     /// Their quarantine: `.graph2aufs/quarantine/graph` or `.../containers`.
     pub fn quarantine(&self, kind: ItemKind) -> Option<&OwnedFd> {
         match kind {
@@ -134,8 +145,8 @@ impl Dirs {
             diff: d("aufs/diff")?,
             layers: d("aufs/layers")?,
             mnt: d("aufs/mnt")?,
-            quarantine_graph: d(".graph2aufs/quarantine/graph")?,
-            quarantine_containers: d(".graph2aufs/quarantine/containers")?,
+            quarantine_graph: d(&format!("{QUARANTINE}/graph"))?,
+            quarantine_containers: d(&format!("{QUARANTINE}/containers"))?,
         })
     }
 }
@@ -442,9 +453,9 @@ pub fn scan(root: &Root) -> io::Result<Scan> {
             k if k.exists() && root.aufs_dir().is_some() => Kind::Dir,
             k => k,
         },
-        below("diff")?,
-        below("layers")?,
-        below("mnt")?,
+        below(AufsDir::Diff.name())?,
+        below(AufsDir::Layers.name())?,
+        below(AufsDir::Mnt.name())?,
     ];
     Ok(Scan {
         images,

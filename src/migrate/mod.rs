@@ -7,13 +7,19 @@
 //! what graph2aufs changed is written durably before each batch.
 
 mod fault;
+mod quarantine;
+mod run;
+
+pub use run::{prepare, run, Options, Outcome};
 
 use crate::error::{Error, Result, Step};
-use crate::legacy::{self, Dirs, LAYERS_CAP};
+use crate::item::{self, ItemKind, Source};
+use crate::layout::AufsDir;
+use crate::legacy::{Dirs, LAYERS_CAP};
 use crate::names::escape_os;
-use crate::plan::{self, ItemKind, Plan, Repositories, Source, State};
+use crate::plan::{self, Plan, Repositories};
 use crate::record::{self, Prior, Record, RecordItem, Saved};
-use crate::root::Root;
+use crate::root::{Root, OWN_DIR, QUARANTINE_AUFS};
 use crate::sys::{self, Context, Kind};
 pub use fault::Faults;
 use std::ffi::{OsStr, OsString};
@@ -22,29 +28,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// Items per batch: one record write and one sync per batch.
 pub const BATCH: usize = 1024;
-
-/// The result of a run for one item.
-#[derive(Debug, Clone)]
-pub struct ItemResult {
-    pub index: usize,
-    pub state: State,
-    pub reason: Option<String>,
-}
-
-impl ItemResult {
-    /// Every item as the plan found it, before a run.
-    pub fn of_plan(plan: &Plan) -> Vec<ItemResult> {
-        plan.items
-            .iter()
-            .enumerate()
-            .map(|(index, it)| ItemResult {
-                index,
-                state: it.state,
-                reason: it.reason.clone(),
-            })
-            .collect()
-    }
-}
 
 /// The migration engine over one ROOT: opens the aufs directories and
 /// migrates items of a plan one at a time.
@@ -119,12 +102,12 @@ impl<'r> Engine<'r> {
                     .ok_or_else(|| Error::Env(format!("{r}/aufs vanished")))?
             }
         };
-        for sub in ["diff", "layers", "mnt"] {
+        for sub in AufsDir::ALL.map(AufsDir::name) {
             sys::ensure_dir(&aufs, sub, 0o755).step(|| format!("creating {r}/aufs/{sub}"))?;
         }
         let dirs = Dirs::open(root).step(|| format!("opening the directories of {r}"))?;
-        let quarantined_aufs = sys::open_dir(root.fd(), ".graph2aufs/quarantine/aufs")
-            .step(|| format!("opening {r}/.graph2aufs/quarantine/aufs"))?;
+        let quarantined_aufs =
+            sys::open_dir(root.fd(), QUARANTINE_AUFS).step(|| format!("opening {r}/{QUARANTINE_AUFS}"))?;
         let engine = Engine {
             root,
             dirs,
@@ -143,7 +126,7 @@ impl<'r> Engine<'r> {
     /// The directories a migration of `it` changes: `aufs/diff`,
     /// `aufs/layers`, `aufs/mnt`, and its legacy directory's parent, with
     /// the names in them that changed.
-    pub fn changed_dirs(&self, it: &plan::Item) -> Vec<(&OwnedFd, Option<OsString>)> {
+    pub fn changed_dirs(&self, it: &item::Item) -> Vec<(&OwnedFd, Option<OsString>)> {
         let mut v = vec![
             (self.diff(), Some(it.name.clone())),
             (self.layers(), None),
@@ -160,14 +143,18 @@ impl<'r> Engine<'r> {
         self.diff().try_clone()
     }
 
+    /// `aufs/diff`, `aufs/layers` or `aufs/mnt`.
+    fn aufs(&self, d: AufsDir) -> &OwnedFd {
+        self.dirs.aufs(d).expect("created by Engine::open")
+    }
     fn diff(&self) -> &OwnedFd {
-        self.dirs.diff.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Diff)
     }
     fn layers(&self) -> &OwnedFd {
-        self.dirs.layers.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Layers)
     }
     fn mnt(&self) -> &OwnedFd {
-        self.dirs.mnt.as_ref().expect("created by Engine::open")
+        self.aufs(AufsDir::Mnt)
     }
 
     /// Removes what an interrupted run left under temporary names: init
@@ -203,7 +190,7 @@ impl<'r> Engine<'r> {
         Ok(())
     }
 
-    fn prior_of(&self, it: &plan::Item) -> io::Result<RecordItem> {
+    fn prior_of(&self, it: &item::Item) -> io::Result<RecordItem> {
         let name = &it.name;
         let layers = |n: &OsStr| -> io::Result<Option<Saved>> {
             Ok(match sys::lstat(self.layers(), n)? {
@@ -268,7 +255,7 @@ impl<'r> Engine<'r> {
 
     /// The status of an item's data directory in its legacy place, if it
     /// is a directory there.
-    fn data_stat(&self, it: &plan::Item) -> io::Result<Option<rustix::fs::Stat>> {
+    fn data_stat(&self, it: &item::Item) -> io::Result<Option<rustix::fs::Stat>> {
         let Some(p) = self.dirs.legacy(it.kind) else {
             return Ok(None);
         };
@@ -285,101 +272,8 @@ impl<'r> Engine<'r> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the legacy directory vanished"))
     }
 
-    /// A blocked item's entries in the aufs directories (left by Docker
-    /// 1.8's migration): they would make Docker's `Exists` true for it.
-    /// Only for valid ids: an unsafe name may be another layer's.
-    pub fn registrations(&self, it: &plan::Item) -> io::Result<Vec<(&'static str, OsString)>> {
-        let Some(id) = &it.id else { return Ok(Vec::new()) };
-        let mut names = vec![id.to_os_string()];
-        if it.kind == ItemKind::Container {
-            names.push(id.init_layer().to_os_string());
-        }
-        let mut out = Vec::new();
-        for (sub, dir) in [("diff", self.diff()), ("layers", self.layers()), ("mnt", self.mnt())] {
-            for n in &names {
-                if sys::lstat(dir, n)?.is_some() {
-                    out.push((sub, n.clone()));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// An item an earlier run quarantined and this one migrates: what the
-    /// quarantine took from `aufs/` goes back first, so that migrating it
-    /// (and rolling it back) starts from what Docker 1.8 had left.
-    fn unquarantine_registrations(&mut self, it: &plan::Item) -> io::Result<()> {
-        let Some(id) = &it.id else { return Ok(()) };
-        let Some(q) = &self.quarantined_aufs else { return Ok(()) };
-        let mut names = vec![id.to_os_string()];
-        if it.kind == ItemKind::Container {
-            names.push(id.init_layer().to_os_string());
-        }
-        for sub in ["diff", "layers", "mnt"] {
-            let Some(qsub) = sys::open_dir(q, sub)? else { continue };
-            let to = match sub {
-                "diff" => self.diff(),
-                "layers" => self.layers(),
-                _ => self.mnt(),
-            }
-            .try_clone()?;
-            for n in &names {
-                if sys::lstat(&qsub, n)?.is_some() {
-                    self.faults.step()?;
-                    sys::rename_noreplace(&qsub, n, &to, n)
-                        .context(|| format!("moving aufs/{sub}/{} back from the quarantine", escape_os(n)))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves a blocked item's legacy data, untouched, to the quarantine,
-    /// and its aufs registrations, if any, to `.graph2aufs/quarantine/aufs/`.
-    pub fn quarantine(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
-        let it = &plan.items[i];
-        for (sub, name) in self.registrations(it)? {
-            self.faults.step()?;
-            let mut q = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
-            for c in ["quarantine", "aufs", sub] {
-                sys::ensure_dir(&q, c, 0o700)?;
-                q = sys::open_dir_required(&q, c)?;
-            }
-            let from = match sub {
-                "diff" => self.diff(),
-                "layers" => self.layers(),
-                _ => self.mnt(),
-            };
-            self.faults.step()?;
-            sys::rename_noreplace(from, &name, &q, &name)
-                .context(|| format!("moving aufs/{sub}/{} to the quarantine", escape_os(&name)))?;
-        }
-        if !it.legacy_present {
-            return Ok(());
-        }
-        let rel = format!("{}/{}", crate::root::QUARANTINE, it.legacy_parent_dir());
-        self.faults.step()?;
-        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
-        for c in ["quarantine", it.legacy_parent_dir()] {
-            sys::ensure_dir(&dir, c, 0o700)?;
-            dir = sys::open_dir_required(&dir, c)?;
-        }
-        sys::ensure_dir(&dir, &it.name, 0o700)?;
-        let qdir = sys::open_dir_required(&dir, &it.name)?;
-        let src = sys::open_dir_required(self.legacy_dir(it.kind)?, &it.name)?;
-        self.faults.step()?;
-        sys::rename_noreplace(&src, it.legacy_leaf(), &qdir, it.legacy_leaf())
-            .context(|| format!("moving {} to {rel}/{}", it.legacy_path(), escape_os(&it.name)))?;
-        log::info!(
-            "quarantined {}: {}",
-            it.legacy_path(),
-            it.reason.as_deref().unwrap_or("")
-        );
-        Ok(())
-    }
-
     /// Puts an item's data at `aufs/diff/<name>`, from wherever it is.
-    fn place_data(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn place_data(&mut self, it: &item::Item) -> io::Result<()> {
         let name = &it.name;
         let diff = self.diff().try_clone()?;
         let native = sys::kind(&diff, name)?;
@@ -467,13 +361,13 @@ impl<'r> Engine<'r> {
 
     /// Records (durably, if the record does not have it yet) the mtime of
     /// an item's data directory, about to be exchanged with a symlink.
-    fn keep_data_mtime(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn keep_data_mtime(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let st = sys::lstat(parent, it.legacy_leaf())?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         let now = Some(ts(sys::mtime(&st)));
         match self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             Some(e) if e.data_mtime != now => {
                 e.data_mtime = now;
-                self.save_record().map_err(|e| io::Error::other(e.to_string()))
+                self.save_record().map_err(io::Error::from)
             }
             _ => Ok(()),
         }
@@ -481,7 +375,7 @@ impl<'r> Engine<'r> {
 
     /// Gives `aufs/diff/<name>`, just exchanged with a symlink, the mtime
     /// its data directory had before (see [`RecordItem::data_mtime`]).
-    fn restore_data_mtime(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn restore_data_mtime(&mut self, it: &item::Item) -> io::Result<()> {
         let key = record::key(it.kind, &it.name);
         let Some(t) = self.record.items.get(&key).and_then(|e| e.data_mtime) else {
             return Ok(());
@@ -499,7 +393,7 @@ impl<'r> Engine<'r> {
         Ok(())
     }
 
-    fn copied(&self, it: &plan::Item) -> bool {
+    fn copied(&self, it: &item::Item) -> bool {
         self.record
             .items
             .get(&record::key(it.kind, &it.name))
@@ -508,7 +402,7 @@ impl<'r> Engine<'r> {
 
     /// Copies an item's data to `aufs/diff/<name>` on another file system
     /// (the rename said EXDEV): see [`CopyJob`].
-    pub fn copy_across(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    pub fn copy_across(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let job = self.copy_job_from(it, parent.try_clone()?)?;
         job.run()?;
         // A copy not in place (it differs, or checking it failed) is
@@ -535,14 +429,14 @@ impl<'r> Engine<'r> {
         let (Ok(legacy), Some(diff)) = (self.legacy_dir(kind), &self.dirs.diff) else {
             return false;
         };
-        matches!((sys::mount_id(legacy), sys::mount_id(diff)), (Ok(a), Ok(b)) if a != b)
+        matches!((sys::mount::mount_id(legacy), sys::mount::mount_id(diff)), (Ok(a), Ok(b)) if a != b)
     }
 
     /// A copy job for an item whose data is still in its legacy place, on
     /// another file system (mount) than `aufs/diff`; `None` if a rename
     /// moves it. Fails, changing nothing, when the destination lacks the
     /// space or the inodes.
-    pub fn copy_job(&mut self, it: &plan::Item) -> io::Result<Option<CopyJob>> {
+    pub fn copy_job(&mut self, it: &item::Item) -> io::Result<Option<CopyJob>> {
         // (A symlink there is the fallback of a layer registered while copied.)
         if it.blocked() || !matches!(sys::kind(self.diff(), &it.name)?, Kind::Missing | Kind::Symlink(_)) {
             return Ok(None);
@@ -554,16 +448,16 @@ impl<'r> Engine<'r> {
             return Ok(None);
         }
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
-        let here = sys::mount_id(&parent)?;
+        let here = sys::mount::mount_id(&parent)?;
         // A layer directory that is itself a mount point is busy, not on
         // another file system: the rename says so (EBUSY) and falls back.
-        if here == sys::mount_id(self.diff())? || sys::mount_id(&src)? != here {
+        if here == sys::mount::mount_id(self.diff())? || sys::mount::mount_id(&src)? != here {
             return Ok(None);
         }
         self.copy_job_from(it, parent).map(Some)
     }
 
-    fn copy_job_from(&mut self, it: &plan::Item, parent: OwnedFd) -> io::Result<CopyJob> {
+    fn copy_job_from(&mut self, it: &item::Item, parent: OwnedFd) -> io::Result<CopyJob> {
         let diff = self.diff().try_clone()?;
         let src = sys::open_dir_required(&parent, it.legacy_leaf())?;
         let need = crate::copy::size(&src).context(|| format!("reading {} to size its copy", it.legacy_path()))?;
@@ -572,18 +466,18 @@ impl<'r> Engine<'r> {
             let free = match inodes {
                 Some(n) => format!(
                     "{} and {} are free",
-                    crate::report::bytes(bytes),
-                    crate::report::count(n as usize, "inode")
+                    crate::units::bytes(bytes),
+                    crate::units::count(n as usize, "inode")
                 ),
-                None => format!("{} are free", crate::report::bytes(bytes)),
+                None => format!("{} are free", crate::units::bytes(bytes)),
             };
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
                     "no space for the copy of {} on aufs/diff's file system: it needs {} and {}, {free}",
                     it.legacy_path(),
-                    crate::report::bytes(need.bytes),
-                    crate::report::count(need.inodes as usize, "inode"),
+                    crate::units::bytes(need.bytes),
+                    crate::units::count(need.inodes as usize, "inode"),
                 ),
             ));
         }
@@ -606,7 +500,7 @@ impl<'r> Engine<'r> {
     /// recorded as copied (durably), renamed into place, synced, and only
     /// then the source removed. `Some(difference)`: the copy differs from
     /// the source (changed since), nothing done.
-    pub fn finish_copy(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Option<String>> {
+    pub fn finish_copy(&mut self, it: &item::Item, job: &CopyJob) -> io::Result<Option<String>> {
         let src = sys::open_dir_required(&job.parent, job.leaf)?;
         let dst = sys::open_dir_required(&job.diff, &job.tmp)?;
         let checked = crate::copy::compare_copy(&src, &dst)
@@ -626,7 +520,7 @@ impl<'r> Engine<'r> {
     /// registered while copied, or a Docker 1.8 symlink, atomically), and
     /// that made durable. The answer: notes on the files of the layer
     /// hard-linked outside it, whose copy has only the links inside.
-    pub fn put_copy_in_place(&mut self, it: &plan::Item, job: &CopyJob) -> io::Result<Vec<plan::Note>> {
+    pub fn put_copy_in_place(&mut self, it: &item::Item, job: &CopyJob) -> io::Result<Vec<plan::Note>> {
         let key = record::key(it.kind, &it.name);
         let mut notes = Vec::new();
         if let Some(e) = self.record.items.get_mut(&key) {
@@ -634,7 +528,7 @@ impl<'r> Engine<'r> {
             e.outside_links = job.outside_links();
             notes = plan::item_outside_link_notes(&key, e);
         }
-        self.save_record().map_err(|e| io::Error::other(e.to_string()))?;
+        self.save_record().map_err(io::Error::from)?;
         it.copied.set();
         self.faults.step()?;
         if let Kind::Symlink(_) = sys::kind(&job.diff, &it.name)? {
@@ -692,7 +586,7 @@ impl<'r> Engine<'r> {
     /// crash): what is left of it is then part of the copy, entry for
     /// entry, and goes too. Anything else in it (an entry the copy has not,
     /// or one that differs) is kept, and reported.
-    fn drop_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn drop_copied_source(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let src = sys::open_dir_required(parent, it.legacy_leaf())?;
         let dst = sys::open_dir_required(self.diff(), &it.name)?;
         let checked = crate::copy::compare_remains(&src, &dst).context(|| {
@@ -715,7 +609,7 @@ impl<'r> Engine<'r> {
 
     /// Removes an item's legacy data once its copy is in place; an error
     /// says where the removal stopped (the next run removes the rest).
-    fn remove_copied_source(&mut self, it: &plan::Item, parent: &OwnedFd) -> io::Result<()> {
+    fn remove_copied_source(&mut self, it: &item::Item, parent: &OwnedFd) -> io::Result<()> {
         let (path, copy) = (it.legacy_path(), escape_os(&it.name));
         let explain = move |e: io::Error| {
             io::Error::new(
@@ -761,18 +655,6 @@ impl<'r> Engine<'r> {
                 .context(|| format!("writing aufs/layers/{}", escape_os(name)))?;
         }
         Ok(())
-    }
-
-    /// Moves `aufs/layers/<name>` to `.graph2aufs/quarantine/aufs/layers/`.
-    fn set_aside_layers(&mut self, name: &OsStr) -> io::Result<()> {
-        let mut dir = sys::open_dir_required(self.root.fd(), ".graph2aufs")?;
-        for c in ["quarantine", "aufs", "layers"] {
-            sys::ensure_dir(&dir, c, 0o700)?;
-            dir = sys::open_dir_required(&dir, c)?;
-        }
-        self.faults.step()?;
-        sys::rename_noreplace(self.layers(), name, &dir, name)
-            .context(|| format!("setting aufs/layers/{} aside in the quarantine", escape_os(name)))
     }
 
     fn build_init(&mut self, plan: &Plan, i: usize) -> io::Result<()> {
@@ -858,7 +740,7 @@ impl<'r> Engine<'r> {
 
     /// A symlink at `aufs/diff/<name>` to the item's legacy directory (by
     /// ROOT's absolute path, as Docker 1.8 made them), unless one is there.
-    fn link_back(&mut self, it: &plan::Item) -> io::Result<()> {
+    fn link_back(&mut self, it: &item::Item) -> io::Result<()> {
         let name = &it.name;
         if let Kind::Symlink(_) = sys::kind(self.diff(), name)? {
             return Ok(());
@@ -903,7 +785,7 @@ impl<'r> Engine<'r> {
 
     /// Remembers why an item failed (or that it no longer does), for
     /// `status`; written with [`Engine::save_failures`].
-    pub fn note_failure(&mut self, it: &plan::Item, why: Option<String>) {
+    pub fn note_failure(&mut self, it: &item::Item, why: Option<String>) {
         if let Some(e) = self.record.items.get_mut(&record::key(it.kind, &it.name)) {
             if e.failed != why {
                 e.failed = why;
@@ -937,7 +819,7 @@ impl<'r> Engine<'r> {
                 self.record.repositories_set_aside = true;
                 self.save_record()?;
             }
-            let own = sys::open_dir_required(self.root.fd(), ".graph2aufs").step(|| "opening .graph2aufs".into())?;
+            let own = sys::open_dir_required(self.root.fd(), OWN_DIR).step(|| format!("opening {OWN_DIR}"))?;
             sys::ensure_dir(&own, "quarantine", 0o700).step(|| "creating the quarantine".into())?;
             let q = sys::open_dir_required(&own, "quarantine").step(|| "opening the quarantine".into())?;
             self.faults.step().step(|| "fault injection".into())?;
@@ -1104,7 +986,7 @@ pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
     for (dir, rel) in [(&dirs.diff, "aufs/diff"), (&dirs.layers, "aufs/layers")] {
         let Some(dir) = dir else { continue };
         for (name, _) in sys::list_dir(dir).step(|| format!("listing {rel}"))? {
-            if name.as_encoded_bytes().starts_with(b".graph2aufs-tmp-") {
+            if name.as_encoded_bytes().starts_with(sys::TEMP_PREFIX.as_bytes()) {
                 log::info!("removing the leftover {rel}/{}", escape_os(&name));
                 sys::remove_tree(dir, &name).step(|| format!("removing {rel}/{}", escape_os(&name)))?;
             }
@@ -1113,139 +995,8 @@ pub fn remove_temporaries(dirs: &Dirs) -> Result<()> {
     Ok(())
 }
 
-/// Options of an offline run.
-pub struct Options {
-    pub progress: bool,
-    pub batch: usize,
-    /// Bytes per second at most for copies across file systems (0: no limit).
-    pub copy_rate: u64,
-}
-
-/// The outcome of an offline run.
-pub struct Outcome {
-    pub plan: Plan,
-    pub results: Vec<ItemResult>,
-    pub repositories: Repositories,
-}
-
-/// Offline migration of ROOT (the daemon stopped).
-pub fn run(root: &Root, opts: &Options) -> Result<Outcome> {
-    let record = Record::load(root)?;
-    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
-    let plan = plan::plan(&scan, &record);
-    let mut engine = Engine::open(root, record, Faults::from_env())?;
-    engine.drop_set_aside_sources(&plan);
-    engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-    let mut results = ItemResult::of_plan(&plan);
-    // Blocked items first: out of the daemon's way.
-    let mut blocked = Vec::new();
-    for (i, it) in plan.items.iter().enumerate() {
-        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
-        if it.blocked() && (it.legacy_present || registered()) {
-            blocked.push(i);
-        }
-    }
-    if !blocked.is_empty() {
-        engine.claim(&plan, &blocked)?;
-        for &i in &blocked {
-            if let Err(e) = engine.quarantine(&plan, i) {
-                results[i].state = State::Failed;
-                results[i].reason = Some(format!("could not be quarantined: {e}"));
-            }
-        }
-    }
-    // Failed items are tried again: whatever stopped them may be gone.
-    let todo: Vec<usize> = (0..plan.items.len())
-        .filter(|&i| matches!(plan.items[i].state, State::Pending | State::Fallback | State::Failed))
-        .collect();
-    let bar = crate::progress::bar(opts.progress, todo.len() as u64);
-    let mut failed = vec![false; plan.items.len()];
-    // The sources of layers copied to another file system (each in place,
-    // durable, compared and recorded first) are removed by a background
-    // thread while the next layers are copied. A removal that fails fails
-    // its item, with the same reason as before, at the end of the run
-    // (meanwhile the item, its copy in place, was registered, and its
-    // children went on: the next run removes the rest of the source).
-    engine.removals = Some(crate::copy::Removals::start());
-    for batch in todo.chunks(opts.batch.max(1)) {
-        engine.claim(&plan, batch)?;
-        for &i in batch {
-            let it = &plan.items[i];
-            // Never register a layer on a parent that is not (Docker's bug
-            // 5.1: a chain naming a layer that does not exist).
-            if let Some(p) = it
-                .parent
-                .filter(|&p| failed[p] || results[p].state != State::Registered)
-            {
-                failed[i] = true;
-                results[i].state = State::Failed;
-                results[i].reason = Some(format!(
-                    "its parent {} is not registered",
-                    escape_os(&plan.items[p].name)
-                ));
-                engine.note_failure(it, results[i].reason.clone());
-                continue;
-            }
-            match engine.migrate_item(&plan, i) {
-                Ok(()) => {
-                    results[i].state = State::Registered;
-                    results[i].reason = None;
-                }
-                Err(e) => {
-                    log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
-                    failed[i] = true;
-                    results[i].state = State::Failed;
-                    results[i].reason = Some(e.to_string());
-                }
-            }
-            engine.note_failure(it, results[i].reason.clone());
-            bar.inc(1);
-        }
-        engine.save_failures()?;
-        engine.sync()?;
-        if bar.is_hidden() {
-            log::info!("{}", crate::progress::summary(&bar));
-        }
-    }
-    let removals = engine.removals.take().expect("set above");
-    for (key, e) in removals.finish() {
-        let Some(i) = plan.items.iter().position(|it| record::key(it.kind, &it.name) == key) else {
-            continue;
-        };
-        let it = &plan.items[i];
-        log::error!("{} {}: {e}", kind_name(it.kind), escape_os(&it.name));
-        results[i].state = State::Failed;
-        results[i].reason = Some(e.to_string());
-        engine.note_failure(it, results[i].reason.clone());
-    }
-    engine.save_failures()?;
-    bar.finish_and_clear();
-    engine.rename_repositories(&plan)?;
-    engine.sync()?;
-    // Info of this run's copies (the plan has that of earlier runs).
-    let mut plan = plan;
-    for n in plan::outside_link_notes(&engine.record) {
-        if !plan.info.iter().any(|m| (&m.path, &m.reason) == (&n.path, &n.reason)) {
-            plan.info.push(n);
-        }
-    }
-    let repositories = plan.repositories.clone();
-    Ok(Outcome {
-        plan,
-        results,
-        repositories,
-    })
-}
-
-pub fn kind_name(k: ItemKind) -> &'static str {
-    match k {
-        ItemKind::Image => "image",
-        ItemKind::Container => "container",
-    }
-}
-
 /// Names of all the `aufs/diff` entries graph2aufs would create for an item.
-pub fn aufs_names(it: &plan::Item) -> Vec<OsString> {
+pub fn aufs_names(it: &item::Item) -> Vec<OsString> {
     let mut v = vec![it.name.clone()];
     if it.kind == ItemKind::Container {
         if let Some(id) = &it.id {

@@ -14,9 +14,12 @@
 //! take the server's identity back stops serving (it panics: its request
 //! fails with EIO, the other threads go on), after saying why in the log.
 
+use crate::sys::creds::{fsid, set_fsid, set_groups, FsId};
 use fuser::Request;
+use rustix::fs::{self as rfs, Mode};
 use rustix::process::Gid;
 use rustix::thread::{self as rthread, CapabilitySet, CapabilitySets};
+use std::fs::File;
 use std::io;
 
 /// Whom a request is served for, when not root.
@@ -86,55 +89,6 @@ impl Caller {
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups.contains(&gid)
     }
-}
-
-/// Which file system id of this thread.
-#[derive(Clone, Copy)]
-enum FsId {
-    User,
-    Group,
-}
-
-/// `setfsuid(id)` or `setfsgid(id)` on this thread: the id before.
-fn setfsid(which: FsId, id: u32) -> u32 {
-    let nr = match which {
-        FsId::User => libc::SYS_setfsuid,
-        FsId::Group => libc::SYS_setfsgid,
-    };
-    // SAFETY: setfsuid and setfsgid take one integer, change at most this
-    // thread's file system id, and touch no memory.
-    let before = unsafe { libc::syscall(nr, libc::c_long::from(id)) };
-    before as u32
-}
-
-/// This thread's file system user or group id (an invalid id, -1, changes
-/// nothing and answers the current one).
-fn fsid(which: FsId) -> u32 {
-    setfsid(which, u32::MAX)
-}
-
-/// Sets this thread's file system id, checked: the calls report no error
-/// (a refused change answers the id before too), so the id is read back.
-fn set_fsid(which: FsId, id: u32) -> io::Result<()> {
-    setfsid(which, id);
-    let now = fsid(which);
-    if now == id {
-        Ok(())
-    } else {
-        let what = match which {
-            FsId::User => "fsuid",
-            FsId::Group => "fsgid",
-        };
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("setting the {what} to {id} was refused (it is {now})"),
-        ))
-    }
-}
-
-fn set_groups(groups: &[u32]) -> io::Result<()> {
-    let gids: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    rthread::set_thread_groups(&gids).map_err(|e| io::Error::new(e.kind(), format!("setgroups: {e}")))
 }
 
 /// What the thread was before it took a caller's identity.
@@ -225,6 +179,60 @@ impl Drop for AsCaller {
             if !std::thread::panicking() {
                 panic!("a serving thread cannot take the server's identity back: {e}");
             }
+        }
+    }
+}
+
+/// The caller's umask on this serving thread while it creates an entry: the
+/// backing file system then applies it as natively (not at all where the
+/// parent has a default ACL). The view asks the kernel for modes unmasked
+/// (FUSE_DONT_MASK); where the kernel does not offer it, modes arrive
+/// masked already, and masking twice changes nothing. A thread takes its
+/// own umask at its first use; where it cannot, the caller's umask is not
+/// applied. Dropped, the umask is 0 again (the thread's own, or else the
+/// process's).
+pub(super) struct CallerUmask;
+
+impl CallerUmask {
+    pub(super) fn set(umask: u32) -> CallerUmask {
+        thread_local! {
+            static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if !OWN_FS.get() {
+            // This thread's own umask (and cwd), not the process's.
+            if crate::sys::process::own_umask() {
+                OWN_FS.set(true);
+            }
+        }
+        if OWN_FS.get() {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask & 0o777));
+        }
+        CallerUmask
+    }
+}
+
+impl Drop for CallerUmask {
+    fn drop(&mut self) {
+        rustix::process::umask(rustix::fs::Mode::empty());
+    }
+}
+
+/// After a write by `caller` (not root): setuid goes, and setgid where the
+/// kernel drops it (the group may execute, or the caller is not in the
+/// file's group), as on a native file system.
+pub(super) fn kill_privileges(file: &File, caller: &Caller) {
+    let Ok(st) = rfs::fstat(file) else { return };
+    let mode = st.st_mode & 0o7777;
+    if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return;
+    }
+    let mut new = mode & !libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !caller.in_group(st.st_gid)) {
+        new &= !libc::S_ISGID;
+    }
+    if new != mode {
+        if let Err(e) = rfs::fchmod(file, Mode::from_raw_mode(new)) {
+            log::warn!("clearing setuid/setgid bits after a write by uid {}: {e}", caller.uid);
         }
     }
 }

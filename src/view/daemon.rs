@@ -14,7 +14,7 @@
 use super::MountOptions;
 use crate::error::{Error, Result, Step};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Stdio;
@@ -68,17 +68,7 @@ pub(super) fn run_detached(opts: &MountOptions) -> Result<u8> {
     cmd.arg("--ready-fd").arg(CHILD_READY_FD.to_string());
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(logs.stderr()?);
     let w_raw = w.as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls (dup2,
-    // setsid, chdir), on memory prepared before the fork.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            if libc::dup2(w_raw, CHILD_READY_FD) < 0 || libc::setsid() < 0 || libc::chdir(c"/".as_ptr()) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::process::detach_child(&mut cmd, w_raw, CHILD_READY_FD);
     let mut child = cmd.spawn().step(|| "starting the mount server".into())?;
     drop(cmd);
     drop(w);
@@ -192,11 +182,12 @@ pub(super) struct Ready(Mutex<Option<std::fs::File>>);
 impl Ready {
     /// The pipe at `fd` (`--ready-fd`), if this process is a daemon's server.
     pub fn new(fd: Option<i32>) -> Ready {
-        // SAFETY: the parent passed this descriptor for this sole use, and
-        // nothing else in this process owns it.
-        Ready(Mutex::new(
-            fd.map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
-        ))
+        let adopted = fd.and_then(|fd| {
+            crate::sys::process::adopt_inherited(fd)
+                .map_err(|e| log::warn!("--ready-fd {fd}: {e}"))
+                .ok()
+        });
+        Ready(Mutex::new(adopted.map(std::fs::File::from)))
     }
 
     /// Sends `line` once; false where there is no one to tell.
@@ -276,19 +267,8 @@ pub(super) fn log_to_file(p: &Path) -> Result<()> {
 /// Standard error, if it is a datagram socket (the system log a daemon's
 /// parent connected it to).
 fn stderr_datagram() -> Option<UnixDatagram> {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `ty` and `len` are valid for writes of the sizes given.
-    let r = unsafe {
-        libc::getsockopt(
-            libc::STDERR_FILENO,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 || ty != libc::SOCK_DGRAM {
+    let ty = rustix::net::sockopt::socket_type(std::io::stderr()).ok()?;
+    if ty != rustix::net::SocketType::DGRAM {
         return None;
     }
     let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;

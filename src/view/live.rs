@@ -7,11 +7,12 @@
 
 use super::node::{Backing, Key, Table};
 use super::transform::{Progress, Transform};
-use crate::migrate::{kind_name, Engine, ItemResult, BATCH};
+use crate::item::{ItemKind, ItemResult, Source, State};
+use crate::migrate::{Engine, BATCH};
 use crate::names::escape_os;
-use crate::plan::{ItemKind, Source, State};
 use crate::report::{Document, LiveState};
 use crate::root::Root;
+use crate::root::{RECORD_FILE, STATUS_FILE};
 use crate::sys;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -19,9 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Where `status` finds a live mount's progress (under `.graph2aufs/`).
-pub const STATUS_FILE: &str = "status.json";
 
 /// What the kernel is asked to drop, from a thread of its own (never from
 /// a request being served, which may hold a lock the kernel needs).
@@ -59,7 +57,6 @@ pub struct Migrator {
     /// Held (written) while a copied layer switches to its copy: lookups
     /// into layers data wait (see `View::shown_node`).
     switch: std::sync::RwLock<()>,
-    notifier: Mutex<Option<fuser::Notifier>>,
     /// The copy under way: item, pace, bytes in all, when it started.
     copying: Mutex<Option<Copying>>,
     /// The layers to be copied to another file system, until they switch:
@@ -74,7 +71,7 @@ pub struct Migrator {
     /// writing: a brief pause of that layer's changes only.
     pauses: [RwLock<()>; PAUSES],
     /// The view's open files.
-    files: Arc<super::fs::Files>,
+    files: Arc<super::files::Files>,
     /// What `status` notes besides the plan's: sources of copied layers
     /// that could not be removed.
     notes: Mutex<Vec<crate::plan::Note>>,
@@ -105,11 +102,13 @@ fn other(msg: String) -> io::Error {
 }
 
 impl Migrator {
-    /// Lookups into layers' data hold this while they resolve.
+    /// Whether item `i`'s layer is being copied to another file system now.
     fn is_copying(&self, i: usize) -> bool {
         matches!(&*self.copying.lock().expect("never poisoned"), Some((c, ..)) if *c == i)
     }
 
+    /// Lookups into layers' data hold this while they resolve: a layer's
+    /// switch to its copy waits for them.
     pub fn switching(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.switch.read().expect("never poisoned")
     }
@@ -152,10 +151,10 @@ impl Migrator {
         engine: Engine<'static>,
         transform: Arc<Transform>,
         table: Arc<Table>,
-        files: Arc<super::fs::Files>,
+        files: Arc<super::files::Files>,
         mountpoint: &std::path::Path,
     ) -> Migrator {
-        let results = ItemResult::of_plan(&transform.plan);
+        let results = ItemResult::of_items(&transform.plan.items);
         let across = [ItemKind::Image, ItemKind::Container].map(|k| engine.copies_across(k));
         let transit: Vec<AtomicBool> = (transform.plan.items.iter().enumerate())
             .map(|(i, it)| {
@@ -178,7 +177,6 @@ impl Migrator {
             switch_delay: env_ms("GRAPH2AUFS_SWITCH_DELAY_MS"),
             progress_bar: false,
             switch: std::sync::RwLock::new(()),
-            notifier: Mutex::new(None),
             copying: Mutex::new(None),
             transit,
             transit_left,
@@ -195,7 +193,6 @@ impl Migrator {
     /// Starts the thread that asks the kernel to drop cached attributes of
     /// rebound nodes.
     pub fn set_notifier(&self, notifier: fuser::Notifier) {
-        *self.notifier.lock().expect("never poisoned") = Some(notifier.clone());
         let (tx, rx) = mpsc::channel::<Inval>();
         std::thread::spawn(move || {
             for inval in rx {
@@ -276,7 +273,7 @@ impl Migrator {
         if todo.is_empty() {
             return Ok(());
         }
-        let name = |j: usize| format!("{} {}", kind_name(plan.items[j].kind), escape_os(&plan.items[j].name));
+        let name = |j: usize| format!("{} {}", plan.items[j].kind, escape_os(&plan.items[j].name));
         if of.is_none() {
             const SHOWN: usize = 3;
             let mut some: Vec<String> = todo.iter().take(SHOWN).map(|&j| name(j)).collect();
@@ -345,18 +342,18 @@ impl Migrator {
                 }
             }
         }
-        engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+        engine.claim(plan, &[i]).map_err(io::Error::from)?;
         self.set_result(i, State::Moving, None);
         match engine.migrate_item_live(plan, i) {
             Ok(None) => {
                 self.transform.set_progress(i, Progress::Done);
                 self.set_result(i, State::Registered, None);
                 engine.note_failure(it, None);
-                log::debug!("{} {} migrated", kind_name(it.kind), escape_os(&it.name));
+                log::debug!("{} {} migrated", it.kind, escape_os(&it.name));
             }
             Ok(Some(why)) => {
                 self.transform.set_progress(i, Progress::Registered);
-                log::warn!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+                log::warn!("{} {}: {why}", it.kind, escape_os(&it.name));
                 self.set_result(i, State::Fallback, Some(why));
                 engine.note_failure(it, None);
             }
@@ -374,7 +371,7 @@ impl Migrator {
 
     fn fail(&self, engine: &mut Engine<'static>, i: usize, why: String) {
         let it = &self.transform.plan.items[i];
-        log::error!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name));
+        log::error!("{} {}: {why}", it.kind, escape_os(&it.name));
         engine.note_failure(it, Some(why.clone()));
         self.set_result(i, State::Failed, Some(why));
     }
@@ -404,7 +401,7 @@ impl Migrator {
         let Ok(fd) = dir.fd() else { return };
         let backing = match sys::lstat(&*fd, name) {
             Ok(Some(st)) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
-                match super::fs::open_path(&*fd, name) {
+                match super::backing::open_path(&*fd, name) {
                     Ok(fd) => Backing::Real {
                         dir: crate::dirref::DirRef::new(fd),
                         role: super::transform::Role::Plain,
@@ -437,11 +434,11 @@ impl Migrator {
     fn refresh(&self, engine: &Engine<'static>, i: usize) {
         for (dir, name) in engine.changed_dirs(&self.transform.plan.items[i]) {
             let mut ids = Vec::new();
-            if let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) {
+            if let Ok((_, k)) = super::backing::identity(dir, std::ffi::OsStr::new("")) {
                 ids.extend(self.table.peek(&k).map(|n| n.id));
             }
             if let Some(name) = name {
-                if let Ok((_, k)) = super::fs::identity(dir, &name) {
+                if let Ok((_, k)) = super::backing::identity(dir, &name) {
                     ids.extend(self.table.peek(&k).map(|n| n.id));
                 }
             }
@@ -471,7 +468,7 @@ impl Migrator {
             if self.transform.progress(i) == Progress::Done {
                 return Ok(false);
             }
-            engine.claim(plan, &[i]).map_err(|e| other(e.to_string()))?;
+            engine.claim(plan, &[i]).map_err(io::Error::from)?;
             match engine.copy_job(it)? {
                 Some(job) => {
                     let total = engine.copy_total.load(Ordering::Relaxed);
@@ -618,9 +615,9 @@ impl Migrator {
             "{} switched to its copy in {:.1} ms ({} copied again, {} and {} switched)",
             it.legacy_path(),
             t.elapsed().as_secs_f64() * 1e3,
-            crate::report::count(pass.changed as usize, "entry"),
-            crate::report::count(rebound, "node"),
-            crate::report::count(reopened, "open file")
+            crate::units::count(pass.changed as usize, "entry"),
+            crate::units::count(rebound, "node"),
+            crate::units::count(reopened, "open file")
         );
         Ok(aside)
     }
@@ -639,7 +636,7 @@ impl Migrator {
         nodes: &[(Arc<super::node::Node>, Key)],
         found: &crate::resync::Found,
         (top, top_name): ((u64, u64), &std::ffi::OsStr),
-    ) -> io::Result<(Vec<(Arc<super::node::Node>, Backing, Key)>, super::fs::Reopened)> {
+    ) -> io::Result<(Vec<(Arc<super::node::Node>, Backing, Key)>, super::files::Reopened)> {
         use crate::dirref::DirRef;
         let diff = Arc::new(engine.diff_fd()?);
         let mut dirs: std::collections::HashMap<*const OwnedFd, Arc<DirRef>> = Default::default();
@@ -658,14 +655,14 @@ impl Migrator {
                     _ => continue,
                 }
             };
-            let (ft, new_key) = super::fs::identity(&dir, &name)?;
+            let (ft, new_key) = super::backing::identity(&dir, &name)?;
             let backing = if ft == rustix::fs::FileType::Directory {
                 let role = match &*node.backing() {
                     Backing::Real { role, .. } => *role,
                     _ => super::transform::Role::Plain,
                 };
                 Backing::Real {
-                    dir: DirRef::new(super::fs::open_path(&dir, &name)?),
+                    dir: DirRef::new(super::backing::open_path(&dir, &name)?),
                     role,
                 }
             } else {
@@ -691,7 +688,7 @@ impl Migrator {
         let by_id: std::collections::HashMap<u64, &Backing> = out.iter().map(|(n, b, _)| (n.id, b)).collect();
         let files = self
             .files
-            .reopen(|id, flags| by_id.get(&id).map(|b| super::fs::open_backing(b, flags)))?;
+            .reopen(|id, flags| by_id.get(&id).map(|b| super::backing::open_backing(b, flags)))?;
         Ok((out, files))
     }
 
@@ -703,12 +700,12 @@ impl Migrator {
         }
         engine
             .rename_repositories(&self.transform.plan)
-            .map_err(|e| other(e.to_string()))?;
+            .map_err(io::Error::from)?;
         self.transform.set_repositories_done();
         // The node of `repositories` now lives under its new name.
         if let Ok(root) = self.root.fd().try_clone_to_owned() {
             let name = std::ffi::OsStr::new("repositories-aufs");
-            if let Ok((_, key)) = super::fs::identity(&root, name) {
+            if let Ok((_, key)) = super::backing::identity(&root, name) {
                 if let Some(node) = self.table.peek(&key) {
                     let ino = match &*node.backing() {
                         Backing::Entry { ino, .. } => Some(*ino),
@@ -754,7 +751,7 @@ impl Migrator {
             .collect();
         log::info!(
             "background migration of {} started",
-            crate::report::count(todo.len(), "item")
+            crate::units::count(todo.len(), "item")
         );
         // While a layer is copied, `status` shows its progress every second.
         let ticker = Arc::clone(&self);
@@ -908,7 +905,7 @@ impl Migrator {
             .map(|&i| {
                 let it = &plan.items[i];
                 let why = results[i].reason.as_deref().unwrap_or("not migrated yet");
-                format!("{} {}: {why}", kind_name(it.kind), escape_os(&it.name))
+                format!("{} {}: {why}", it.kind, escape_os(&it.name))
             })
             .collect();
         if left.len() > SHOWN {
@@ -934,11 +931,7 @@ impl Migrator {
     /// is gone): `status` says so from now on.
     pub fn removed_by_daemon(&self, i: usize) {
         let it = &self.transform.plan.items[i];
-        log::info!(
-            "{} {} was removed by the daemon",
-            kind_name(it.kind),
-            escape_os(&it.name)
-        );
+        log::info!("{} {} was removed by the daemon", it.kind, escape_os(&it.name));
         self.set_result(
             i,
             State::Removed,
@@ -950,7 +943,8 @@ impl Migrator {
         self.write_status();
     }
 
-    /// Writes the live progress where `status` reads it.
+    /// The live view's part of the status document: where it is mounted,
+    /// by which process, since when, and whether its migration finished.
     fn live_state(&self, finished: bool) -> LiveState {
         LiveState {
             mountpoint: self.mountpoint.clone(),
@@ -967,6 +961,8 @@ impl Migrator {
         }
     }
 
+    /// Writes the live progress where `status` reads it
+    /// (`.graph2aufs/status.json`).
     pub fn write_status(&self) {
         let results = self.results.lock().expect("never poisoned").clone();
         let mut doc = Document::new(self.root.path(), &self.transform.plan, Some(&results));
@@ -1023,13 +1019,13 @@ impl Migrator {
         match own.and_then(|d| sys::write_atomic(&d, STATUS_FILE, &bytes, 0o644, false).map(|()| d)) {
             // The status (and the record) were replaced behind the kernel:
             // it drops its entries of them (never mount points).
-            Ok(d) => self.forget_replaced(&d, &[STATUS_FILE, "record.json"]),
+            Ok(d) => self.forget_replaced(&d, &[STATUS_FILE, RECORD_FILE]),
             Err(e) => log::warn!("writing the live status: {e}"),
         }
     }
 
     fn forget_replaced(&self, dir: &OwnedFd, names: &[&str]) {
-        let Ok((_, k)) = super::fs::identity(dir, std::ffi::OsStr::new("")) else {
+        let Ok((_, k)) = super::backing::identity(dir, std::ffi::OsStr::new("")) else {
             return;
         };
         let (Some(parent), Some(tx)) = (self.table.peek(&k), &*self.invalidate.lock().expect("never poisoned")) else {

@@ -4,18 +4,23 @@
 //! read-write `mount` of a ROOT with nothing left to migrate does not mount
 //! (the view has retired). `--daemon` and logs: [`daemon`].
 
+mod attr;
+mod backing;
 mod creds;
 pub mod daemon;
+mod files;
 pub mod fs;
 pub mod live;
+mod lookup;
 pub mod node;
 mod restrictions;
 pub mod transform;
 mod write;
 
 use crate::error::{Error, Result, Step};
+use crate::item;
 use crate::legacy::{self, Dirs};
-use crate::migrate::{Engine, Faults};
+use crate::migrate::Engine;
 use crate::plan;
 use crate::record::Record;
 use crate::root::{Root, View};
@@ -157,17 +162,102 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     for p in [Some(&opts.root), opts.mountpoint.as_ref()].into_iter().flatten() {
         recover_dead_view(p)?;
     }
+    let root = open_root(&opts)?;
+    let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
+    let mounted = crate::report::MountReport::new(root.path(), &mountpoint, std::process::id(), opts.read_only);
+    let t0 = std::time::Instant::now();
+    let prepared = if opts.read_only {
+        prepare_read_only(&root, &opts)?
+    } else {
+        match prepare_read_write(root, &opts, &mountpoint, &ready)? {
+            Some(p) => p,
+            None => return Ok(0),
+        }
+    };
+    let Prepared {
+        view,
+        counts,
+        migrator,
+        lock: _lock,
+    } = prepared;
+    let (migrator, first_status) = match migrator {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
+    log::debug!("view prepared in {:?}", t0.elapsed());
+    let restricted = restrictions::Restrictions::of(
+        &opts.root,
+        opts.aufs_dir.as_deref(),
+        view.served_dirs().step(|| "the view's directories".into())?,
+    )?;
+    let config = session_config(&opts, &restricted);
+    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
+            "mounting on {}: permission denied (run as root)",
+            mountpoint.display()
+        )),
+        _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
+    })?;
+    let transport = match session.transport() {
+        fuser::Transport::Uring => "uring",
+        _ => "classic",
+    };
+    log::info!(
+        "FUSE transport: {transport}{}",
+        if transport == "uring" {
+            " (FUSE over io_uring)"
+        } else {
+            " (/dev/fuse)"
+        }
+    );
+    if let Some(m) = &migrator {
+        m.set_notifier(session.notifier());
+        let _ = m.transport.set(transport);
+    }
+    let handle = unmount_on_signals(&mut session)?;
+    let desc = format!(
+        "{} ({} quarantined)",
+        crate::units::count(counts.values().sum::<usize>(), "item"),
+        counts.get(&item::State::Quarantined).copied().unwrap_or(0)
+    );
+    let usable = Usable {
+        mountpoint: mountpoint.clone(),
+        desc,
+        read_only: opts.read_only,
+        json: opts.json,
+        mounted,
+        ready,
+        background: migrator.clone().zip(first_status),
+    };
+    std::thread::spawn(move || usable.announce());
+    let result = session.run();
+    handle.close();
+    if let Some(m) = &migrator {
+        m.stop();
+        m.unmounted();
+    }
+    result.step(|| format!("serving the view at {}", mountpoint.display()))?;
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(0)
+}
+
+/// ROOT as the view serves it: with the `--aufs-dir`, checked for the mode
+/// asked; a read-only view reads through a private read-only, `noatime`
+/// copy of ROOT's mount where it can.
+fn open_root(opts: &MountOptions) -> Result<Root> {
     let mut root = Root::open(&opts.root)?;
     if let Some(dir) = &opts.aufs_dir {
         root = root.with_aufs_dir(dir)?;
     }
-    let root = if opts.read_only {
+    Ok(if opts.read_only {
         root.refuse_for_read_only_view()?;
         // Serve the read-only view from a private read-only, noatime copy
         // of ROOT's mount: nothing can be written through it, no access
         // time changes (symlinks included), and kernel passthrough is safe.
-        let aufs = root.aufs_dir().map(|(_, fd)| crate::sys::read_only_noatime_clone(fd));
-        match (crate::sys::read_only_noatime_clone(root.fd()), aufs.transpose()) {
+        let aufs = root
+            .aufs_dir()
+            .map(|(_, fd)| crate::sys::mount::read_only_noatime_clone(fd));
+        match (crate::sys::mount::read_only_noatime_clone(root.fd()), aufs.transpose()) {
             (Ok(fd), Ok(aufs)) => root.through(fd, aufs),
             (Err(e), _) | (_, Err(e)) => {
                 log::info!(
@@ -180,71 +270,93 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
     } else {
         root.refuse_if_viewed("a read-write mount", true)?;
         root
-    };
-    let mountpoint = check_mountpoint(&root, opts.mountpoint.as_deref().unwrap_or(root.path()))?;
-    let mounted = crate::report::MountReport::new(root.path(), &mountpoint, std::process::id(), opts.read_only);
-    let t0 = std::time::Instant::now();
-    let (view, counts, migrator, _lock) = if opts.read_only {
-        let record = Record::load(&root)?;
-        let scan = legacy::scan(&root).step(|| format!("reading {}", root.path().display()))?;
-        let plan = plan::plan(&scan, &record);
-        let counts = plan.counts();
-        let transform = transform::Transform::new(&scan, plan, true);
-        let dirs = Dirs::open(&root).step(|| format!("opening the directories of {}", root.path().display()))?;
-        let root_fd = root_fd(&root)?;
-        let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
-        let mut view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
-            .step(|| format!("preparing the view of {}", root.path().display()))?;
-        view.aufs_dir = linked_aufs(&root)?;
-        (view, counts, None, None)
-    } else {
-        let root: &'static Root = Box::leak(Box::new(root));
-        let lock = root.lock()?;
-        let (mut engine, scan, plan) = prepare_live(root)?;
-        if let Some(msg) = retired(root, &engine, &plan) {
-            log::info!("{msg}");
-            if !ready.done(&msg) {
-                crate::report::MountReport::retired(root.path(), &mountpoint, &msg).print(opts.json, false);
-            }
-            return Ok(0);
+    })
+}
+
+/// A view ready to mount: the view, the items by state, the migrator of a
+/// read-write view (with the thread writing its first status), and ROOT's
+/// lock, held while it serves.
+struct Prepared {
+    view: fs::View,
+    counts: std::collections::HashMap<item::State, usize>,
+    migrator: Option<(std::sync::Arc<live::Migrator>, std::thread::JoinHandle<()>)>,
+    lock: Option<crate::root::Lock>,
+}
+
+/// The read-only view: ROOT scanned and planned, nothing changed.
+fn prepare_read_only(root: &Root, opts: &MountOptions) -> Result<Prepared> {
+    let record = Record::load(root)?;
+    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
+    let plan = plan::plan(&scan, &record);
+    let counts = plan.counts();
+    let transform = transform::Transform::new(&scan, plan, true);
+    let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
+    let root_fd = root_fd(root)?;
+    let passthrough = !opts.no_passthrough && fs::atime_safe(&root_fd);
+    let mut view = fs::View::new(root_fd, dirs, std::sync::Arc::new(transform), passthrough)
+        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    view.aufs_dir = linked_aufs(root)?;
+    Ok(Prepared {
+        view,
+        counts,
+        migrator: None,
+        lock: None,
+    })
+}
+
+/// The read-write view: ROOT locked, prepared as `migrate` prepares it, and
+/// its migrator; `None` where ROOT is retired (said, nothing to serve).
+fn prepare_read_write(
+    root: Root,
+    opts: &MountOptions,
+    mountpoint: &Path,
+    ready: &daemon::Ready,
+) -> Result<Option<Prepared>> {
+    let root: &'static Root = Box::leak(Box::new(root));
+    let lock = root.lock()?;
+    let (mut engine, scan, plan) = prepare_live(root)?;
+    if let Some(msg) = retired(root, &engine, &plan) {
+        log::info!("{msg}");
+        if !ready.done(&msg) {
+            crate::report::MountReport::retired(root.path(), mountpoint, &msg).print(opts.json, false);
         }
-        engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
-        let counts = plan.counts();
-        let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
-        let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
-        let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
-            .step(|| format!("preparing the view of {}", root.path().display()))?;
-        view.aufs_dir = linked_aufs(root)?;
-        let mut m = live::Migrator::new(
-            root,
-            engine,
-            transform,
-            view.table.clone(),
-            view.files.clone(),
-            &mountpoint,
-        );
-        m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
-        let m = std::sync::Arc::new(m);
-        view.live = Some(m.clone());
-        // Written while the view mounts (`status` waits for it).
-        let first_status = {
-            let m = m.clone();
-            std::thread::spawn(move || m.write_status())
-        };
-        // Modes arrive with the caller's umask applied by the kernel.
-        rustix::process::umask(Mode::empty());
-        (view, counts, Some((m, first_status)), Some(lock))
+        return Ok(None);
+    }
+    engine.pace = std::sync::Arc::new(crate::copy::Pace::new(opts.copy_rate));
+    let counts = plan.counts();
+    let transform = std::sync::Arc::new(transform::Transform::new(&scan, plan, false));
+    let dirs = Dirs::open(root).step(|| format!("opening the directories of {}", root.path().display()))?;
+    let mut view = fs::View::new(root_fd(root)?, dirs, transform.clone(), !opts.no_passthrough)
+        .step(|| format!("preparing the view of {}", root.path().display()))?;
+    view.aufs_dir = linked_aufs(root)?;
+    let mut m = live::Migrator::new(
+        root,
+        engine,
+        transform,
+        view.table.clone(),
+        view.files.clone(),
+        mountpoint,
+    );
+    m.progress_bar = !opts.daemon && opts.ready_fd.is_none();
+    let m = std::sync::Arc::new(m);
+    view.live = Some(m.clone());
+    // Written while the view mounts (`status` waits for it).
+    let first_status = {
+        let m = m.clone();
+        std::thread::spawn(move || m.write_status())
     };
-    let (migrator, first_status) = match migrator {
-        Some((m, s)) => (Some(m), Some(s)),
-        None => (None, None),
-    };
-    log::debug!("view prepared in {:?}", t0.elapsed());
-    let restricted = restrictions::Restrictions::of(
-        &opts.root,
-        opts.aufs_dir.as_deref(),
-        view.served_dirs().step(|| "the view's directories".into())?,
-    )?;
+    // Modes arrive with the caller's umask applied by the kernel.
+    rustix::process::umask(Mode::empty());
+    Ok(Some(Prepared {
+        view,
+        counts,
+        migrator: Some((m, first_status)),
+        lock: Some(lock),
+    }))
+}
+
+/// The mount's options, its access and its threads.
+fn session_config(opts: &MountOptions, restricted: &restrictions::Restrictions) -> Config {
     let root_path = opts.root.clone();
     let mut config = Config::default();
     config.mount_options = vec![
@@ -293,29 +405,11 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         crate::cli::Transport::Uring => fuser::Transport::Uring,
         crate::cli::Transport::Classic => fuser::Transport::Classic,
     };
-    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
-            "mounting on {}: permission denied (run as root)",
-            mountpoint.display()
-        )),
-        _ => Error::io(format!("mounting on {}", mountpoint.display()), e),
-    })?;
-    let transport = match session.transport() {
-        fuser::Transport::Uring => "uring",
-        _ => "classic",
-    };
-    log::info!(
-        "FUSE transport: {transport}{}",
-        if transport == "uring" {
-            " (FUSE over io_uring)"
-        } else {
-            " (/dev/fuse)"
-        }
-    );
-    if let Some(m) = &migrator {
-        m.set_notifier(session.notifier());
-        let _ = m.transport.set(transport);
-    }
+    config
+}
+
+/// SIGINT and SIGTERM unmount the view; the handle stops listening.
+fn unmount_on_signals(session: &mut Session<fs::View>) -> Result<signal_hook::iterator::Handle> {
     let mut unmounter = session.unmount_callable();
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .step(|| "installing signal handlers".into())?;
@@ -329,26 +423,37 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
             }
         }
     });
-    let json = opts.json;
-    let mp = mountpoint.clone();
-    let desc = format!(
-        "{} ({} quarantined)",
-        crate::report::count(counts.values().sum::<usize>(), "item"),
-        counts.get(&plan::State::Quarantined).copied().unwrap_or(0)
-    );
-    let mode = if opts.read_only {
-        "read-only"
-    } else {
-        "read-write, migrating in the background"
-    };
-    let background = migrator.clone();
-    std::thread::spawn(move || {
+    Ok(handle)
+}
+
+/// What is said once the view answers, and the background migration it
+/// then starts.
+struct Usable {
+    mountpoint: PathBuf,
+    /// The items served, for the log.
+    desc: String,
+    read_only: bool,
+    json: bool,
+    mounted: crate::report::MountReport,
+    ready: std::sync::Arc<daemon::Ready>,
+    background: Option<(std::sync::Arc<live::Migrator>, std::thread::JoinHandle<()>)>,
+}
+
+impl Usable {
+    /// Waits for the view to answer, says so, then runs the migration.
+    fn announce(self) {
+        let mode = if self.read_only {
+            "read-only"
+        } else {
+            "read-write, migrating in the background"
+        };
+        let mp = &self.mountpoint;
         // The first stat waits for the kernel's INIT to be answered: from
         // then on the view is usable (if it is the view that answers, not
         // the directory under a mount that already ended).
         const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
-        let answered = std::fs::metadata(&mp).and_then(|_| {
-            let st = rfs::statfs(&mp)?;
+        let answered = std::fs::metadata(mp).and_then(|_| {
+            let st = rfs::statfs(mp)?;
             if st.f_type as i64 == FUSE_SUPER_MAGIC {
                 Ok(())
             } else {
@@ -357,32 +462,22 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         });
         match answered {
             Ok(()) => {
-                log::info!("view of {desc} mounted at {} ({mode})", mp.display());
-                if !ready.ready() {
-                    mounted.print(json, false);
+                log::info!("view of {} mounted at {} ({mode})", self.desc, mp.display());
+                if !self.ready.ready() {
+                    self.mounted.print(self.json, false);
                 }
-                if let Some(m) = background {
-                    if let Some(s) = first_status {
-                        let _ = s.join();
-                    }
+                if let Some((m, first_status)) = self.background {
+                    let _ = first_status.join();
                     m.run();
                 }
             }
             Err(e) => {
                 log::error!("the view at {} does not answer: {e}", mp.display());
-                ready.failed(&Error::io(format!("the view at {} does not answer", mp.display()), e));
+                self.ready
+                    .failed(&Error::io(format!("the view at {} does not answer", mp.display()), e));
             }
         }
-    });
-    let result = session.run();
-    handle.close();
-    if let Some(m) = &migrator {
-        m.stop();
-        m.unmounted();
     }
-    result.step(|| format!("serving the view at {}", mountpoint.display()))?;
-    log::info!("unmounted {}", mountpoint.display());
-    Ok(0)
 }
 
 /// Before a read-write view is mounted: the migration engine opened (the
@@ -390,21 +485,8 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
 /// items quarantined (out of the daemon's way at once; usually few), then
 /// ROOT read again as it now is.
 fn prepare_live(root: &'static Root) -> Result<(Engine<'static>, legacy::Scan, plan::Plan)> {
-    let t = std::time::Instant::now();
-    let record = Record::load(root)?;
-    let scan = legacy::scan(root).step(|| format!("reading {}", root.path().display()))?;
-    let plan = plan::plan(&scan, &record);
-    log::debug!("scan and plan in {:?}", t.elapsed());
-    let mut engine = Engine::open(root, record, Faults::from_env())?;
-    engine.drop_set_aside_sources(&plan);
-    log::debug!("engine open at {:?}", t.elapsed());
-    let mut blocked = Vec::new();
-    for (i, it) in plan.items.iter().enumerate() {
-        let registered = || engine.registrations(it).map(|r| !r.is_empty()).unwrap_or(false);
-        if it.blocked() && (it.legacy_present || registered()) {
-            blocked.push(i);
-        }
-    }
+    let (mut engine, scan, plan) = crate::migrate::prepare(root)?;
+    let blocked = engine.to_quarantine(&plan);
     let set_aside = matches!(plan.repositories, plan::Repositories::SetAside(_));
     if blocked.is_empty() && !set_aside {
         return Ok((engine, scan, plan));
@@ -457,9 +539,9 @@ fn recover_dead_view(path: &Path) -> Result<()> {
 /// and `repositories` needs no rename. A `failed` or `fallback` item, or
 /// one still to move, keeps the view.
 fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
-    let settled = |it: &plan::Item| match it.state {
-        plan::State::Registered | plan::State::Removed => true,
-        plan::State::Quarantined => {
+    let settled = |it: &item::Item| match it.state {
+        item::State::Registered | item::State::Removed => true,
+        item::State::Quarantined => {
             !it.legacy_present && engine.registrations(it).map(|r| r.is_empty()).unwrap_or(false)
         }
         _ => false,
@@ -471,17 +553,17 @@ fn retired(root: &Root, engine: &Engine, plan: &plan::Plan) -> Option<String> {
     if pending_tags || !plan.items.iter().all(settled) {
         return None;
     }
-    let count = |state: plan::State| plan.items.iter().filter(|it| it.state == state).count();
+    let count = |state: item::State| plan.items.iter().filter(|it| it.state == state).count();
     let mut settled = format!(
         "{} registered",
-        crate::report::count(count(plan::State::Registered), "item")
+        crate::units::count(count(item::State::Registered), "item")
     );
     for (state, word) in [
-        (plan::State::Removed, "removed by the daemon"),
-        (plan::State::Quarantined, "quarantined"),
+        (item::State::Removed, "removed by the daemon"),
+        (item::State::Quarantined, "quarantined"),
     ] {
         if count(state) > 0 {
-            settled.push_str(&format!(", {} {word}", crate::report::thousands(count(state) as u64)));
+            settled.push_str(&format!(", {} {word}", crate::units::thousands(count(state) as u64)));
         }
     }
     Some(format!(
@@ -497,7 +579,10 @@ pub fn live_status(root: &Root) -> Result<Option<crate::report::Document>> {
     let Some(view) = root.served_by() else {
         return Ok(None);
     };
-    let file = view.mountpoint.join(crate::root::OWN_DIR).join(live::STATUS_FILE);
+    let file = view
+        .mountpoint
+        .join(crate::root::OWN_DIR)
+        .join(crate::root::STATUS_FILE);
     // A read-write view publishes its first status while it mounts.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let read = || loop {

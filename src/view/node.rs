@@ -50,13 +50,13 @@ pub enum Backing {
     },
     /// A merged directory (read-only mode), with where its attributes come
     /// from.
-    Merged { dir: UnionDir, top: Box<Top> },
+    Merged { dir: UnionDir<InitLayer>, top: Box<Top> },
 }
 
 /// The entry giving a merged directory its attributes.
 #[derive(Debug, Clone)]
 pub enum Top {
-    Leaf(crate::union::Leaf),
+    Leaf(crate::union::Leaf<InitLayer>),
     /// The root of an init layer.
     InitRoot(Arc<InitLayer>),
     Real(Stat),
@@ -97,8 +97,10 @@ impl Node {
         self.origin.get()
     }
 
-    /// The item whose layer data this node is in (read-write view): a copy
-    /// to another file system switches only when the kernel holds none.
+    /// The item whose layer data this node is in (read-write view): when
+    /// that layer switches to its copy on another file system, the node is
+    /// rebound to the copy, and requests on it hold the switch off while
+    /// they are served (see `View::hold`).
     pub fn layer(&self) -> Option<usize> {
         self.layer.get()
     }
@@ -135,8 +137,6 @@ pub struct Table {
     /// Nodes made by each pending item's transform, to rebind when it
     /// migrates.
     made_by: Mutex<HashMap<usize, Vec<u64>>>,
-    /// Live nodes per layer (see [`Node::layer`]).
-    in_layer: Mutex<HashMap<usize, usize>>,
 }
 
 impl Table {
@@ -156,7 +156,6 @@ impl Table {
             next: AtomicU64::new(SYNTHETIC_BASE),
             main_dev,
             made_by: Mutex::new(HashMap::new()),
-            in_layer: Mutex::new(HashMap::new()),
         }
     }
 
@@ -207,9 +206,6 @@ impl Table {
             layer: Tag::of(layer),
             lookups: AtomicU64::new(1),
         });
-        if let Some(l) = layer {
-            *self.in_layer.lock().expect("never poisoned").entry(l).or_default() += 1;
-        }
         if let Some(i) = origin {
             self.made_by
                 .lock()
@@ -267,16 +263,6 @@ impl Table {
         self.find(&keys, key)
     }
 
-    /// How many nodes inside item `layer`'s data the kernel holds.
-    pub fn held_in_layer(&self, layer: usize) -> usize {
-        self.in_layer
-            .lock()
-            .expect("never poisoned")
-            .get(&layer)
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// The key a node was made under.
     pub fn key_of(&self, id: u64) -> Option<Key> {
         self.nodes
@@ -325,14 +311,9 @@ impl Table {
             None => false,
         };
         if gone {
-            if let Some((node, key)) = nodes.remove(&id) {
+            if let Some((_, key)) = nodes.remove(&id) {
                 if keys.get(&key) == Some(&id) {
                     keys.remove(&key);
-                }
-                if let Some(l) = node.layer() {
-                    if let Some(n) = self.in_layer.lock().expect("never poisoned").get_mut(&l) {
-                        *n = n.saturating_sub(1);
-                    }
                 }
             }
         }
@@ -361,13 +342,5 @@ impl Table {
         if !self.direct(&key, id) {
             keys.insert(key, id);
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.nodes.read().expect("the table lock is never poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

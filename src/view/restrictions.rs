@@ -32,7 +32,7 @@ impl Restrictions {
                 ("--aufs-dir", Some(a)) => format!("--aufs-dir {}", a.display()),
                 (rel, _) => format!("{}/{rel}", root.display()),
             };
-            let mount = crate::sys::mount_id(&fd).map_err(|e| Error::io(format!("the mount of {shown}"), e))?;
+            let mount = crate::sys::mount::mount_id(&fd).map_err(|e| Error::io(format!("the mount of {shown}"), e))?;
             if seen.contains(&mount) {
                 continue;
             }

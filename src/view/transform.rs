@@ -3,11 +3,15 @@
 //! replaced, or added. Everything is derived from the plan, the same one
 //! `migrate` executes.
 
+use crate::item::{ItemKind, Source};
+use crate::layout::AufsDir;
 use crate::legacy::Scan;
-use crate::plan::{ItemKind, Plan, Repositories, Source};
+use crate::plan::{Plan, Repositories};
+use crate::root::OWN_DIR;
 use crate::sys::Kind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What a directory of the view is, for the transform.
@@ -33,26 +37,16 @@ pub enum Role {
     QuarantineAufsDir(AufsDir),
 }
 
-/// One of the aufs driver's directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AufsDir {
-    Diff,
-    Layers,
-    Mnt,
-}
-
-impl AufsDir {
-    pub const ALL: [AufsDir; 3] = [AufsDir::Diff, AufsDir::Layers, AufsDir::Mnt];
-    pub fn name(self) -> &'static str {
-        match self {
-            AufsDir::Diff => "diff",
-            AufsDir::Layers => "layers",
-            AufsDir::Mnt => "mnt",
+impl Role {
+    /// The role of `aufs/diff`, `aufs/layers` or `aufs/mnt`.
+    pub fn of_aufs(d: AufsDir) -> Role {
+        match d {
+            AufsDir::Diff => Role::Diff,
+            AufsDir::Layers => Role::Layers,
+            AufsDir::Mnt => Role::Mnt,
         }
     }
-}
 
-impl Role {
     /// The mode of a directory of this role that graph2aufs synthesizes: what
     /// `migrate` creates there (its own directory and the quarantine 0700,
     /// the aufs directories 0755).
@@ -140,7 +134,7 @@ pub struct Transform {
     registrations: HashMap<AufsDir, Vec<OsString>>,
 }
 
-const TMP_PREFIX: &[u8] = b".graph2aufs-tmp-";
+const TMP_PREFIX: &[u8] = crate::sys::TEMP_PREFIX.as_bytes();
 
 fn kind_index(kind: ItemKind) -> usize {
     match kind {
@@ -261,7 +255,7 @@ impl Transform {
         }
         quarantined |= !registrations.is_empty() || repositories_aside;
         if quarantined {
-            root.push((OsString::from(".graph2aufs"), Shown::Dir(Role::Own)));
+            root.push((OsString::from(OWN_DIR), Shown::Dir(Role::Own)));
         }
         Transform {
             progress: plan
@@ -349,8 +343,7 @@ impl Transform {
             Role::Image(i) | Role::Container(i) => Some(i).filter(|_| b == self.plan.items[i].legacy_leaf().as_bytes()),
             Role::Diff | Role::Layers | Role::Mnt => {
                 let base = b.strip_suffix(b"-init").unwrap_or(b);
-                // SAFETY: a suffix of ASCII bytes was cut from valid OsStr bytes.
-                let base = unsafe { OsStr::from_encoded_bytes_unchecked(base) };
+                let base = OsStr::from_bytes(base);
                 self.item(ItemKind::Image, base)
                     .or_else(|| self.item(ItemKind::Container, base))
             }
@@ -366,21 +359,19 @@ impl Transform {
             (Role::Root, b"graph") => Role::Graph,
             (Role::Root, b"containers") => Role::Containers,
             (Role::Root, b"aufs") => Role::Aufs,
-            (Role::Root, b".graph2aufs") => Role::Own,
+            (Role::Root, b) if b == OWN_DIR.as_bytes() => Role::Own,
             (Role::Graph, _) => self.item(ItemKind::Image, name).map_or(Role::Plain, Role::Image),
             (Role::Containers, _) => self
                 .item(ItemKind::Container, name)
                 .map_or(Role::Plain, Role::Container),
-            (Role::Aufs, b"diff") => Role::Diff,
-            (Role::Aufs, b"layers") => Role::Layers,
-            (Role::Aufs, b"mnt") => Role::Mnt,
+            (Role::Aufs, b) if AufsDir::of_name(b).is_some() => Role::of_aufs(AufsDir::of_name(b).expect("checked")),
             (Role::Own, b"quarantine") => Role::Quarantine,
             (Role::Quarantine, b"graph") => Role::QuarantineKind(ItemKind::Image),
             (Role::Quarantine, b"containers") => Role::QuarantineKind(ItemKind::Container),
             (Role::Quarantine, b"aufs") => Role::QuarantineAufs,
-            (Role::QuarantineAufs, b"diff") => Role::QuarantineAufsDir(AufsDir::Diff),
-            (Role::QuarantineAufs, b"layers") => Role::QuarantineAufsDir(AufsDir::Layers),
-            (Role::QuarantineAufs, b"mnt") => Role::QuarantineAufsDir(AufsDir::Mnt),
+            (Role::QuarantineAufs, b) if AufsDir::of_name(b).is_some() => {
+                Role::QuarantineAufsDir(AufsDir::of_name(b).expect("checked"))
+            }
             (Role::QuarantineKind(k), _) => self.item(k, name).map_or(Role::Plain, Role::QuarantineItem),
             _ => Role::Plain,
         }
@@ -418,12 +409,7 @@ impl Transform {
             Role::Diff => self.diff.get(name).cloned(),
             Role::Layers => self.layers.get(name).cloned(),
             Role::Mnt => self.mnt.get(name).cloned(),
-            Role::Aufs => match b {
-                b"diff" => Some(Shown::Dir(Role::Diff)),
-                b"layers" => Some(Shown::Dir(Role::Layers)),
-                b"mnt" => Some(Shown::Dir(Role::Mnt)),
-                _ => None,
-            },
+            Role::Aufs => AufsDir::of_name(b).map(|d| Shown::Dir(Role::of_aufs(d))),
             Role::Own if self.quarantined && b == b"quarantine" => Some(Shown::Dir(Role::Quarantine)),
             Role::Quarantine if self.quarantined => match b {
                 b"repositories" if matches!(self.plan.repositories, Repositories::SetAside(_)) => {
@@ -486,7 +472,8 @@ impl Transform {
             Role::Diff => from(&self.diff),
             Role::Layers => from(&self.layers),
             Role::Mnt => from(&self.mnt),
-            Role::Aufs => ["diff", "layers", "mnt"]
+            Role::Aufs => AufsDir::ALL
+                .map(AufsDir::name)
                 .iter()
                 .map(|n| {
                     (

@@ -3,8 +3,9 @@
 //! touches a pending item's transformed entries, that item migrates (see
 //! `live`), so the change lands on the disk as it will stay.
 
-use super::creds::{AsCaller, Caller};
-use super::fs::{open_path, View};
+use super::backing::open_path;
+use super::creds::{kill_privileges, AsCaller, Caller};
+use super::fs::View;
 use super::node::{Backing, Key, Node};
 use super::transform::{Role, Touch};
 use fuser::{FileAttr, INodeNo, RenameFlags, Request, TimeOrNow};
@@ -21,64 +22,10 @@ fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
-/// The caller's umask on this serving thread while it creates an entry: the
-/// backing file system then applies it exactly as natively (not at all
-/// where the parent has a default ACL). The kernel sends modes unmasked
-/// (FUSE_DONT_MASK); without that flag they arrive masked already, and
-/// masking twice changes nothing.
-pub(super) struct CallerUmask;
-
-impl CallerUmask {
-    pub(super) fn set(umask: u32) -> CallerUmask {
-        thread_local! {
-            static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-        }
-        if !OWN_FS.get() {
-            // This thread's own umask (and cwd), not the process's.
-            // SAFETY: CLONE_FS separates only the umask, cwd and root, which
-            // graph2aufs never relies on being shared (descriptors stay
-            // shared: that is CLONE_FILES).
-            if unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.is_ok() {
-                OWN_FS.set(true);
-            }
-        }
-        if OWN_FS.get() {
-            rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask & 0o777));
-        }
-        CallerUmask
-    }
-}
-
-impl Drop for CallerUmask {
-    fn drop(&mut self) {
-        rustix::process::umask(rustix::fs::Mode::empty());
-    }
-}
-
 /// The identity of `req`'s caller on this thread (see [`super::creds`]),
 /// for the system calls made for it.
 fn as_caller(req: &Request) -> io::Result<AsCaller> {
     AsCaller::enter(Caller::of(req).as_ref())
-}
-
-/// After a write by `caller` (not root): setuid goes, and setgid where the
-/// kernel drops it (the group may execute, or the caller is not in the
-/// file's group), as on a native file system.
-pub(super) fn kill_privileges(file: &File, caller: &Caller) {
-    let Ok(st) = rfs::fstat(file) else { return };
-    let mode = st.st_mode & 0o7777;
-    if mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
-        return;
-    }
-    let mut new = mode & !libc::S_ISUID;
-    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !caller.in_group(st.st_gid)) {
-        new &= !libc::S_ISGID;
-    }
-    if new != mode {
-        if let Err(e) = rfs::fchmod(file, Mode::from_raw_mode(new)) {
-            log::warn!("clearing setuid/setgid bits after a write by uid {}: {e}", caller.uid);
-        }
-    }
 }
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
@@ -160,12 +107,8 @@ impl Obj {
     /// A path that leads to the inode itself (through /proc/self/fd).
     fn proc_path(&self) -> std::path::PathBuf {
         match self {
-            Obj::Fd(fd) => format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd.as_ref())).into(),
-            Obj::At(dir, name) => Path::new(&format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(dir.as_ref())
-            ))
-            .join(name),
+            Obj::Fd(fd) => crate::sys::proc::fd_path(fd.as_ref()),
+            Obj::At(dir, name) => crate::sys::proc::entry_path(dir.as_ref(), name),
         }
     }
 }
@@ -204,7 +147,7 @@ impl View {
         let plan = &self.transform.plan;
         match (parent, b) {
             (Role::Root, b"graph" | b"containers" | b"aufs") => Some((None, crate::names::escape_os(name))),
-            (Role::Aufs, b"diff" | b"layers" | b"mnt") => {
+            (Role::Aufs, b) if crate::layout::AufsDir::of_name(b).is_some() => {
                 Some((None, format!("aufs/{}", crate::names::escape_os(name))))
             }
             (Role::Graph | Role::Containers, _) => match self.transform.child_role(parent, name) {
@@ -298,7 +241,7 @@ impl View {
     /// keeps under it gets a descriptor of its own, so it stays reachable
     /// (an open, unlinked file; a hard link's other name).
     fn pin(&self, dir: &OwnedFd, name: &OsStr) {
-        let Ok((_, key)) = super::fs::identity(dir, name) else {
+        let Ok((_, key)) = super::backing::identity(dir, name) else {
             return;
         };
         let Some(node) = self.table.peek(&key) else {
@@ -497,7 +440,7 @@ impl View {
             chmod(m)?;
         }
         if let Some(size) = size {
-            match (fh, fh.and_then(|fh| self.handle_file(fh))) {
+            match (fh, fh.and_then(|fh| self.files.handle_file(fh))) {
                 // ftruncate(2): the caller's handle.
                 (_, Some(f)) => f.set_len(size)?,
                 // truncate(2) (open(O_TRUNC) comes as an open): by path, as
@@ -573,8 +516,8 @@ impl View {
         flags: i32,
     ) -> io::Result<()> {
         let node = self.writable_node(ino)?;
-        let super::fs::XattrPath { path, follow, .. } =
-            super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
+        let super::backing::XattrPath { path, follow, .. } =
+            super::backing::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
         let flags = rfs::XattrFlags::from_bits_retain(flags as u32);
         let _as = as_caller(req)?;
         if follow {
@@ -587,8 +530,8 @@ impl View {
 
     pub(super) fn do_removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr) -> io::Result<()> {
         let node = self.writable_node(ino)?;
-        let super::fs::XattrPath { path, follow, .. } =
-            super::fs::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
+        let super::backing::XattrPath { path, follow, .. } =
+            super::backing::xattr_path(&node)?.ok_or_else(|| err(libc::EPERM))?;
         let _as = as_caller(req)?;
         if follow {
             rfs::removexattr(&path, name)?;
@@ -607,7 +550,7 @@ impl View {
         mode: u32,
         flags: i32,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
-    ) -> io::Result<(FileAttr, super::fs::Opened)> {
+    ) -> io::Result<(FileAttr, super::files::Opened)> {
         let (node, dir) = self.writable_dir(parent, name)?;
         let keep = libc::O_ACCMODE
             | libc::O_APPEND

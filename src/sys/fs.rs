@@ -10,7 +10,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, Reso
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 /// Flags for resolving a path strictly inside a directory: no symlinks at
@@ -166,10 +166,13 @@ pub fn read_file_stat(dir: impl AsFd, rel: impl AsRef<OsStr>, cap: u64) -> io::R
     Ok((buf, st))
 }
 
+/// The beginning of every temporary name graph2aufs gives an entry.
+pub const TEMP_PREFIX: &str = ".graph2aufs-tmp-";
+
 /// Name used for a temporary sibling of `name`: it begins with `.graph2aufs`
 /// so a crash leaves only names graph2aufs owns and cleans up.
 pub fn temp_name(name: &OsStr) -> OsString {
-    let mut t = OsString::from(".graph2aufs-tmp-");
+    let mut t = OsString::from(TEMP_PREFIX);
     t.push(name);
     t
 }
@@ -401,18 +404,6 @@ impl<T> Context<T> for io::Result<T> {
     }
 }
 
-/// The id of the mount a descriptor's file is on: a rename works only
-/// within one mount.
-pub fn mount_id(fd: impl AsFd) -> io::Result<u64> {
-    let st = rfs::statx(
-        fd,
-        "",
-        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-        rfs::StatxFlags::MNT_ID,
-    )?;
-    Ok(st.stx_mnt_id)
-}
-
 /// An error at an entry inside a tree (being measured, copied, compared or
 /// removed): the entry's path below the tree's top, and the cause.
 #[derive(Debug)]
@@ -491,69 +482,14 @@ pub fn rmdir(dir: impl AsFd, name: impl AsRef<OsStr>) -> io::Result<()> {
     Ok(rfs::unlinkat(dir, name.as_ref(), AtFlags::REMOVEDIR)?)
 }
 
-/// A private, detached copy of the mount tree at `dir` (with every mount
-/// below it), read-only and `noatime`: reading through it can change
-/// nothing, not even access times (not even `readlink`'s, which `O_NOATIME`
-/// cannot prevent), and kernel passthrough of file data becomes safe.
-/// Needs CAP_SYS_ADMIN and Linux 5.12.
-pub fn read_only_noatime_clone(dir: impl AsFd) -> io::Result<OwnedFd> {
-    use rustix::mount::{open_tree, OpenTreeFlags};
-    use std::os::fd::AsRawFd;
-    let fd = open_tree(
-        dir,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH
-            | OpenTreeFlags::AT_RECURSIVE,
-    )?;
-    /// `struct mount_attr` (linux/mount.h).
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOATIME: u64 = 0x10;
-    const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
-        attr_clr: MOUNT_ATTR_ATIME_MASK,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr(2) reads `size_of::<MountAttr>()` bytes of the
-    // `struct mount_attr` we own and pass by pointer, and a NUL-terminated
-    // empty path; `fd` is a valid descriptor we own.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
 /// truncate(2) of the inode `fd` refers to (any descriptor, O_PATH
 /// included), through its magic link: a size change with the semantics of
 /// one by path, which some file systems give differently from ftruncate(2)
 /// (the times of a file truncated to its own size). A symlink's own
 /// descriptor gives EINVAL, a directory's EISDIR: never followed.
 pub fn truncate(fd: impl AsFd, len: u64) -> io::Result<()> {
-    let path = std::ffi::CString::new(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd())
-    ))
-    .expect("no NUL in a number");
+    let path =
+        std::ffi::CString::new(super::proc::fd_path(&fd).into_os_string().into_vec()).expect("no NUL in a /proc path");
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `path` is a valid C string that outlives the call; truncate(2)
     // reads nothing else from memory.
