@@ -307,3 +307,41 @@ fn sigterm_and_sigint_unmount_a_foreground_mount_cleanly() {
         drop(mount);
     }
 }
+
+/// A signal that comes while something holds the view for a moment (a
+/// process whose working directory is in it, a path walk under way) still
+/// unmounts it once that lets go, as `umount` does for the caller who
+/// retries: the server tried once, met EBUSY, and stayed mounted forever.
+#[test]
+fn a_signal_while_the_view_is_busy_for_a_moment_still_unmounts_it() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let fx = Fixture::new(75);
+    let mp = fx.scratch("mp");
+    let mount = Mount::start(&fx.root, &mp, &["--read-only"], BOUND);
+    names_in(&mp).expect("the view answers");
+    // Busy for 0.5 s: a shell whose working directory is the view.
+    let mut holder = std::process::Command::new("sh")
+        .args(["-c", "sleep 0.5"])
+        .current_dir(&mp)
+        .spawn()
+        .expect("starting a process in the view");
+    let pid = Pid::from_raw(mount.pid() as i32).expect("a server pid");
+    rustix::process::kill_process(pid, Signal::TERM).expect("signalling the server");
+    let held = holder.wait().expect("the holder ends");
+    assert!(held.success());
+    let status = mount.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "the server did not exit once the view was free; its log:\n{}",
+            mount.log()
+        )
+    });
+    assert!(
+        status.success(),
+        "the server exited with {status}; its log:\n{}",
+        mount.log()
+    );
+    assert!(!is_mounted(&mp), "nothing is left mounted at {}", mp.display());
+    drop(mount);
+}

@@ -191,7 +191,7 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         view.served_dirs().step(|| "the view's directories".into())?,
     )?;
     let config = session_config(&opts, &restricted);
-    let mut session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
+    let session = Session::new(view, &mountpoint, &config).map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => Error::Env(format!(
             "mounting on {}: permission denied (run as root)",
             mountpoint.display()
@@ -214,7 +214,7 @@ fn serve(opts: MountOptions, ready: std::sync::Arc<daemon::Ready>) -> Result<u8>
         m.set_notifier(session.notifier());
         let _ = m.transport.set(transport);
     }
-    let handle = unmount_on_signals(&mut session)?;
+    let handle = unmount_on_signals(&mountpoint)?;
     let desc = format!(
         "{} ({} quarantined)",
         crate::units::count(counts.values().sum::<usize>(), "item"),
@@ -409,17 +409,42 @@ fn session_config(opts: &MountOptions, restricted: &restrictions::Restrictions) 
 }
 
 /// SIGINT and SIGTERM unmount the view; the handle stops listening.
-fn unmount_on_signals(session: &mut Session<fs::View>) -> Result<signal_hook::iterator::Handle> {
-    let mut unmounter = session.unmount_callable();
+/// `statfs`'s `f_type` of a FUSE mount.
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// How long a signal's unmount tries again while the view is busy.
+const SIGNAL_UNMOUNT_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn unmount_on_signals(mountpoint: &std::path::Path) -> Result<signal_hook::iterator::Handle> {
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .step(|| "installing signal handlers".into())?;
     let handle = signals.handle();
     let mut signals = signals;
+    let mountpoint = mountpoint.to_path_buf();
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             log::info!("signal {sig}: unmounting");
-            if let Err(e) = unmounter.unmount() {
-                log::error!("unmounting: {e}");
+            // As `umount MOUNTPOINT` would (the session ends when the
+            // kernel lets go). A lookup under way in the view (the first
+            // stat that waits for the view to answer, a client's path
+            // walk) holds the mount for a moment: EBUSY then is not the
+            // caller's doing, so try again for a while; a view still busy
+            // after that (files open in it) stays mounted, as `umount`
+            // would leave it.
+            let deadline = std::time::Instant::now() + SIGNAL_UNMOUNT_RETRY;
+            loop {
+                // Only the view: once it is gone (unmounted by someone
+                // else meanwhile), the path shows what it covered.
+                if !rfs::statfs(&mountpoint).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC) {
+                    break log::debug!("{} is no longer the view: nothing to unmount", mountpoint.display());
+                }
+                match rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::empty()) {
+                    Err(rustix::io::Errno::BUSY) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Err(e) => break log::error!("unmounting {}: {e}", mountpoint.display()),
+                    Ok(()) => break,
+                }
             }
         }
     });
@@ -451,7 +476,6 @@ impl Usable {
         // The first stat waits for the kernel's INIT to be answered: from
         // then on the view is usable (if it is the view that answers, not
         // the directory under a mount that already ended).
-        const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
         let answered = std::fs::metadata(mp).and_then(|_| {
             let st = rfs::statfs(mp)?;
             if st.f_type as i64 == FUSE_SUPER_MAGIC {
