@@ -435,7 +435,7 @@ fn unmount_on_signals(mountpoint: &std::path::Path) -> Result<signal_hook::itera
             loop {
                 // Only the view: once it is gone (unmounted by someone
                 // else meanwhile), the path shows what it covered.
-                if !rfs::statfs(&mountpoint).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC) {
+                if !rfs::statfs(&mountpoint).is_ok_and(|st| st.f_type == FUSE_SUPER_MAGIC) {
                     break log::debug!("{} is no longer the view: nothing to unmount", mountpoint.display());
                 }
                 match rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::empty()) {
