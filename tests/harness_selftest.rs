@@ -1220,12 +1220,22 @@ fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
         s.spawn(|| {
             let dir = PrivateDir::new("g2a-selftest-private.");
             let secret = dir.path().join("canary");
-            fs::write(&secret, "CANARY-SELFTEST").unwrap();
+            // Made at run time: a literal would be in the test's own binary,
+            // which the walker reads where the build is under $TMPDIR (a
+            // checkout in /tmp).
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let canary = format!("CANARY-{}-{nanos}", std::process::id());
+            fs::write(&secret, &canary).unwrap();
             let inotify = rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::NONBLOCK).unwrap();
             for p in [dir.path(), secret.as_path()] {
                 rustix::fs::inotify::add_watch(&inotify, p, rustix::fs::inotify::WatchFlags::ALL_EVENTS).unwrap();
             }
-            // Another process walks $TMPDIR and reads every file in it.
+            // Another process walks $TMPDIR: it lists every entry and reads
+            // every file named as the canary is (reading every file would
+            // take as long as $TMPDIR is big: a build can be in it).
             let mut walker = Command::new("nsenter");
             walker
                 .arg(format!("--mount={elsewhere}"))
@@ -1233,14 +1243,18 @@ fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
                     "--",
                     "sh",
                     "-c",
-                    r#"find "$1" -type f -exec cat {} +; ls -laR "$1""#,
+                    r#"find "$1" -type f -name canary -exec cat {} +; find "$1""#,
                     "walker",
                 ])
                 .arg(env::temp_dir());
             let walked = run_command(walker, Duration::from_secs(60));
+            assert_eq!(walked.code, 0, "the walker ran:\n{walked}");
+            // (It sees the directory, empty: the tmpfs is mounted on it in
+            // this thread's namespace only.)
+            let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
             assert!(
-                !walked.stdout.contains("CANARY-SELFTEST"),
-                "the walker read it:\n{walked}"
+                !walked.stdout.contains(&canary) && !walked.stdout.contains(&format!("{name}/canary")),
+                "the walker found it:\n{walked}"
             );
             let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 4096];
             let mut events = rustix::fs::inotify::Reader::new(&inotify, &mut buf);
@@ -1249,7 +1263,7 @@ fn a_private_dir_is_out_of_reach_of_other_processes_walking_tmpdir() {
             // The test, and the processes it runs, see it.
             let mut cat = Command::new("cat");
             cat.arg(&secret);
-            assert_eq!(run_command(cat, Duration::from_secs(60)).stdout, "CANARY-SELFTEST");
+            assert_eq!(run_command(cat, Duration::from_secs(60)).stdout, canary);
             let path = dir.path().to_path_buf();
             drop(dir);
             assert!(!path.exists(), "removed from $TMPDIR");
