@@ -188,12 +188,9 @@ fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
     let mut pos = 0u64;
     let mut in_kernel = true;
     while pos < size {
-        let data = match rfs::seek(src, SeekFrom::Data(pos)) {
-            Ok(d) => d,
-            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
-            Err(e) => return Err(e.into()),
+        let Some((data, hole)) = next_data(src, pos, size)? else {
+            break; // only a hole is left
         };
-        let hole = rfs::seek(src, SeekFrom::Hole(data))?.min(size);
         let mut at = data;
         while at < hole {
             let want = (hole - at).min(8 << 20) as usize;
@@ -224,6 +221,39 @@ fn copy_data(src: &File, dst: &File, size: u64, pace: &Pace) -> io::Result<()> {
         pos = hole;
     }
     dst.set_len(size)
+}
+
+/// The next region of data in `src` at or after `pos`, below `size`, by
+/// SEEK_DATA and SEEK_HOLE; `None` if only a hole is left. The two may
+/// disagree while a file with unwritten extents (fallocate) has pages in
+/// the cache over blocks of both kinds (seen on ext4, Linux 6.18): SEEK_DATA
+/// may answer the end of the file where only a hole is left (SEEK_HOLE then
+/// fails with ENXIO), or an offset where SEEK_HOLE finds a hole at once,
+/// which taken as they are would fail the copy or loop for ever on one
+/// offset. Taken here as they mean: nothing left, or data up to `size`
+/// (copied whole; what reads as zeros is copied as zeros).
+fn next_data(src: &File, pos: u64, size: u64) -> io::Result<Option<(u64, u64)>> {
+    data_region(|whence| rfs::seek(src, whence), pos, size)
+}
+
+/// [`next_data`] with the file's answers to `seek`.
+fn data_region(
+    mut seek: impl FnMut(SeekFrom) -> rustix::io::Result<u64>,
+    pos: u64,
+    size: u64,
+) -> io::Result<Option<(u64, u64)>> {
+    use rustix::io::Errno;
+    let data = match seek(SeekFrom::Data(pos)) {
+        Ok(d) if d < size => d,
+        Ok(_) | Err(Errno::NXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let hole = match seek(SeekFrom::Hole(data)) {
+        Ok(h) if h > data => h.min(size),
+        Ok(_) | Err(Errno::NXIO) => size,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some((data, hole)))
 }
 
 /// Copies up to `want` bytes at offset `at` with sendfile(2) (page cache to
@@ -960,6 +990,39 @@ pub fn free(dir: &OwnedFd) -> io::Result<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file's answers to SEEK_DATA and SEEK_HOLE, as a function.
+    fn answers(data: u64, hole: Result<u64, rustix::io::Errno>) -> impl FnMut(SeekFrom) -> rustix::io::Result<u64> {
+        move |whence| match whence {
+            SeekFrom::Data(_) => Ok(data),
+            SeekFrom::Hole(_) => hole,
+            _ => unreachable!("only SEEK_DATA and SEEK_HOLE"),
+        }
+    }
+
+    #[test]
+    fn data_the_kernel_also_calls_a_hole_is_copied_to_the_end_not_looped_over() {
+        // Seen on ext4 (Linux 6.18), in a live copy under load: SEEK_DATA
+        // and SEEK_HOLE both answered 0 for a 1,490-byte file; the copy
+        // went round offset 0 for ever.
+        assert_eq!(data_region(answers(0, Ok(0)), 0, 1490).unwrap(), Some((0, 1490)));
+        assert_eq!(data_region(answers(512, Ok(512)), 0, 1490).unwrap(), Some((512, 1490)));
+    }
+
+    #[test]
+    fn data_found_at_the_end_of_the_file_is_nothing_left() {
+        // Seen on ext4 with 1 KiB blocks: SEEK_DATA answered the file's size
+        // (not ENXIO) where only unwritten blocks were left, and SEEK_HOLE
+        // then failed with ENXIO, which failed the copy.
+        let nxio = Err(rustix::io::Errno::NXIO);
+        assert_eq!(data_region(answers(31440, nxio), 30720, 31440).unwrap(), None);
+        assert_eq!(data_region(answers(1000, Ok(2000)), 0, 900).unwrap(), None);
+        // A hole SEEK_HOLE cannot find: data to the end.
+        assert_eq!(data_region(answers(100, nxio), 0, 900).unwrap(), Some((100, 900)));
+        // Agreeing answers as they are.
+        assert_eq!(data_region(answers(100, Ok(300)), 0, 900).unwrap(), Some((100, 300)));
+        assert_eq!(data_region(answers(100, Ok(4096)), 0, 900).unwrap(), Some((100, 900)));
+    }
     use std::fs;
 
     fn open(p: &std::path::Path) -> OwnedFd {

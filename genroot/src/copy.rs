@@ -134,12 +134,19 @@ fn copy_data(src: &Path, dst: &Path, st: &Stat) -> rustix::io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut pos = 0u64;
     while pos < size {
+        // (SEEK_DATA and SEEK_HOLE may disagree while pages of unwritten
+        // extents are cached, on ext4 at least: data at the end of the file
+        // is nothing left; a hole where data begins, data to the end.)
         let start = match rustix::fs::seek(&from, SeekFrom::Data(pos)) {
-            Ok(p) => p,
-            Err(Errno::NXIO) => break,
+            Ok(p) if p < size => p,
+            Ok(_) | Err(Errno::NXIO) => break,
             Err(e) => return Err(e),
         };
-        let end = rustix::fs::seek(&from, SeekFrom::Hole(start))?.min(size);
+        let end = match rustix::fs::seek(&from, SeekFrom::Hole(start)) {
+            Ok(e) if e > start => e.min(size),
+            Ok(_) | Err(Errno::NXIO) => size,
+            Err(e) => return Err(e),
+        };
         let mut at = start;
         while at < end {
             let want = buf.len().min((end - at) as usize);

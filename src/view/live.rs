@@ -540,17 +540,30 @@ impl Migrator {
         let mut stamp = resync::stamp();
         job.run()?;
         // Catch up with the changes made meanwhile, outside any pause.
-        for _ in 0..3 {
+        for n in 1..=3 {
             let next = resync::stamp();
+            let t = Instant::now();
             let pass = job.resync(Pass::new(stamp.since(), false, &none, &job.pace))?;
+            log::debug!(
+                "{}: pass {n} copied {} again in {:.3} s",
+                it.legacy_path(),
+                crate::units::count(pass.changed as usize, "entry"),
+                t.elapsed().as_secs_f64()
+            );
             stamp = next;
             if pass.changed == 0 {
                 break;
             }
         }
+        let t = Instant::now();
         let checked = job
             .compare_unchanged(stamp.since())
             .map_err(|e| other(format!("checking the copy of {}: {e}", it.legacy_path())))?;
+        log::debug!(
+            "{}: the copy's unchanged entries checked in {:.3} s",
+            it.legacy_path(),
+            t.elapsed().as_secs_f64()
+        );
         if let Some(d) = checked {
             return Err(other(format!(
                 "the copy of {} differs from its source ({d}); the copy is removed, the source kept",
@@ -652,7 +665,17 @@ impl Migrator {
             } else {
                 match found.get(&(*dev, *ino)) {
                     Some((dir, name, b)) if b == born => (dir.clone(), name.clone()),
-                    _ => continue,
+                    other => {
+                        log::debug!(
+                            "switch: node {} keeps its source inode {ino} (born {born:?}): {}",
+                            node.id,
+                            match other {
+                                Some((_, name, b)) => format!("its copy {name:?} is of an inode born {b:?}"),
+                                None => "no name of it in the layer".into(),
+                            }
+                        );
+                        continue;
+                    }
                 }
             };
             let (ft, new_key) = super::backing::identity(&dir, &name)?;

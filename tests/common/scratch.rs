@@ -90,6 +90,13 @@ impl LoopFs {
     /// and mounts it with `mount -o loop`. Needs root (see `require_root`).
     #[track_caller]
     pub fn new(size_mb: u64, fstype: &str) -> LoopFs {
+        LoopFs::with_mkfs_args(size_mb, fstype, &[])
+    }
+
+    /// [`LoopFs::new`] with more arguments for `mkfs.<fstype>` (e.g. a block
+    /// size).
+    #[track_caller]
+    pub fn with_mkfs_args(size_mb: u64, fstype: &str, args: &[&str]) -> LoopFs {
         let scratch = Scratch::new("g2a-loopfs.");
         let image = scratch.dir().join("fs.img");
         File::create(&image)
@@ -105,7 +112,7 @@ impl LoopFs {
             }
             _ => {}
         }
-        mkfs.arg(&image);
+        mkfs.args(args).arg(&image);
         must(mkfs);
         let mut mount = Command::new("mount");
         mount.args(["-t", fstype, "-o", "loop"]).arg(&image).arg(&scratch.mnt);
