@@ -246,6 +246,83 @@ fn files_whose_holes_the_kernel_reports_inconsistently_are_copied_whole_and_in_b
 }
 
 #[test]
+fn a_file_on_another_file_system_keeps_its_inode_number_when_the_kernel_forgets_it() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    // Seen under the copied-layer differential of trust_rw.rs with the
+    // kernel's caches dropped meanwhile: a file on a file system other
+    // than ROOT's (aufs/ there, or a layer copied there) got a new number
+    // each time the kernel forgot its node and looked it up again, so a
+    // walk (tar, du, find -samefile; Docker's diff and save walk layers)
+    // saw two names of one file as two files.
+    let f = Fixture::new(&opts(33, 2, 0, 6), 0);
+    let fs2 = LoopFs::new(64, "ext4");
+    let _aufs = BindAt::new(fs2.path(), &f.root.join("aufs"));
+    run_command(g2a(["migrate".as_ref(), f.root.as_os_str()]), RUN_TIMEOUT).expect_code(0);
+    let layer = f.root.join("aufs/diff").join(&f.summary.images[0]);
+    fs::write(layer.join("one"), b"one file, two names").unwrap();
+    fs::hard_link(layer.join("one"), layer.join("two")).unwrap();
+    let mp = f.dir.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    let view = Mount::start(&f.root, &mp, &["--read-only"], BOUND);
+    let shown = mp.join("aufs/diff").join(&f.summary.images[0]);
+    use std::os::unix::fs::MetadataExt;
+    let ino = |name: &str| fs::symlink_metadata(shown.join(name)).unwrap().ino();
+    let forget = || {
+        // The kernel drops its unused dentries and inodes (the view's
+        // nodes with them: FORGET), then looks them up again.
+        fs::write("/proc/sys/vm/drop_caches", "2").expect("dropping the kernel's caches");
+        thread::sleep(Duration::from_millis(300));
+    };
+    let first = ino("one");
+    forget();
+    assert_eq!(
+        ino("two"),
+        first,
+        "the second name of one file, after the kernel forgot the first"
+    );
+    forget();
+    assert_eq!(ino("one"), first, "one file's number changed when the kernel forgot it");
+    assert_ne!(
+        first,
+        fs::symlink_metadata(shown.join("..").join(&f.summary.images[1]))
+            .unwrap()
+            .ino()
+    );
+    view.unmount();
+}
+
+#[test]
+fn a_file_keeps_its_inode_number_across_its_layer_s_copy_and_the_kernel_forgetting_it() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    // The same, across the switch of a layer to its copy on another file
+    // system: the node the kernel knew keeps its number, also once the
+    // kernel forgets it and looks it up again.
+    let f = Fixture::new(&opts(34, 1, 0, 4), 4);
+    let id = &f.summary.images[0];
+    let (_aufs, view) = copying_view(&f, &[]);
+    let big = f.root.join("aufs/diff").join(id).join("big.bin");
+    use std::os::unix::fs::MetadataExt;
+    let before = fs::symlink_metadata(&big).unwrap().ino();
+    assert!(
+        switched(&view, id).is_none(),
+        "the layer switched before the first stat"
+    );
+    wait_state(&f.root, id, "registered", &view);
+    fs::write("/proc/sys/vm/drop_caches", "2").expect("dropping the kernel's caches");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        fs::symlink_metadata(&big).unwrap().ino(),
+        before,
+        "a file's number changed when its layer was copied and the kernel forgot it"
+    );
+    view.unmount();
+}
+
+#[test]
 fn no_space_on_the_destination_stops_cleanly_and_a_run_after_space_is_freed_finishes() {
     if !require_root() {
         return;
@@ -553,14 +630,18 @@ fn wait_state(root: &Path, id: &str, state: &str, view: &Mount) {
     }
 }
 
-/// The view's log line of image `id`'s switch to its copy.
-fn switch_line(view: &Mount, id: &str) -> String {
+/// The view's log line of image `id`'s switch to its copy, if any yet.
+fn switched(view: &Mount, id: &str) -> Option<String> {
     let log = view.log();
     let line = log
         .lines()
         .find(|l| l.contains("switched to its copy") && l.contains(&format!("graph/{id}/")));
-    line.unwrap_or_else(|| panic!("no switch of {id} in the log:\n{log}"))
-        .to_string()
+    line.map(str::to_string)
+}
+
+/// The view's log line of image `id`'s switch to its copy.
+fn switch_line(view: &Mount, id: &str) -> String {
+    switched(view, id).unwrap_or_else(|| panic!("no switch of {id} in the log:\n{}", view.log()))
 }
 
 /// `status --json` of item `id` of ROOT.

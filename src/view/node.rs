@@ -1,8 +1,13 @@
 //! The inode table: every inode the kernel knows, with what backs it. Real
 //! inodes hold an `O_PATH` descriptor (never a path), so they survive
 //! renames of anything above them. The FUSE node id is the number `stat`
-//! shows: a real inode's own `st_ino` on ROOT's device (so hard links and
-//! `du` stay right), a number from a separate range for everything else.
+//! shows: a real inode's own `st_ino` on ROOT's device, its `st_ino` with
+//! its device's slot in the top bits on another device (an `--aufs-dir`, a
+//! layer copied there), a number from a separate range for everything else.
+//! A real inode keeps its number when the kernel forgets it and finds it
+//! again (memory pressure), and when its layer is copied to another file
+//! system, as natively: hard links stay one inode to `tar`, `du` and
+//! `find -samefile` however long they walk.
 
 use super::transform::Role;
 use crate::dirref::DirRef;
@@ -17,6 +22,11 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// Node ids graph2aufs allocates start here, far above any real `st_ino`.
 const SYNTHETIC_BASE: u64 = 1 << 62;
+/// Real inode numbers below this are shown as they are (ROOT's device), or
+/// with their device's slot above them (other devices).
+const INO_BITS: u32 = 56;
+/// Devices other than ROOT's that get a slot of their own.
+const DEVICE_SLOTS: usize = (SYNTHETIC_BASE >> INO_BITS) as usize - 1;
 pub const ROOT_ID: u64 = 1;
 
 #[derive(Debug)]
@@ -127,9 +137,9 @@ pub enum Key {
 
 pub struct Table {
     nodes: RwLock<HashMap<u64, (Arc<Node>, Key)>>,
-    /// Node ids by key, for the nodes whose id is not their key's inode
-    /// number on ROOT's device (those are found in `nodes` directly: most
-    /// nodes, kept once instead of twice).
+    /// Node ids by key, for the nodes whose id is not their key's stable
+    /// number (see [`Table::stable_id`]; those are found in `nodes`
+    /// directly: most nodes, kept once instead of twice).
     keys: Mutex<HashMap<Key, u64>>,
     next: AtomicU64,
     /// ROOT's device: its inodes keep their own numbers.
@@ -137,6 +147,11 @@ pub struct Table {
     /// Nodes made by each pending item's transform, to rebind when it
     /// migrates.
     made_by: Mutex<HashMap<usize, Vec<u64>>>,
+    /// Devices other than ROOT's, in the order met: slots 1, 2, ...
+    devices: Mutex<Vec<u64>>,
+    /// The numbers inodes copied to another file system keep (those the
+    /// kernel knew when their layer switched to its copy).
+    kept: Mutex<HashMap<Key, u64>>,
 }
 
 impl Table {
@@ -156,7 +171,35 @@ impl Table {
             next: AtomicU64::new(SYNTHETIC_BASE),
             main_dev,
             made_by: Mutex::new(HashMap::new()),
+            devices: Mutex::new(Vec::new()),
+            kept: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The number a real inode is shown with whenever the kernel looks it
+    /// up, if it has one (see the module doc); `None`: a number from the
+    /// separate range, new each time.
+    fn stable_id(&self, key: &Key) -> Option<u64> {
+        let Key::Real(dev, ino, _) = key else { return None };
+        if let Some(&id) = self.kept.lock().expect("never poisoned").get(key) {
+            return Some(id);
+        }
+        if *ino >= 1 << INO_BITS {
+            return None;
+        }
+        if *dev == self.main_dev {
+            return (*ino > ROOT_ID).then_some(*ino);
+        }
+        let mut devices = self.devices.lock().expect("never poisoned");
+        let slot = match devices.iter().position(|d| d == dev) {
+            Some(i) => i + 1,
+            None if devices.len() < DEVICE_SLOTS => {
+                devices.push(*dev);
+                devices.len()
+            }
+            None => return None,
+        };
+        Some((slot as u64) << INO_BITS | ino)
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Node>> {
@@ -190,13 +233,9 @@ impl Table {
         if let Some(n) = self.known(&keys, &key) {
             return n;
         }
-        let id = match &key {
+        let id = match self.stable_id(&key) {
             // (Unless a node of an earlier inode of that number lives on.)
-            Key::Real(dev, ino, _)
-                if *dev == self.main_dev && *ino > ROOT_ID && *ino < SYNTHETIC_BASE && self.get(*ino).is_none() =>
-            {
-                *ino
-            }
+            Some(id) if self.get(id).is_none() => id,
             _ => self.next.fetch_add(1, Ordering::SeqCst),
         };
         let node = Arc::new(Node {
@@ -238,19 +277,17 @@ impl Table {
         Some(n)
     }
 
-    /// Whether the node `id` of `key` is found by its key's inode number.
+    /// Whether the node `id` of `key` is found by its key's stable number.
     fn direct(&self, key: &Key, id: u64) -> bool {
-        matches!(key, Key::Real(dev, ino, _) if *dev == self.main_dev && *ino == id)
+        self.stable_id(key) == Some(id)
     }
 
     fn find(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
-        if let Key::Real(dev, ino, _) = key {
-            if *dev == self.main_dev {
-                let nodes = self.nodes.read().expect("the table lock is never poisoned");
-                if let Some((n, k)) = nodes.get(ino) {
-                    if k == key {
-                        return Some(n.clone());
-                    }
+        if let Some(id) = self.stable_id(key) {
+            let nodes = self.nodes.read().expect("the table lock is never poisoned");
+            if let Some((n, k)) = nodes.get(&id) {
+                if k == key {
+                    return Some(n.clone());
                 }
             }
         }
@@ -339,8 +376,12 @@ impl Table {
             keys.remove(old);
         }
         *old = key.clone();
+        // (Found again under the same number once the kernel forgets it.)
+        self.kept.lock().expect("never poisoned").insert(key.clone(), id);
         if !self.direct(&key, id) {
-            keys.insert(key, id);
+            if let Some(other) = keys.insert(key.clone(), id).filter(|&o| o != id) {
+                log::warn!("node {id} takes key {key:?} from node {other}: one inode, two nodes");
+            }
         }
     }
 }

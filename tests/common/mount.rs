@@ -603,7 +603,14 @@ impl Mount {
             eprintln!(
                 "harness: {} was running for a failing test; its log (tail):\n{}",
                 self.command,
-                tail(&self.log(), 100)
+                // (G2A_LOG_TAIL=N shows more of it.)
+                tail(
+                    &self.log(),
+                    std::env::var("G2A_LOG_TAIL")
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(100)
+                )
             );
         }
         if self.new_mount().is_some() {

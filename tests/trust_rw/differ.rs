@@ -196,13 +196,14 @@ impl Differ {
         if !lines.is_empty() {
             let shown: Vec<String> = lines.iter().take(40).map(|l| format!("  {l}")).collect();
             panic!(
-                "{}",
+                "{}{}",
                 self.report(&format!(
                     "{what}: the trees differ after {} operations (a = native, b = view; {} differences):\n{}",
                     self.tally.ops,
                     lines.len(),
                     shown.join("\n")
-                ))
+                )),
+                split_links(&a, &b, native, view)
             );
         }
         for (path, e) in a.iter() {
@@ -233,6 +234,37 @@ impl Differ {
 /// A tree with the mtimes set during the run blanked (only "recent" is
 /// compared for them: both trees did the same thing a moment apart), and
 /// those of FIFOs (see `ops::St::mtime`).
+/// For a hard-link group split or merged on one side: each name's inode
+/// number and link count on both sides, as seen now (to tell a view that
+/// shows one inode as two nodes from a tree that has two inodes).
+fn split_links(a: &Tree, b: &Tree, native: &Path, view: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = String::new();
+    let ino = |root: &Path, p: &Path| match std::fs::symlink_metadata(root.join(p)) {
+        Ok(m) => format!("ino {} nlink {}", m.ino(), m.nlink()),
+        Err(e) => format!("{e}"),
+    };
+    for (path, e) in a.iter() {
+        let other = b.get(path).and_then(|f| f.link_group.clone());
+        if e.link_group == other {
+            continue;
+        }
+        for p in [Some(path.clone()), e.link_group.clone(), other].into_iter().flatten() {
+            out += &format!(
+                "\n  {}: native {}, view {}",
+                p.display(),
+                ino(native, &p),
+                ino(view, &p)
+            );
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\nhard-link groups that differ, as they are now:{out}")
+    }
+}
+
 pub fn comparable(t: &Tree, clock: &Clock) -> Tree {
     t.normalized(|_, e| {
         let (s, ns) = (
