@@ -327,9 +327,30 @@ pub struct OutsideLink {
 /// `dst`'s own owner, mode, xattrs and times are the caller's. The answer:
 /// the source directory of each directory copied.
 pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<Origins> {
-    let mut origins = Origins::new();
-    copy_dir(src, dst, pace, &mut HashMap::new(), &mut origins, &mut PathBuf::new())?;
-    Ok(origins)
+    let mut walk = Walk::new(pace, Links::new(), Origins::new(), PathBuf::new());
+    copy_dir(src, dst, &mut walk)?;
+    Ok(walk.origins)
+}
+
+/// What a copy of a tree keeps as it walks: its pace, the hard links it
+/// copied (by source inode), the source directory of each directory it
+/// made, and where it is below the top of the copy.
+pub(crate) struct Walk<'p> {
+    pub pace: &'p Pace,
+    pub links: Links,
+    pub origins: Origins,
+    pub path: PathBuf,
+}
+
+impl<'p> Walk<'p> {
+    pub fn new(pace: &'p Pace, links: Links, origins: Origins, path: PathBuf) -> Walk<'p> {
+        Walk {
+            pace,
+            links,
+            origins,
+            path,
+        }
+    }
 }
 
 /// Copies a directory's own owner, mode, xattrs and times onto another.
@@ -343,40 +364,23 @@ pub fn copy_dir_attrs(
     finish(dst_parent, dst_name, &st, &xattrs(src_parent, src_name)?)
 }
 
-/// Copies the entries of `src` into `dst`; `path`: where `src` is below
-/// the top of the copy.
-fn copy_dir(
-    src: &OwnedFd,
-    dst: &Arc<OwnedFd>,
-    pace: &Pace,
-    links: &mut Links,
-    origins: &mut Origins,
-    path: &mut PathBuf,
-) -> io::Result<()> {
+/// Copies the entries of `src` into `dst` (`walk.path`: where `src` is
+/// below the top of the copy).
+fn copy_dir(src: &OwnedFd, dst: &Arc<OwnedFd>, walk: &mut Walk) -> io::Result<()> {
     for (name, st) in entries(src)? {
-        pace.check()?;
-        path.push(&name);
-        let r = copy_dir_entry(src, &name, &st, dst, pace, links, origins, path);
-        path.pop();
+        walk.pace.check()?;
+        walk.path.push(&name);
+        let r = copy_dir_entry(src, &name, &st, dst, walk);
+        walk.path.pop();
         r?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_dir_entry(
-    src: &OwnedFd,
-    name: &OsStr,
-    st: &Stat,
-    dst: &Arc<OwnedFd>,
-    pace: &Pace,
-    links: &mut Links,
-    origins: &mut Origins,
-    path: &mut PathBuf,
-) -> io::Result<()> {
+fn copy_dir_entry(src: &OwnedFd, name: &OsStr, st: &Stat, dst: &Arc<OwnedFd>, walk: &mut Walk) -> io::Result<()> {
     let linked = ftype(st) != FileType::Directory && st.st_nlink > 1;
     if linked {
-        if let Some(l) = links.get_mut(&(st.st_dev, st.st_ino)) {
+        if let Some(l) = walk.links.get_mut(&(st.st_dev, st.st_ino)) {
             rfs::linkat(l.dir.as_fd(), &l.name, dst.as_fd(), name, AtFlags::empty()).map_err(|e| at(name, e.into()))?;
             l.names += 1;
             return Ok(());
@@ -384,20 +388,20 @@ fn copy_dir_entry(
         let first = LinkCopy {
             dir: dst.clone(),
             name: name.to_os_string(),
-            path: path.clone(),
+            path: walk.path.clone(),
             names: 1,
             nlink: st.st_nlink,
         };
-        links.insert((st.st_dev, st.st_ino), first);
+        walk.links.insert((st.st_dev, st.st_ino), first);
     }
-    match copy_entry(src, name, st, dst, name, pace, links, origins, path) {
+    match copy_entry(src, name, st, dst, name, walk) {
         // Removed or replaced in the source while copied (under a live
         // view): left out, as if listed a moment later (a later pass,
         // or the comparison, sees to the rest). A further name of the same
         // file met later is then copied as its first.
         Err(_) if changed_since_listed(src, name, st)? => {
             if linked {
-                links.remove(&(st.st_dev, st.st_ino));
+                walk.links.remove(&(st.st_dev, st.st_ino));
             }
             sys::remove_tree(dst.as_fd(), name).map_err(|e| at(name, e))
         }
@@ -419,20 +423,16 @@ pub(crate) fn changed_since_listed(dir: &OwnedFd, name: &OsStr, st: &Stat) -> io
 
 /// Copies entry `name` of `src` (`st`: its status) to `dst` as `dname`,
 /// a directory with everything below it (hard links within it recorded in
-/// `links`, the source of each directory copied in `origins`; `path`: the
-/// entry's path below the top of the copy), with its owner, mode, xattrs
-/// and times.
-#[allow(clippy::too_many_arguments)]
+/// `walk.links`, the source of each directory copied in `walk.origins`;
+/// `walk.path`: the entry's path below the top of the copy), with its
+/// owner, mode, xattrs and times.
 pub(crate) fn copy_entry(
     src: &OwnedFd,
     name: &OsStr,
     st: &Stat,
     dst: &Arc<OwnedFd>,
     dname: &OsStr,
-    pace: &Pace,
-    links: &mut Links,
-    origins: &mut Origins,
-    path: &mut PathBuf,
+    walk: &mut Walk,
 ) -> io::Result<()> {
     let attrs = xattrs(src, name)?;
     let ft = ftype(st);
@@ -442,8 +442,8 @@ pub(crate) fn copy_entry(
             let sub_src = sys::open_dir_required(src, name)?;
             let sub_dst = Arc::new(sys::open_dir_required(dst.as_ref(), dname)?);
             let copy = rfs::fstat(sub_dst.as_fd())?;
-            origins.insert((copy.st_dev, copy.st_ino), (st.st_dev, st.st_ino));
-            copy_dir(&sub_src, &sub_dst, pace, links, origins, path)?;
+            walk.origins.insert((copy.st_dev, copy.st_ino), (st.st_dev, st.st_ino));
+            copy_dir(&sub_src, &sub_dst, walk)?;
         }
         FileType::RegularFile => {
             let from = File::from(sys::open_noatime(src, name, OFlags::RDONLY | OFlags::NOFOLLOW)?);
@@ -453,7 +453,7 @@ pub(crate) fn copy_entry(
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )?);
-            copy_data(&from, &to, st.st_size as u64, pace)?;
+            copy_data(&from, &to, st.st_size as u64, walk.pace)?;
         }
         FileType::Symlink => {
             let target = sys::readlink(src, name)?;

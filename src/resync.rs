@@ -319,7 +319,7 @@ impl<'a> Pass<'a> {
     ) -> io::Result<()> {
         let tmp = spare_name(dst)?;
         // (Hard links inside a directory copied anew to inodes met before.)
-        let mut links: Links = self
+        let links: Links = self
             .links
             .iter()
             .map(|(k, m)| {
@@ -333,16 +333,15 @@ impl<'a> Pass<'a> {
                 (*k, l)
             })
             .collect();
-        let mut path = self.at.clone();
-        let pace = self.pace;
-        copy::copy_entry(src, name, s, dst, &tmp, pace, &mut links, &mut self.origins, &mut path).inspect_err(
-            |_| {
-                let _ = sys::remove_tree(dst.as_fd(), &tmp);
-            },
-        )?;
+        let mut walk = copy::Walk::new(self.pace, links, std::mem::take(&mut self.origins), self.at.clone());
+        let copied = copy::copy_entry(src, name, s, dst, &tmp, &mut walk);
+        self.origins = std::mem::take(&mut walk.origins);
+        copied.inspect_err(|_| {
+            let _ = sys::remove_tree(dst.as_fd(), &tmp);
+        })?;
         // Hard links met below a directory copied anew: further names met
         // later in the pass link to those copies.
-        for (k, l) in links {
+        for (k, l) in walk.links {
             match self.links.entry(k) {
                 std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().names += l.names,
                 std::collections::hash_map::Entry::Vacant(v) => {
