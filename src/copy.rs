@@ -327,7 +327,12 @@ pub struct OutsideLink {
 /// `dst`'s own owner, mode, xattrs and times are the caller's. The answer:
 /// the source directory of each directory copied.
 pub fn copy_tree(src: &OwnedFd, dst: &Arc<OwnedFd>, pace: &Pace) -> io::Result<Origins> {
-    let mut walk = Walk::new(pace, Links::new(), Origins::new(), PathBuf::new());
+    let mut walk = Walk {
+        pace,
+        links: Links::new(),
+        origins: Origins::new(),
+        path: PathBuf::new(),
+    };
     copy_dir(src, dst, &mut walk)?;
     Ok(walk.origins)
 }
@@ -340,17 +345,6 @@ pub(crate) struct Walk<'p> {
     pub links: Links,
     pub origins: Origins,
     pub path: PathBuf,
-}
-
-impl<'p> Walk<'p> {
-    pub fn new(pace: &'p Pace, links: Links, origins: Origins, path: PathBuf) -> Walk<'p> {
-        Walk {
-            pace,
-            links,
-            origins,
-            path,
-        }
-    }
 }
 
 /// Copies a directory's own owner, mode, xattrs and times onto another.
@@ -977,13 +971,7 @@ impl Drop for Removals {
 /// no limit of inodes; btrfs, which allocates them as it goes, says 0 in
 /// all and 0 free).
 pub fn free(dir: &OwnedFd) -> io::Result<(u64, Option<u64>)> {
-    let d = rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let s = rfs::fstatvfs(d)?;
+    let s = rfs::fstatvfs(dir)?;
     Ok((s.f_bfree * s.f_frsize, (s.f_files > 0).then_some(s.f_ffree)))
 }
 

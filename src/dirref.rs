@@ -16,7 +16,7 @@
 use crate::sys;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
@@ -178,13 +178,7 @@ fn handle_of(fd: &OwnedFd) -> Option<Handle> {
         None => {}
     }
     // A new mount: check once that this process may decode its handles.
-    let opened = rustix::fs::openat(
-        fd.as_fd(),
-        ".",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    );
-    let h = opened.ok().map(|fd| Handle {
+    let h = sys::reopen_dir(fd).ok().map(|fd| Handle {
         mount: Arc::new(MountFd { id: mount_id, fd }),
         kind,
         bytes,

@@ -333,7 +333,12 @@ impl<'a> Pass<'a> {
                 (*k, l)
             })
             .collect();
-        let mut walk = copy::Walk::new(self.pace, links, std::mem::take(&mut self.origins), self.at.clone());
+        let mut walk = copy::Walk {
+            pace: self.pace,
+            links,
+            origins: std::mem::take(&mut self.origins),
+            path: self.at.clone(),
+        };
         let copied = copy::copy_entry(src, name, s, dst, &tmp, &mut walk);
         self.origins = std::mem::take(&mut walk.origins);
         copied.inspect_err(|_| {

@@ -204,27 +204,26 @@ pub fn write_atomic(dir: impl AsFd, name: impl AsRef<OsStr>, bytes: &[u8], mode:
     Ok(())
 }
 
-pub fn fsync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    let fd = rfs::openat(
+/// A descriptor that reads the directory `dir` holds (which may be an
+/// `O_PATH` one): for what needs a real descriptor (fsync, syncfs,
+/// getdents).
+pub fn reopen_dir(dir: impl AsFd) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(
         dir,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    rfs::fsync(fd)?;
+    )?)
+}
+
+pub fn fsync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    rfs::fsync(reopen_dir(dir)?)?;
     Ok(())
 }
 
-/// `syncfs` of the file system holding `dir` (an `O_PATH` descriptor is
-/// reopened, as syncfs needs a real one).
+/// `syncfs` of the file system holding `dir`.
 pub fn syncfs(dir: impl AsFd) -> io::Result<()> {
-    let fd = rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(rfs::syncfs(fd)?)
+    Ok(rfs::syncfs(reopen_dir(dir)?)?)
 }
 
 /// `rename` that never replaces an existing entry.
@@ -324,12 +323,7 @@ pub fn list_dir_inos(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType, u64)
 /// [`list_dir_inos`] as a reader would list: the directory's access time
 /// moves as the file system's atime rules say.
 pub fn list_dir_inos_reading(dir: impl AsFd) -> io::Result<Vec<(OsString, FileType, u64)>> {
-    entries_of(rfs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    entries_of(reopen_dir(dir)?)
 }
 
 fn entries_of(fd: OwnedFd) -> io::Result<Vec<(OsString, FileType, u64)>> {

@@ -21,7 +21,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::fs as rfs;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -482,13 +482,8 @@ impl Filesystem for View {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let st = rfs::openat(
-            &self.root_fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(rfs::fstatvfs);
+        // (fstatfs needs no readable descriptor: an O_PATH one does.)
+        let st = rfs::fstatvfs(&self.root_fd);
         match st {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -822,15 +817,7 @@ impl View {
 /// times: then kernel passthrough (which opens the backing file with the
 /// reader's flags) cannot change them either.
 pub fn atime_safe(root: &OwnedFd) -> bool {
-    let Ok(fd) = rfs::openat(
-        root,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return false;
-    };
-    match rfs::fstatvfs(fd) {
+    match rfs::fstatvfs(root) {
         Ok(s) => s
             .f_flag
             .intersects(rfs::StatVfsMountFlags::RDONLY | rfs::StatVfsMountFlags::NOATIME),

@@ -230,10 +230,11 @@ impl Table {
         make: impl FnOnce() -> Backing,
     ) -> Arc<Node> {
         let mut keys = self.keys.lock().expect("the key lock is never poisoned");
-        if let Some(n) = self.known(&keys, &key) {
+        let stable = self.stable_id(&key);
+        if let Some(n) = self.known(&keys, &key, stable) {
             return n;
         }
-        let id = match self.stable_id(&key) {
+        let id = match stable {
             // (Unless a node of an earlier inode of that number lives on.)
             Some(id) if self.get(id).is_none() => id,
             _ => self.next.fetch_add(1, Ordering::SeqCst),
@@ -253,7 +254,7 @@ impl Table {
                 .or_default()
                 .push(id);
         }
-        if !self.direct(&key, id) {
+        if stable != Some(id) {
             keys.insert(key.clone(), id);
         }
         self.nodes
@@ -268,22 +269,19 @@ impl Table {
     /// branches) that an existing node already has.
     pub fn existing(&self, key: &Key) -> Option<Arc<Node>> {
         let keys = self.keys.lock().expect("the key lock is never poisoned");
-        self.known(&keys, key)
+        self.known(&keys, key, self.stable_id(key))
     }
 
-    fn known(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
-        let n = self.find(keys, key)?;
+    fn known(&self, keys: &HashMap<Key, u64>, key: &Key, stable: Option<u64>) -> Option<Arc<Node>> {
+        let n = self.find(keys, key, stable)?;
         n.lookups.fetch_add(1, Ordering::SeqCst);
         Some(n)
     }
 
-    /// Whether the node `id` of `key` is found by its key's stable number.
-    fn direct(&self, key: &Key, id: u64) -> bool {
-        self.stable_id(key) == Some(id)
-    }
-
-    fn find(&self, keys: &HashMap<Key, u64>, key: &Key) -> Option<Arc<Node>> {
-        if let Some(id) = self.stable_id(key) {
+    /// The node of `key`: under its stable number `stable` (see
+    /// [`Table::stable_id`]), or else by `keys`.
+    fn find(&self, keys: &HashMap<Key, u64>, key: &Key, stable: Option<u64>) -> Option<Arc<Node>> {
+        if let Some(id) = stable {
             let nodes = self.nodes.read().expect("the table lock is never poisoned");
             if let Some((n, k)) = nodes.get(&id) {
                 if k == key {
@@ -297,7 +295,7 @@ impl Table {
     /// The node for `key`, without counting a lookup.
     pub fn peek(&self, key: &Key) -> Option<Arc<Node>> {
         let keys = self.keys.lock().expect("the key lock is never poisoned");
-        self.find(&keys, key)
+        self.find(&keys, key, self.stable_id(key))
     }
 
     /// The key a node was made under.
@@ -375,13 +373,9 @@ impl Table {
         if keys.get(old) == Some(&id) {
             keys.remove(old);
         }
-        *old = key.clone();
-        // (Found again under the same number once the kernel forgets it.)
+        // (Its stable number from now on: found by it, and found again
+        // under it once the kernel forgets it.)
         self.kept.lock().expect("never poisoned").insert(key.clone(), id);
-        if !self.direct(&key, id) {
-            if let Some(other) = keys.insert(key.clone(), id).filter(|&o| o != id) {
-                log::warn!("node {id} takes key {key:?} from node {other}: one inode, two nodes");
-            }
-        }
+        *old = key;
     }
 }

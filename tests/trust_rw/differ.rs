@@ -249,7 +249,11 @@ fn split_links(a: &Tree, b: &Tree, native: &Path, view: &Path) -> String {
         if e.link_group == other {
             continue;
         }
-        for p in [Some(path.clone()), e.link_group.clone(), other].into_iter().flatten() {
+        let names: std::collections::BTreeSet<std::path::PathBuf> = [Some(path.clone()), e.link_group.clone(), other]
+            .into_iter()
+            .flatten()
+            .collect();
+        for p in names {
             out += &format!(
                 "\n  {}: native {}, view {}",
                 p.display(),
