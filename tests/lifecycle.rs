@@ -701,6 +701,13 @@ fn every_command_calls_a_dead_view_dead_and_names_the_recovery() {
     let pid = rustix::process::Pid::from_raw(view.pid).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     wait_gone(view.pid);
+    // (The leader thread shows as ended while the other serving threads
+    // may still answer a last request: the view is dead once the kernel
+    // says so.)
+    let dead = wait_for(PROMPT, || {
+        matches!(rustix::fs::statfs(&fx.root), Err(rustix::io::Errno::NOTCONN)).then_some(())
+    });
+    assert!(dead.is_some(), "the killed view still answers statfs");
     let recovery = format!("umount -l {}", fx.root.display());
     for command in ["plan", "status", "verify", "migrate", "rollback"] {
         let r = run([os(command), fx.root.as_os_str()]);
